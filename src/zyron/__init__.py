@@ -1,0 +1,3 @@
+"""Zyron: a self-hostable backend for AI chat products."""
+
+__version__ = "0.1.0"

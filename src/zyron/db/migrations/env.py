@@ -1,0 +1,23 @@
+"""Alembic environment: runs on the connection Zyron hands over (see zyron.db.migrate)."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy.engine import Connection
+
+from zyron.db.models import Base
+
+config = context.config
+connection: Connection | None = config.attributes.get("connection")
+
+if connection is None:
+    raise RuntimeError("run migrations with `zyron migrate`, which provides the connection")
+
+context.configure(
+    connection=connection,
+    target_metadata=Base.metadata,
+    # SQLite cannot ALTER most things; batch mode recreates tables when a migration needs it.
+    render_as_batch=connection.dialect.name == "sqlite",
+)
+with context.begin_transaction():
+    context.run_migrations()

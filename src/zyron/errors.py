@@ -1,0 +1,212 @@
+"""Domain exceptions carry their status; one set of handlers renders every error as JSON."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("zyron.errors")
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response."""
+
+    error: str
+    detail: str
+
+
+class ZyronError(Exception):
+    """Base of every error the API answers with; subclasses fix the status and code."""
+
+    status_code: int = 400
+    code: str = "bad_request"
+    default_detail: str = "The request cannot be served."
+
+    def __init__(self, detail: str | None = None, *, headers: dict[str, str] | None = None):
+        self.detail = detail or self.default_detail
+        self.headers = headers or {}
+        super().__init__(self.detail)
+
+
+class NotAuthenticated(ZyronError):
+    """No valid credentials where they are required."""
+
+    status_code = 401
+    code = "not_authenticated"
+    default_detail = "Sign in and send the access token as 'Authorization: Bearer <token>'."
+
+    def __init__(self, detail: str | None = None, *, headers: dict[str, str] | None = None):
+        super().__init__(detail, headers={"WWW-Authenticate": "Bearer", **(headers or {})})
+
+
+class InvalidToken(NotAuthenticated):
+    """A bearer token was sent but cannot be accepted."""
+
+    code = "invalid_token"
+    default_detail = "The access token is invalid or expired."
+
+    def __init__(self, detail: str | None = None):
+        super().__init__(detail, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
+class InvalidCredentials(NotAuthenticated):
+    """Email and password do not match an account."""
+
+    code = "invalid_credentials"
+    default_detail = "The email or password is incorrect."
+
+
+class InvalidRefreshToken(NotAuthenticated):
+    """The refresh token is unknown, expired, revoked or was already used."""
+
+    code = "invalid_refresh_token"
+    default_detail = "The refresh token is invalid, expired or already used; sign in again."
+
+
+class NotFound(ZyronError):
+    """The resource does not exist or belongs to someone else."""
+
+    status_code = 404
+    code = "not_found"
+    default_detail = "Not found."
+
+
+class EmailTaken(ZyronError):
+    """Signup with an email that already has an account."""
+
+    status_code = 409
+    code = "email_taken"
+    default_detail = "An account with this email already exists; sign in instead."
+
+
+class InvalidInput(ZyronError):
+    """A request body that is well formed but not acceptable."""
+
+    status_code = 422
+    code = "invalid_request"
+
+
+class PayloadTooLarge(ZyronError):
+    """The request body exceeds the configured cap."""
+
+    status_code = 413
+    code = "payload_too_large"
+
+
+class NoProvider(ZyronError):
+    """No model provider is configured."""
+
+    status_code = 503
+    code = "no_provider"
+    default_detail = (
+        "No model provider is configured: set ANTHROPIC_API_KEY (and ANTHROPIC_BASE_URL for an "
+        "Anthropic-compatible endpoint) and restart the server."
+    )
+
+
+class UpstreamError(ZyronError):
+    """The model provider failed; `code` is one of the upstream_* codes."""
+
+    status_code = 502
+    code = "upstream_unavailable"
+
+    def __init__(
+        self,
+        code: str,
+        detail: str,
+        *,
+        status_code: int,
+        retryable: bool,
+        retry_after: str | None = None,
+    ):
+        headers = {"Retry-After": retry_after} if retry_after else None
+        super().__init__(detail, headers=headers)
+        self.code = code
+        self.status_code = status_code
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+HTTP_CODES: dict[int, str] = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+    503: "unavailable",
+}
+
+
+def error_response(
+    status: int, code: str, detail: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """Render the one error shape."""
+    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+
+
+def _describe_validation(errors: list[dict[str, Any]]) -> tuple[str, str]:
+    """Name the first offending field in a sentence, and pick the error code."""
+    if any(err.get("type") == "json_invalid" for err in errors):
+        return "invalid_json", "The request body is not valid JSON."
+    parts = []
+    for err in errors[:5]:
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
+        where = ".".join(loc) or "body"
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "validation_error", "; ".join(parts)
+
+
+async def _zyron_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ZyronError)
+    return error_response(exc.status_code, exc.code, exc.detail, exc.headers)
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    code, detail = _describe_validation(list(exc.errors()))
+    return error_response(422, code, detail)
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = HTTP_CODES.get(exc.status_code, "error")
+    detail = exc.detail if isinstance(exc.detail, str) else "The request cannot be served."
+    return error_response(exc.status_code, code, detail, dict(exc.headers or {}))
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    # The trace goes to the log (never to the client); the path has no query string.
+    log.error(
+        "unhandled error",
+        exc_info=exc,
+        extra={"method": request.method, "path": request.url.path},
+    )
+    return error_response(500, "internal_error", "An unexpected error occurred; it was logged.")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers that turn every failure into the JSON error shape."""
+    app.add_exception_handler(ZyronError, _zyron_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+
+
+def error_responses(*errors: type[ZyronError]) -> dict[int | str, dict[str, Any]]:
+    """Describe the error responses of a route for OpenAPI."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for err in errors:
+        entry = out.setdefault(err.status_code, {"model": ErrorBody, "description": ""})
+        sep = "; " if entry["description"] else ""
+        entry["description"] += f"{sep}`{err.code}`: {err.default_detail}"
+    return out

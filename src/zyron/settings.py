@@ -1,0 +1,136 @@
+"""Configuration from the environment or `.env`, with the seed backend's variable names."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_CLAUDE_MODEL = "claude-sonnet-5"
+
+# Values copied from tutorials and .env examples; a server signing tokens with one of these
+# would accept tokens anyone can forge.
+PLACEHOLDER_SECRETS = frozenset(
+    {
+        "",
+        "changeme",
+        "change-me",
+        "secret",
+        "your-secret-key",
+        "your_secret_key",
+        "super-secret",
+        "supersecret",
+        "replace-me",
+        "your-super-secret-jwt-token-with-at-least-32-characters-long",
+    }
+)
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot be used; the message says what to change."""
+
+
+class Settings(BaseSettings):
+    """Every setting Zyron reads, with its default."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    environment: Literal["development", "production", "test"] = Field(
+        default="development", alias="ZYRON_ENV"
+    )
+    data_dir: Path = Field(default=Path("data"), alias="ZYRON_DATA_DIR")
+    database_url: str | None = Field(default=None, alias="DATABASE_URL")
+    host: str = Field(default="127.0.0.1", alias="HOST")
+    port: int = Field(default=8000, alias="PORT", ge=1, le=65535)
+    log_level: str = Field(default="info", alias="LOG_LEVEL")
+
+    secret_key: SecretStr | None = Field(default=None, alias="SECRET_KEY")
+    access_token_ttl_seconds: int = Field(default=900, alias="ACCESS_TOKEN_TTL_SECONDS", ge=30)
+    refresh_token_ttl_seconds: int = Field(
+        default=30 * 24 * 3600, alias="REFRESH_TOKEN_TTL_SECONDS", ge=60
+    )
+    token_issuer: str = Field(default="zyron", alias="TOKEN_ISSUER")
+    jwt_leeway_seconds: int = Field(default=30, alias="JWT_LEEWAY_SECONDS", ge=0, le=300)
+
+    supabase_url: str | None = Field(default=None, alias="SUPABASE_URL")
+    supabase_jwt_secret: SecretStr | None = Field(default=None, alias="SUPABASE_JWT_SECRET")
+    # Accepted so an existing .env still loads; the server never needs them.
+    supabase_anon_key: SecretStr | None = Field(default=None, alias="SUPABASE_ANON_KEY")
+    supabase_service_role_key: SecretStr | None = Field(
+        default=None, alias="SUPABASE_SERVICE_ROLE_KEY"
+    )
+    jwks_cache_seconds: int = Field(default=600, alias="JWKS_CACHE_SECONDS", ge=0)
+    jwks_min_refetch_seconds: float = Field(default=60.0, alias="JWKS_MIN_REFETCH_SECONDS", ge=0)
+
+    anthropic_api_key: SecretStr | None = Field(default=None, alias="ANTHROPIC_API_KEY")
+    anthropic_base_url: str | None = Field(default=None, alias="ANTHROPIC_BASE_URL")
+    default_model: str | None = Field(default=None, alias="DEFAULT_MODEL")
+    max_tokens: int = Field(default=4096, alias="MAX_TOKENS", ge=1)
+    upstream_max_retries: int = Field(default=2, alias="UPSTREAM_MAX_RETRIES", ge=0, le=10)
+    upstream_timeout_seconds: float = Field(default=600.0, alias="UPSTREAM_TIMEOUT_SECONDS", gt=0)
+
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default=["http://localhost:3000", "http://localhost:5173"], alias="ALLOWED_ORIGINS"
+    )
+    redis_url: str | None = Field(default=None, alias="REDIS_URL")
+    rate_limit_enabled: bool = Field(default=True, alias="RATE_LIMIT_ENABLED")
+
+    max_body_bytes: int = Field(default=1_000_000, alias="MAX_BODY_BYTES", ge=1024)
+    max_message_chars: int = Field(default=100_000, alias="MAX_MESSAGE_CHARS", ge=1)
+    max_history_messages: int = Field(default=200, alias="MAX_HISTORY_MESSAGES", ge=0)
+    stream_ping_seconds: float = Field(default=15.0, alias="STREAM_PING_SECONDS", gt=0)
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        """Return the database URL, defaulting to a SQLite file in the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'zyron.db').resolve()}"
+
+    @cached_property
+    def model(self) -> str:
+        """Return the model used when neither the request nor the session names one."""
+        return self.default_model or DEFAULT_CLAUDE_MODEL
+
+    def signing_key(self) -> str:
+        """Return the built-in token key: configured, or generated once in the data directory."""
+        if self.secret_key is not None:
+            key = self.secret_key.get_secret_value()
+            if key.strip().lower() in PLACEHOLDER_SECRETS and self.environment == "production":
+                raise ConfigError(
+                    "SECRET_KEY is a known placeholder; set it to a long random value, "
+                    'e.g. python -c "import secrets; print(secrets.token_urlsafe(48))"'
+                )
+            if len(key) < 32 and self.environment == "production":
+                raise ConfigError("SECRET_KEY must be at least 32 characters in production")
+            return key
+        return _generated_secret(self.data_dir)
+
+
+def _generated_secret(data_dir: Path) -> str:
+    """Read the secret kept in the data directory, creating it on first start."""
+    path = data_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    # O_EXCL: if two workers start at once, the second reads the first one's key.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    return key
