@@ -89,7 +89,7 @@ class InvalidInput(ZyronError):
     """A request body that is well formed but not acceptable."""
 
     status_code = 422
-    code = "invalid_request"
+    code = "validation_error"
 
 
 class PayloadTooLarge(ZyronError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
+from typing import Any, ClassVar
 
 from sqlalchemy import CheckConstraint, ForeignKey, Index, MetaData, String, Text, Uuid
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -42,7 +43,7 @@ class Base(DeclarativeBase):
     """Declarative base with the naming convention and portable column types."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {datetime: UTCDateTime, uuid.UUID: Uuid}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime, uuid.UUID: Uuid}
 
 
 class User(Base):

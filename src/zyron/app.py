@@ -1,0 +1,164 @@
+"""create_app(settings): the FastAPI application with its lifespan, middleware and routers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from zyron import __version__
+from zyron.auth.jwks import JwksCache
+from zyron.auth.passwords import Passwords
+from zyron.auth.router import router as auth_router
+from zyron.auth.service import AuthService
+from zyron.auth.verify import TokenVerifier
+from zyron.chat.generation import Generations
+from zyron.chat.router import router as chat_router
+from zyron.db.engine import create_engine, create_sessionmaker
+from zyron.db.migrate import upgrade
+from zyron.errors import install_error_handlers
+from zyron.health import router as health_router
+from zyron.llm.anthropic import AnthropicProvider
+from zyron.llm.base import Provider
+from zyron.middleware import AccessLog, BodySizeLimit
+from zyron.sessions.router import router as sessions_router
+from zyron.settings import Settings
+from zyron.state import AppState
+
+log = logging.getLogger("zyron")
+
+SHUTDOWN_GRACE_SECONDS = 20.0
+
+DESCRIPTION = """Zyron streams Claude's replies over Server-Sent Events, saves every chat session
+and message, and authenticates users with its own accounts or Supabase Auth. Without an
+`Authorization` header, `POST /chat` runs in guest mode and saves nothing.
+
+Every error is JSON: `{"error": "<machine_code>", "detail": "<sentence>"}`."""
+
+
+def build_provider(settings: Settings) -> Provider | None:
+    """Create the model provider that the configuration asks for, if any."""
+    if settings.anthropic_api_key is None:
+        return None
+    return AnthropicProvider(
+        api_key=settings.anthropic_api_key.get_secret_value(),
+        base_url=settings.anthropic_base_url,
+        max_retries=settings.upstream_max_retries,
+        timeout_seconds=settings.upstream_timeout_seconds,
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the application; the database is migrated when it starts."""
+    settings = settings or Settings()
+    signing_key = settings.signing_key()  # fail now, not at the first login, if it is unusable
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.resolved_database_url)
+        await upgrade(engine)
+        http = httpx.AsyncClient(follow_redirects=False)
+        jwks = None
+        if settings.supabase_url:
+            jwks = JwksCache(
+                f"{settings.supabase_url.rstrip('/')}/auth/v1/.well-known/jwks.json",
+                http,
+                ttl_seconds=settings.jwks_cache_seconds,
+                min_refetch_seconds=settings.jwks_min_refetch_seconds,
+            )
+        secret = settings.supabase_jwt_secret
+        state = AppState(
+            settings=settings,
+            engine=engine,
+            sessionmaker=create_sessionmaker(engine),
+            http=http,
+            verifier=TokenVerifier(
+                builtin_key=signing_key,
+                builtin_issuer=settings.token_issuer,
+                supabase_url=settings.supabase_url,
+                supabase_secret=secret.get_secret_value() if secret else None,
+                jwks=jwks,
+                leeway_seconds=settings.jwt_leeway_seconds,
+            ),
+            passwords=Passwords(),
+            provider=build_provider(settings),
+            generations=Generations(),
+        )
+        app.state.zyron = state
+        app.state.auth_service = AuthService(settings, state.passwords, signing_key)
+        log.info(
+            "started",
+            extra={
+                "database": engine.dialect.name,
+                "provider": state.provider.name if state.provider else None,
+                "supabase": bool(settings.supabase_url or secret),
+            },
+        )
+        if state.provider is None:
+            log.warning("no model provider: set ANTHROPIC_API_KEY to enable /chat")
+        try:
+            yield
+        finally:
+            await state.generations.shutdown(SHUTDOWN_GRACE_SECONDS)
+            if state.provider is not None:
+                await state.provider.aclose()
+            await http.aclose()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Zyron",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.allowed_origins,
+        allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "Idempotency-Key"],
+        max_age=600,
+    )
+    app.add_middleware(AccessLog)
+    for router in (health_router, auth_router, sessions_router, chat_router):
+        app.include_router(router)
+    _use_error_body_for_422(app)
+    return app
+
+
+def _use_error_body_for_422(app: FastAPI) -> None:
+    """Document 422s with the error shape the handlers really send, not FastAPI's default."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = original()
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                response = operation.get("responses", {}).get("422")
+                if response:
+                    response["description"] = "`validation_error` or `invalid_json`"
+                    response["content"] = {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}
+                    }
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+        schemas.setdefault("ErrorBody", _error_body_schema())
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _error_body_schema() -> dict[str, Any]:
+    from zyron.errors import ErrorBody
+
+    return ErrorBody.model_json_schema()

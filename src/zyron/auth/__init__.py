@@ -1,0 +1,1 @@
+"""Authentication: built-in accounts and Supabase Auth tokens."""

@@ -1,0 +1,82 @@
+"""The /auth routes: signup, login, refresh, logout, me."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response, status
+
+from zyron.auth.deps import CurrentUser
+from zyron.auth.repository import user_by_id
+from zyron.auth.schemas import LoginRequest, RefreshRequest, SignupRequest, TokenPair, UserRead
+from zyron.auth.service import AuthService, RefreshReused
+from zyron.db.deps import DbSession
+from zyron.db.unit_of_work import unit_of_work
+from zyron.errors import (
+    EmailTaken,
+    InvalidCredentials,
+    InvalidRefreshToken,
+    InvalidToken,
+    NotAuthenticated,
+    error_responses,
+)
+from zyron.state import get_state
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+
+def _service(request: Request) -> AuthService:
+    service: AuthService = request.app.state.auth_service
+    return service
+
+
+Service = Annotated[AuthService, Depends(_service)]
+
+
+@router.post(
+    "/signup",
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(EmailTaken),
+)
+async def signup(body: SignupRequest, db: DbSession, service: Service) -> TokenPair:
+    """Create an account with email and password; returns tokens for it."""
+    return await service.signup(db, body.email, body.password)
+
+
+@router.post("/login", responses=error_responses(InvalidCredentials))
+async def login(body: LoginRequest, db: DbSession, service: Service) -> TokenPair:
+    """Sign in with email and password."""
+    return await service.login(db, body.email, body.password)
+
+
+@router.post("/refresh", responses=error_responses(InvalidRefreshToken))
+async def refresh(body: RefreshRequest, request: Request, service: Service) -> TokenPair:
+    """Exchange a refresh token for a new pair; the old refresh token stops working."""
+    # Its own transaction: revoking a reused token's family must commit although we answer 401.
+    async with unit_of_work(get_state(request).sessionmaker) as db:
+        outcome = await service.refresh(db, body.refresh_token)
+    if outcome is None or isinstance(outcome, RefreshReused):
+        raise InvalidRefreshToken()
+    return outcome
+
+
+@router.post(
+    "/logout",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(NotAuthenticated, InvalidToken),
+)
+async def logout(principal: CurrentUser, db: DbSession, service: Service) -> Response:
+    """End this login session: its refresh tokens stop working."""
+    family = principal.session_id
+    if principal.issuer == "zyron" and family is not None:
+        await service.logout(db, principal.user_id, family)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/me", responses=error_responses(NotAuthenticated, InvalidToken))
+async def me(principal: CurrentUser, db: DbSession) -> UserRead:
+    """Return the signed-in user."""
+    user = await user_by_id(db, principal.user_id)
+    if user is None:
+        raise NotAuthenticated("The account behind this token no longer exists.")
+    return UserRead.model_validate(user)

@@ -1,0 +1,60 @@
+"""Request and response bodies of the /auth routes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+
+
+class SignupRequest(BaseModel):
+    """A new account's email and password."""
+
+    email: EmailStr = Field(max_length=320)
+    password: str = Field(min_length=8, max_length=1024)
+
+    @field_validator("email")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return value.lower()
+
+
+class LoginRequest(BaseModel):
+    """An existing account's email and password."""
+
+    email: EmailStr = Field(max_length=320)
+    password: str = Field(min_length=1, max_length=1024)
+
+    @field_validator("email")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return value.lower()
+
+
+class RefreshRequest(BaseModel):
+    """A refresh token to exchange for a new pair."""
+
+    refresh_token: str = Field(min_length=1, max_length=512)
+
+
+class UserRead(BaseModel):
+    """A user as the API shows it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    email: str | None
+    display_name: str | None
+    created_at: datetime
+
+
+class TokenPair(BaseModel):
+    """Tokens returned by signup, login and refresh."""
+
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105  # not a secret
+    expires_in: int = Field(description="Seconds until the access token expires.")
+    user: UserRead

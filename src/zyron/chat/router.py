@@ -1,0 +1,207 @@
+"""POST /chat: save the user's message, start the reply, stream it over SSE or return it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+
+from zyron.auth.deps import OptionalUser
+from zyron.auth.principal import Principal
+from zyron.chat.context import build_prompt, stored_turns
+from zyron.chat.generation import Generation, PromptRequest, ReplyTarget
+from zyron.chat.schemas import ChatMessage, ChatRequest, ChatResponse
+from zyron.db.unit_of_work import unit_of_work
+from zyron.errors import (
+    InvalidInput,
+    InvalidToken,
+    NoProvider,
+    NotAuthenticated,
+    NotFound,
+    error_responses,
+)
+from zyron.sessions import repository as repo
+from zyron.sessions.router import DEFAULT_TITLE
+from zyron.sessions.schemas import Usage
+from zyron.settings import Settings
+from zyron.state import AppState, get_state
+
+router = APIRouter(tags=["chat"])
+
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+_STREAM_DOC = """Server-sent events, each with an `id:`:
+`session` (ids, `saved`), many `delta` (`text`), then `done` (`message_id`, `stop_reason`,
+`usage`) or `error` (`error`, `detail`, `retryable`); `: ping` comments while idle."""
+
+
+@router.post(
+    "/chat",
+    response_model=ChatResponse,
+    responses={
+        200: {
+            "description": "`stream: false`: the reply as JSON. Otherwise an event stream.",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+        **error_responses(NotAuthenticated, InvalidToken, NotFound, InvalidInput, NoProvider),
+        502: {"description": "`upstream_*`: the model provider failed (stream: false)."},
+    },
+    openapi_extra={"x-stream-events": _STREAM_DOC},
+)
+async def chat(body: ChatRequest, request: Request, principal: OptionalUser) -> Any:
+    """Send a message and get the model's reply, streamed (default) or as JSON.
+
+    With a bearer token the exchange is saved in a session (created when `session_id` is
+    absent). Without an Authorization header the caller is a guest: nothing is saved and
+    earlier turns come from `history`. A token that is present but invalid is a 401.
+    """
+    state = get_state(request)
+    settings = state.settings
+    _check_limits(body, settings)
+    if state.provider is None:
+        raise NoProvider()
+    max_tokens = body.max_tokens or settings.max_tokens
+
+    if principal is None:
+        generation, prompt, target = _guest(body, settings, max_tokens)
+    else:
+        generation, prompt, target = await _signed_in(body, principal, state, max_tokens)
+
+    state.generations.start(
+        generation,
+        provider=state.provider,
+        prompt=prompt,
+        target=target,
+        sessionmaker=state.sessionmaker,
+    )
+    if body.stream:
+        return StreamingResponse(
+            _sse(generation, settings.stream_ping_seconds),
+            media_type="text/event-stream",
+            headers=STREAM_HEADERS,
+        )
+    return await _json_reply(generation, target)
+
+
+def _check_limits(body: ChatRequest, settings: Settings) -> None:
+    """Refuse requests over the configured caps, naming the field."""
+    if len(body.message) > settings.max_message_chars:
+        raise InvalidInput(f"message: at most {settings.max_message_chars} characters")
+    if body.max_tokens is not None and body.max_tokens > settings.max_tokens:
+        raise InvalidInput(f"max_tokens: at most {settings.max_tokens}")
+    history = body.history or []
+    if len(history) > settings.max_history_messages:
+        raise InvalidInput(f"history: at most {settings.max_history_messages} turns")
+    for index, turn in enumerate(history):
+        if len(turn.content) > settings.max_message_chars:
+            raise InvalidInput(
+                f"history.{index}.content: at most {settings.max_message_chars} characters"
+            )
+
+
+def _guest(
+    body: ChatRequest, settings: Settings, max_tokens: int
+) -> tuple[Generation, PromptRequest, None]:
+    """Prepare a guest's reply: nothing is written anywhere."""
+    if body.session_id is not None:
+        raise NotAuthenticated(
+            "Sign in to continue a saved session; guests send earlier turns in `history`."
+        )
+    turns = [(turn.role, turn.content) for turn in body.history or []]
+    prompt = PromptRequest(
+        model=body.model or settings.model,
+        system=body.system,
+        messages=build_prompt(turns, body.message),
+        max_tokens=max_tokens,
+    )
+    generation = Generation(key=uuid.uuid4())
+    generation.publish(
+        "session",
+        {
+            "session_id": None,
+            "user_message_id": None,
+            "assistant_message_id": None,
+            "saved": False,
+        },
+    )
+    return generation, prompt, None
+
+
+async def _signed_in(
+    body: ChatRequest, principal: Principal, state: AppState, max_tokens: int
+) -> tuple[Generation, PromptRequest, ReplyTarget]:
+    """Save the user's message and a placeholder reply, committed before the model is called."""
+    settings = state.settings
+    async with unit_of_work(state.sessionmaker) as db:
+        if body.session_id is not None:
+            chat = await repo.owned_session(db, principal.user_id, body.session_id)
+            if chat is None:
+                raise NotFound("No such session.")
+            earlier = await repo.list_messages(
+                db, principal.user_id, chat.id, limit=settings.max_history_messages
+            )
+        else:
+            chat = await repo.add_session(
+                db, principal.user_id, title=body.title or DEFAULT_TITLE, model=body.model
+            )
+            earlier = []
+        model = body.model or chat.model or settings.model
+        user_message, reply = await repo.add_exchange(
+            db,
+            chat,
+            text=body.message,
+            model=model,
+            parent_id=earlier[-1].id if earlier else None,
+        )
+    prompt = PromptRequest(
+        model=model,
+        system=body.system or chat.system_prompt,
+        messages=build_prompt(stored_turns(earlier), body.message),
+        max_tokens=max_tokens,
+    )
+    generation = Generation(key=reply.id, created_at=reply.created_at)
+    generation.publish(
+        "session",
+        {
+            "session_id": str(chat.id),
+            "user_message_id": str(user_message.id),
+            "assistant_message_id": str(reply.id),
+            "saved": True,
+        },
+    )
+    target = ReplyTarget(user_id=principal.user_id, session_id=chat.id, message_id=reply.id)
+    return generation, prompt, target
+
+
+async def _sse(generation: Generation, ping_seconds: float) -> AsyncIterator[bytes]:
+    """Follow the reply's events; a disconnect stops following, not the reply."""
+    async for event in generation.follow(idle=ping_seconds):
+        yield b": ping\n\n" if event is None else event.encode()
+
+
+async def _json_reply(generation: Generation, target: ReplyTarget | None) -> ChatResponse:
+    """Wait for the reply and answer with it, or with the upstream error."""
+    outcome = await generation.wait()
+    if outcome.error is not None:
+        raise outcome.error
+    session = generation.events[0].data
+    usage = Usage(input_tokens=outcome.input_tokens, output_tokens=outcome.output_tokens)
+    return ChatResponse(
+        session_id=target.session_id if target else None,
+        user_message_id=uuid.UUID(session["user_message_id"]) if target else None,
+        saved=target is not None,
+        message=ChatMessage(
+            id=target.message_id if target else None,
+            session_id=target.session_id if target else None,
+            content=outcome.content,
+            status=outcome.status,
+            model=outcome.model,
+            stop_reason=outcome.stop_reason,
+            usage=usage,
+            created_at=generation.created_at,
+        ),
+        usage=usage,
+    )

@@ -1,0 +1,69 @@
+"""The `zyron` command: serve, migrate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from zyron.logging import configure_logging
+from zyron.settings import ConfigError, Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line."""
+    parser = argparse.ArgumentParser(prog="zyron", description="Zyron chat backend")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the HTTP server")
+    serve.add_argument("--host", help="listen address (default: HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (default: PORT or 8000)")
+    serve.add_argument("--reload", action="store_true", help="restart on code changes (dev)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes")
+    commands.add_parser("migrate", help="apply database migrations and exit")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = Settings()
+        configure_logging(settings.log_level)
+        if args.command == "serve":
+            return _serve(settings, args.host, args.port, args.reload, args.workers)
+        return _migrate(settings)
+    except ConfigError as exc:
+        print(f"zyron: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _serve(
+    settings: Settings, host: str | None, port: int | None, reload: bool, workers: int
+) -> int:
+    import uvicorn
+
+    settings.signing_key()  # create the data directory's secret once, before any worker starts
+    uvicorn.run(
+        "zyron.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        reload=reload,
+        workers=None if reload else workers,
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+    )
+    return 0
+
+
+def _migrate(settings: Settings) -> int:
+    from zyron.db.engine import create_engine
+    from zyron.db.migrate import upgrade
+
+    async def run() -> None:
+        engine = create_engine(settings.resolved_database_url)
+        try:
+            await upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+    print("database is at the newest schema", file=sys.stderr)
+    return 0

@@ -1,0 +1,180 @@
+"""Claude through the official Anthropic SDK, streaming."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import anthropic
+import httpx2
+from anthropic import AsyncAnthropic
+from anthropic.types import AssistantMessageParam, MessageParam, UserMessageParam
+
+from zyron.errors import UpstreamError
+from zyron.llm.base import Finished, PromptMessage, ProviderEvent, TextDelta
+
+# The error type in Anthropic's error body, for errors that arrive inside a 200 stream.
+_BODY_TYPES = {
+    "overloaded_error": 529,
+    "rate_limit_error": 429,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "invalid_request_error": 400,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "api_error": 500,
+}
+
+
+class AnthropicProvider:
+    """Stream replies from the Messages API."""
+
+    name = "anthropic"
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str | None,
+        max_retries: int,
+        timeout_seconds: float,
+    ) -> None:
+        # base_url None lets the SDK read ANTHROPIC_BASE_URL itself, as it documents.
+        self._client = AsyncAnthropic(
+            api_key=api_key, base_url=base_url, max_retries=max_retries, timeout=timeout_seconds
+        )
+
+    async def stream(
+        self,
+        *,
+        model: str,
+        system: str | None,
+        messages: Sequence[PromptMessage],
+        max_tokens: int,
+    ) -> AsyncIterator[ProviderEvent]:
+        """Yield text deltas as they arrive, then Finished with usage and stop reason."""
+        extra: dict[str, Any] = {"system": system} if system else {}
+        try:
+            async with self._client.messages.stream(
+                model=model,
+                max_tokens=max_tokens,
+                messages=[_message_param(m) for m in messages],
+                **extra,
+            ) as stream:
+                async for event in stream:
+                    if event.type == "text" and event.text:
+                        yield TextDelta(event.text)
+                final = await stream.get_final_message()
+        except anthropic.APIError as exc:
+            raise upstream_error(exc) from exc
+        except httpx2.TimeoutException as exc:
+            # Failures while reading the stream reach us from the SDK's HTTP client, unwrapped.
+            raise UpstreamError(
+                "upstream_unavailable",
+                "The model provider stopped sending before the reply was complete.",
+                status_code=504,
+                retryable=True,
+            ) from exc
+        except httpx2.HTTPError as exc:
+            raise UpstreamError(
+                "upstream_unavailable",
+                "The model provider closed the connection before the reply was complete.",
+                status_code=502,
+                retryable=True,
+            ) from exc
+        yield Finished(
+            stop_reason=final.stop_reason,
+            input_tokens=final.usage.input_tokens,
+            output_tokens=final.usage.output_tokens,
+            model=final.model or model,
+        )
+
+    async def aclose(self) -> None:
+        """Close the SDK's connection pool."""
+        await self._client.close()
+
+
+def upstream_error(exc: anthropic.APIError) -> UpstreamError:
+    """Map an SDK error to Zyron's upstream_* error, without echoing secrets."""
+    if isinstance(exc, anthropic.APITimeoutError):
+        return UpstreamError(
+            "upstream_unavailable",
+            "The model provider timed out.",
+            status_code=504,
+            retryable=True,
+        )
+    if isinstance(exc, anthropic.APIConnectionError):
+        return UpstreamError(
+            "upstream_unavailable",
+            "The model provider could not be reached or closed the connection.",
+            status_code=502,
+            retryable=True,
+        )
+    status = exc.status_code if isinstance(exc, anthropic.APIStatusError) else 500
+    body_type = _error_type(exc.body)
+    if status == 200 and body_type:  # an `error` event inside the stream
+        status = _BODY_TYPES.get(body_type, 500)
+    retry_after = None
+    if isinstance(exc, anthropic.APIStatusError):
+        retry_after = exc.response.headers.get("retry-after")
+    message = _error_message(exc.body)
+    if status == 529 or body_type == "overloaded_error":
+        return UpstreamError(
+            "upstream_overloaded",
+            f"The model provider is overloaded; try again shortly. ({message})",
+            status_code=503,
+            retryable=True,
+            retry_after=retry_after,
+        )
+    if status == 429:
+        return UpstreamError(
+            "upstream_rate_limited",
+            f"The model provider is rate limiting this server; try again later. ({message})",
+            status_code=429,
+            retryable=True,
+            retry_after=retry_after,
+        )
+    if status in (401, 403):
+        return UpstreamError(
+            "upstream_auth",
+            "The model provider rejected this server's API key; the operator must fix "
+            "ANTHROPIC_API_KEY.",
+            status_code=502,
+            retryable=False,
+        )
+    if 400 <= status < 500:
+        return UpstreamError(
+            "upstream_bad_request",
+            f"The model provider rejected the request: {message}",
+            status_code=400,
+            retryable=False,
+        )
+    return UpstreamError(
+        "upstream_unavailable",
+        f"The model provider failed ({status}); try again shortly.",
+        status_code=502,
+        retryable=True,
+        retry_after=retry_after,
+    )
+
+
+def _message_param(message: PromptMessage) -> MessageParam:
+    if message["role"] == "assistant":
+        return AssistantMessageParam(role="assistant", content=message["content"])
+    return UserMessageParam(role="user", content=message["content"])
+
+
+def _error_type(body: object) -> str | None:
+    if isinstance(body, dict):
+        inner = body.get("error")
+        if isinstance(inner, dict) and isinstance(inner.get("type"), str):
+            return str(inner["type"])
+    return None
+
+
+def _error_message(body: object) -> str:
+    if isinstance(body, dict):
+        inner = body.get("error")
+        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
+            return str(inner["message"])[:300]
+    return "no details"

@@ -1,0 +1,90 @@
+"""The /sessions routes: create, list, read, update, delete, and list messages."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+
+from zyron.auth.deps import CurrentUser
+from zyron.db.deps import DbSession
+from zyron.errors import InvalidToken, NotAuthenticated, NotFound, error_responses
+from zyron.sessions import repository as repo
+from zyron.sessions.deps import OwnedSession
+from zyron.sessions.schemas import MessageRead, SessionCreate, SessionRead, SessionUpdate
+
+DEFAULT_TITLE = "New chat"
+
+router = APIRouter(
+    prefix="/sessions",
+    tags=["sessions"],
+    responses=error_responses(NotAuthenticated, InvalidToken),
+)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create_session(body: SessionCreate, principal: CurrentUser, db: DbSession) -> SessionRead:
+    """Create an empty chat session."""
+    chat = await repo.add_session(
+        db,
+        principal.user_id,
+        title=body.title or DEFAULT_TITLE,
+        model=body.model,
+        system_prompt=body.system_prompt,
+    )
+    return SessionRead.model_validate(chat)
+
+
+@router.get("")
+async def list_sessions(
+    principal: CurrentUser,
+    db: DbSession,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> list[SessionRead]:
+    """List the caller's sessions, most recently active first."""
+    sessions = await repo.list_sessions(db, principal.user_id, limit)
+    return [SessionRead.model_validate(chat) for chat in sessions]
+
+
+@router.get("/{session_id}", responses=error_responses(NotFound))
+async def get_session(chat: OwnedSession) -> SessionRead:
+    """Return one session."""
+    return SessionRead.model_validate(chat)
+
+
+@router.patch("/{session_id}", responses=error_responses(NotFound))
+async def update_session(chat: OwnedSession, body: SessionUpdate, db: DbSession) -> SessionRead:
+    """Change the title, model or system prompt; fields left out stay as they are."""
+    await repo.update_session(db, chat, body.model_dump(exclude_unset=True))
+    return SessionRead.model_validate(chat)
+
+
+@router.delete(
+    "/{session_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(NotFound)
+)
+async def delete_session(chat: OwnedSession, db: DbSession) -> Response:
+    """Delete a session and all its messages."""
+    await repo.delete_session(db, chat)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/{session_id}/messages", responses=error_responses(NotFound))
+async def list_messages(
+    chat: OwnedSession,
+    db: DbSession,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    before: Annotated[
+        uuid.UUID | None,
+        Query(description="A message id: return the messages older than it (paging back)."),
+    ] = None,
+) -> list[MessageRead]:
+    """List the session's newest messages, oldest first."""
+    cutoff = None
+    if before is not None:
+        anchor = await repo.message_by_id(db, chat.user_id, before)
+        if anchor is None or anchor.session_id != chat.id:
+            raise NotFound("No such message in this session.")
+        cutoff = anchor.created_at
+    messages = await repo.list_messages(db, chat.user_id, chat.id, limit=limit, before=cutoff)
+    return [MessageRead.of(message) for message in messages]

@@ -1,0 +1,92 @@
+"""Request and response bodies of the /sessions routes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from zyron.db.models import Message
+
+
+class SessionBase(BaseModel):
+    """Fields shared by reads and writes of a session."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+class SessionCreate(SessionBase):
+    """A new session; everything optional."""
+
+    title: str | None = Field(default=None, min_length=1, max_length=200)
+    model: str | None = Field(default=None, min_length=1, max_length=200)
+    system_prompt: str | None = Field(default=None, max_length=100_000)
+
+
+class SessionUpdate(SessionBase):
+    """A partial update: only the fields sent change; null clears model and system_prompt."""
+
+    title: str | None = Field(default=None, min_length=1, max_length=200)
+    model: str | None = Field(default=None, min_length=1, max_length=200)
+    system_prompt: str | None = Field(default=None, max_length=100_000)
+
+    @model_validator(mode="after")
+    def _title_not_null(self) -> SessionUpdate:
+        if "title" in self.model_fields_set and self.title is None:
+            raise ValueError("title cannot be null")
+        return self
+
+
+class SessionRead(SessionBase):
+    """A session as the API shows it."""
+
+    id: uuid.UUID
+    title: str
+    model: str | None
+    system_prompt: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class Usage(BaseModel):
+    """Tokens the model read and wrote for a reply."""
+
+    input_tokens: int
+    output_tokens: int
+
+
+class MessageRead(BaseModel):
+    """A message as the API shows it."""
+
+    id: uuid.UUID
+    session_id: uuid.UUID
+    parent_id: uuid.UUID | None
+    role: str
+    content: str
+    status: str
+    model: str | None
+    stop_reason: str | None
+    usage: Usage | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, message: Message) -> MessageRead:
+        """Build from a row, folding the token columns into `usage`."""
+        usage = None
+        if message.input_tokens is not None or message.output_tokens is not None:
+            usage = Usage(
+                input_tokens=message.input_tokens or 0, output_tokens=message.output_tokens or 0
+            )
+        return cls(
+            id=message.id,
+            session_id=message.session_id,
+            parent_id=message.parent_id,
+            role=message.role,
+            content=message.content,
+            status=message.status,
+            model=message.model,
+            stop_reason=message.stop_reason,
+            usage=usage,
+            created_at=message.created_at,
+        )

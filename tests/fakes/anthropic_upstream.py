@@ -1,0 +1,464 @@
+"""Fake Anthropic Messages API: a real local HTTP server speaking the streaming protocol."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import socketserver
+import sys
+import threading
+import uuid
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+__all__ = [
+    "Drop",
+    "FakeAnthropic",
+    "HttpError",
+    "MidStreamError",
+    "RecordedRequest",
+    "Reply",
+    "TextReply",
+]
+
+# Bounds every blocking socket operation in the server so a stuck client can never hang a test.
+_SOCKET_TIMEOUT = 10.0
+_MESSAGES_PATH = "/v1/messages"
+_DEFAULT_INPUT_TOKENS = 12
+
+# Used when a stream-only failure is requested by a non-streaming call: the real API can only
+# report such failures as a plain HTTP error there.
+_STATUS_FOR_ERROR_TYPE: dict[str, int] = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "overloaded_error": 529,
+}
+
+
+@dataclass(frozen=True)
+class TextReply:
+    """A normal assistant reply, streamed as one text delta per chunk."""
+
+    chunks: Sequence[str] = ("Hello", ", ", "world", "!")
+    stop_reason: str = "end_turn"
+    input_tokens: int = _DEFAULT_INPUT_TOKENS
+    chunk_delay: float = 0.0
+    first_delay: float = 0.0
+
+
+@dataclass(frozen=True)
+class MidStreamError:
+    """Some text deltas followed by an SSE `event: error` and the end of the stream."""
+
+    chunks: Sequence[str] = ("Partial",)
+    error_type: str = "overloaded_error"
+    message: str = "Overloaded"
+
+
+@dataclass(frozen=True)
+class HttpError:
+    """A non-200 JSON error response sent instead of any stream."""
+
+    status: int
+    error_type: str
+    message: str = "error"
+    retry_after: str | None = None
+
+
+@dataclass(frozen=True)
+class Drop:
+    """Some text deltas, then the connection is closed without finishing the response."""
+
+    chunks: Sequence[str] = ("Partial",)
+
+
+Reply = TextReply | MidStreamError | HttpError | Drop
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request as received by the fake, recorded before it was answered."""
+
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+def _error_body(error_type: str, message: str) -> dict[str, Any]:
+    return {"type": "error", "error": {"type": error_type, "message": message}}
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:24]}"
+
+
+class _StoppedError(Exception):
+    """Raised inside a handler when the fake is stopped while the handler is waiting."""
+
+
+class _Server(ThreadingHTTPServer):
+    """ThreadingHTTPServer that knows its fake and can sever live connections on stop."""
+
+    daemon_threads = True
+    request_queue_size = 64
+
+    def __init__(self, fake: FakeAnthropic) -> None:
+        self.fake = fake
+        self._live: set[socket.socket] = set()
+        self._live_lock = threading.Lock()
+        super().__init__(("127.0.0.1", 0), _Handler)
+
+    def server_bind(self) -> None:
+        """Bind without HTTPServer's reverse-DNS lookup, which can stall on odd resolvers."""
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+
+    def track(self, conn: socket.socket) -> None:
+        """Remember a live client connection."""
+        with self._live_lock:
+            self._live.add(conn)
+
+    def untrack(self, conn: socket.socket) -> None:
+        """Forget a client connection once its handler is done."""
+        with self._live_lock:
+            self._live.discard(conn)
+
+    def sever_all(self) -> None:
+        """Shut down every live connection so blocked handlers and clients return promptly."""
+        with self._live_lock:
+            live = list(self._live)
+        for conn in live:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Stay quiet about clients that went away; report anything else."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError | _StoppedError):
+            return
+        super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Serves one connection; every response closes it so no handler idles on keep-alive."""
+
+    protocol_version = "HTTP/1.1"
+    timeout = _SOCKET_TIMEOUT
+
+    @property
+    def _server(self) -> _Server:
+        assert isinstance(self.server, _Server)
+        return self.server
+
+    def setup(self) -> None:
+        """Register the connection so stop() can sever it."""
+        super().setup()
+        self._server.track(self.connection)
+
+    def finish(self) -> None:
+        """Unregister the connection."""
+        try:
+            super().finish()
+        finally:
+            self._server.untrack(self.connection)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence the default per-request logging to stderr."""
+
+    def do_POST(self) -> None:
+        """Handle POST requests."""
+        self._dispatch()
+
+    def do_GET(self) -> None:
+        """Handle GET requests (always 404)."""
+        self._dispatch()
+
+    def do_PUT(self) -> None:
+        """Handle PUT requests (always 404)."""
+        self._dispatch()
+
+    def do_PATCH(self) -> None:
+        """Handle PATCH requests (always 404)."""
+        self._dispatch()
+
+    def do_DELETE(self) -> None:
+        """Handle DELETE requests (always 404)."""
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        fake = self._server.fake
+        self.close_connection = True
+        raw = self._read_body()
+        body: dict[str, Any] = {}
+        parsed_ok = False
+        try:
+            decoded = json.loads(raw) if raw else None
+        except ValueError:
+            decoded = None
+        if isinstance(decoded, dict):
+            body = decoded
+            parsed_ok = True
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        fake._record(RecordedRequest(path=self.path, headers=headers, body=body))
+
+        try:
+            if self.command != "POST" or self.path.split("?", 1)[0] != _MESSAGES_PATH:
+                self._send_json(
+                    404,
+                    _error_body("not_found_error", f"Not found: {self.command} {self.path}"),
+                )
+                return
+            if not parsed_ok:
+                self._send_json(
+                    400, _error_body("invalid_request_error", "Request body must be a JSON object")
+                )
+                return
+            self._answer(fake._next_reply(), body)
+        except (OSError, _StoppedError):
+            # The client hung up or the fake is stopping; nothing useful left to say.
+            return
+
+    def _read_body(self) -> bytes:
+        try:
+            length = int(self.headers.get("content-length") or 0)
+        except ValueError:
+            length = 0
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _answer(self, reply: Reply, body: dict[str, Any]) -> None:
+        streaming = body.get("stream") is True
+        model = str(body.get("model", ""))
+        if isinstance(reply, HttpError):
+            self._send_json(
+                reply.status,
+                _error_body(reply.error_type, reply.message),
+                retry_after=reply.retry_after,
+            )
+        elif isinstance(reply, TextReply):
+            if streaming:
+                self._stream_text(reply, model)
+            else:
+                self._sleep(reply.first_delay + reply.chunk_delay * len(reply.chunks))
+                self._send_json(200, _message(reply, model))
+        elif isinstance(reply, MidStreamError):
+            if streaming:
+                self._stream_then_error(reply, model)
+            else:
+                status = _STATUS_FOR_ERROR_TYPE.get(reply.error_type, 500)
+                self._send_json(status, _error_body(reply.error_type, reply.message))
+        elif streaming:
+            self._stream_then_drop(reply, model)
+        # A non-streaming Drop sends nothing at all: the handler returns and the socket closes.
+
+    def _sleep(self, seconds: float) -> None:
+        if seconds > 0 and self._server.fake._stopping.wait(seconds):
+            raise _StoppedError
+
+    def _send_json(
+        self, status: int, payload: dict[str, Any], *, retry_after: str | None = None
+    ) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.send_header("request-id", _new_id("req_fake"))
+        if retry_after is not None:
+            self.send_header("retry-after", retry_after)
+        self.send_header("connection", "close")
+        self.end_headers()
+        self.wfile.write(data)
+        self.wfile.flush()
+
+    def _begin_stream(self) -> None:
+        # Chunked framing, like the real API: it lets the client tell a finished stream from a
+        # dropped connection, which a read-until-close body could not.
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("cache-control", "no-cache")
+        self.send_header("request-id", _new_id("req_fake"))
+        self.send_header("transfer-encoding", "chunked")
+        self.send_header("connection", "close")
+        self.end_headers()
+        self.wfile.flush()
+
+    def _event(self, name: str, data: dict[str, Any]) -> None:
+        payload = f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+        self.wfile.write(b"%x\r\n%b\r\n" % (len(payload), payload))
+        self.wfile.flush()
+
+    def _end_stream(self) -> None:
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def _stream_prelude(self, model: str, input_tokens: int) -> None:
+        message: dict[str, Any] = {
+            "id": _new_id("msg_fake"),
+            "type": "message",
+            "role": "assistant",
+            "content": [],
+            "model": model,
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": input_tokens, "output_tokens": 1},
+        }
+        self._event("message_start", {"type": "message_start", "message": message})
+        self._event(
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+        )
+
+    def _delta(self, text: str) -> None:
+        self._event(
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": text},
+            },
+        )
+
+    def _stream_text(self, reply: TextReply, model: str) -> None:
+        self._begin_stream()
+        self._sleep(reply.first_delay)
+        self._stream_prelude(model, reply.input_tokens)
+        self._event("ping", {"type": "ping"})
+        for chunk in reply.chunks:
+            self._sleep(reply.chunk_delay)
+            self._delta(chunk)
+        self._event("content_block_stop", {"type": "content_block_stop", "index": 0})
+        self._event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": reply.stop_reason, "stop_sequence": None},
+                "usage": {"output_tokens": len(reply.chunks)},
+            },
+        )
+        self._event("message_stop", {"type": "message_stop"})
+        self._end_stream()
+
+    def _stream_then_error(self, reply: MidStreamError, model: str) -> None:
+        self._begin_stream()
+        self._stream_prelude(model, _DEFAULT_INPUT_TOKENS)
+        for chunk in reply.chunks:
+            self._delta(chunk)
+        self._event("error", _error_body(reply.error_type, reply.message))
+        self._end_stream()
+
+    def _stream_then_drop(self, reply: Drop, model: str) -> None:
+        self._begin_stream()
+        self._stream_prelude(model, _DEFAULT_INPUT_TOKENS)
+        for chunk in reply.chunks:
+            self._delta(chunk)
+        # No terminating chunk: the socket closes mid-body, which the client sees as truncation.
+        self.connection.shutdown(socket.SHUT_RDWR)
+
+
+def _message(reply: TextReply, model: str) -> dict[str, Any]:
+    return {
+        "id": _new_id("msg_fake"),
+        "type": "message",
+        "role": "assistant",
+        "content": [{"type": "text", "text": "".join(reply.chunks)}],
+        "model": model,
+        "stop_reason": reply.stop_reason,
+        "stop_sequence": None,
+        "usage": {"input_tokens": reply.input_tokens, "output_tokens": len(reply.chunks)},
+    }
+
+
+class FakeAnthropic:
+    """A local fake of the Anthropic Messages API answering from a FIFO queue of replies."""
+
+    def __init__(self) -> None:
+        self.requests: list[RecordedRequest] = []
+        self._replies: deque[Reply] = deque()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        """Root URL to pass as the SDK's `base_url`; the SDK appends `/v1/messages`."""
+        if self._server is None:
+            raise RuntimeError("FakeAnthropic is not running; call start() first")
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    def start(self) -> FakeAnthropic:
+        """Bind a free port on 127.0.0.1 and serve from a daemon thread."""
+        if self._server is not None:
+            return self
+        self._stopping.clear()
+        server = _Server(self)
+        thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"fake-anthropic-{server.server_port}",
+            daemon=True,
+        )
+        thread.start()
+        self._server, self._thread = server, thread
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, sever live connections and release the port."""
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        self._server, self._thread = None, None
+        self._stopping.set()
+        server.shutdown()
+        server.sever_all()
+        server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+
+    def __enter__(self) -> FakeAnthropic:
+        """Start the fake."""
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Stop the fake."""
+        self.stop()
+
+    def enqueue(self, *replies: Reply) -> None:
+        """Queue replies; each /v1/messages request takes the oldest, else a default TextReply."""
+        with self._lock:
+            self._replies.extend(replies)
+
+    def reset(self) -> None:
+        """Forget queued replies and recorded requests."""
+        with self._lock:
+            self._replies.clear()
+            self.requests.clear()
+
+    def _next_reply(self) -> Reply:
+        with self._lock:
+            return self._replies.popleft() if self._replies else TextReply()
+
+    def _record(self, request: RecordedRequest) -> None:
+        with self._lock:
+            self.requests.append(request)
