@@ -1,0 +1,1 @@
+"""Zyron test suite."""

@@ -1,0 +1,68 @@
+"""Fixtures: the fake Anthropic upstream and live Zyron servers on real ports."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.fakes.anthropic_upstream import FakeAnthropic
+from tests.support import LiveServer, live_server, make_settings
+
+REQUIRE_SERVICES = os.environ.get("ZYRON_REQUIRE_SERVICES") == "1"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """In CI (ZYRON_REQUIRE_SERVICES=1) a test skipped for want of a service fails instead."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if REQUIRE_SERVICES and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped, but ZYRON_REQUIRE_SERVICES=1 forbids skips: {report.longrepr}"
+
+
+@pytest.fixture(scope="session")
+def fake_anthropic() -> Iterator[FakeAnthropic]:
+    """One fake Anthropic server for the whole run."""
+    with FakeAnthropic() as fake:
+        yield fake
+
+
+@pytest.fixture
+def upstream(fake_anthropic: FakeAnthropic) -> FakeAnthropic:
+    """The fake upstream, with no queued replies or recorded requests."""
+    fake_anthropic.reset()
+    return fake_anthropic
+
+
+@pytest.fixture(scope="session")
+def server(
+    fake_anthropic: FakeAnthropic, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """A Zyron server on SQLite, talking to the fake upstream."""
+    settings = make_settings(
+        tmp_path_factory.mktemp("zyron-data"),
+        anthropic_api_key="sk-ant-test-key-never-logged",
+        anthropic_base_url=fake_anthropic.base_url,
+    )
+    with live_server(settings) as running:
+        yield running
+
+
+@pytest.fixture
+def client(server: LiveServer, upstream: FakeAnthropic) -> Iterator[httpx.Client]:
+    """An HTTP client for the shared server; the upstream starts each test clean."""
+    with server.client() as http:
+        yield http
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """A fresh data directory."""
+    path = tmp_path / "data"
+    path.mkdir()
+    return path
