@@ -33,6 +33,7 @@ from zyron.state import AppState
 log = logging.getLogger("zyron")
 
 SHUTDOWN_GRACE_SECONDS = 20.0
+GUEST_ROUTES = frozenset({"/chat"})
 
 DESCRIPTION = """Zyron streams Claude's replies over Server-Sent Events, saves every chat session
 and message, and authenticates users with its own accounts or Supabase Auth. Without an
@@ -128,26 +129,36 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(AccessLog)
     for router in (health_router, auth_router, sessions_router, chat_router):
         app.include_router(router)
-    _use_error_body_for_422(app)
+    _refine_openapi(app)
     return app
 
 
-def _use_error_body_for_422(app: FastAPI) -> None:
-    """Document 422s with the error shape the handlers really send, not FastAPI's default."""
+def _refine_openapi(app: FastAPI) -> None:
+    """Document what the handlers really send: the error shape on 422s, 413s, guest access."""
     original = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
         schema = original()
-        for path in schema.get("paths", {}).values():
+        error_body = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+        for route, path in schema.get("paths", {}).items():
             for operation in path.values():
-                response = operation.get("responses", {}).get("422")
-                if response:
-                    response["description"] = "`validation_error` or `invalid_json`"
-                    response["content"] = {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}
+                responses = operation.setdefault("responses", {})
+                if "422" in responses:
+                    responses["422"] = {
+                        "description": "`validation_error` or `invalid_json`: the detail names "
+                        "the field",
+                        "content": error_body,
                     }
+                if "requestBody" in operation:
+                    responses["413"] = {
+                        "description": "`payload_too_large`: the body exceeds MAX_BODY_BYTES",
+                        "content": error_body,
+                    }
+                if route in GUEST_ROUTES:
+                    # {} means "no credentials" in OpenAPI: guests may call without a token.
+                    operation["security"] = [*operation.get("security", []), {}]
         schemas = schema.setdefault("components", {}).setdefault("schemas", {})
         schemas.pop("HTTPValidationError", None)
         schemas.pop("ValidationError", None)

@@ -38,7 +38,10 @@ def _serve(
 ) -> int:
     import uvicorn
 
-    settings.signing_key()  # create the data directory's secret once, before any worker starts
+    # Once, before any worker starts: workers then find the secret made and the schema current,
+    # instead of racing each other to create them.
+    settings.signing_key()
+    _migrate(settings, quiet=True)
     uvicorn.run(
         "zyron.app:create_app",
         factory=True,
@@ -53,7 +56,7 @@ def _serve(
     return 0
 
 
-def _migrate(settings: Settings) -> int:
+def _migrate(settings: Settings, *, quiet: bool = False) -> int:
     from zyron.db.engine import create_engine
     from zyron.db.migrate import upgrade
 
@@ -65,5 +68,6 @@ def _migrate(settings: Settings) -> int:
             await engine.dispose()
 
     asyncio.run(run())
-    print("database is at the newest schema", file=sys.stderr)
+    if not quiet:
+        print("database is at the newest schema", file=sys.stderr)
     return 0

@@ -16,6 +16,7 @@ from zyron.chat.generation import Generation, PromptRequest, ReplyTarget
 from zyron.chat.schemas import ChatMessage, ChatRequest, ChatResponse
 from zyron.db.unit_of_work import unit_of_work
 from zyron.errors import (
+    ErrorBody,
     InvalidInput,
     InvalidToken,
     NoProvider,
@@ -46,8 +47,18 @@ _STREAM_DOC = """Server-sent events, each with an `id:`:
             "description": "`stream: false`: the reply as JSON. Otherwise an event stream.",
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
         },
-        **error_responses(NotAuthenticated, InvalidToken, NotFound, InvalidInput, NoProvider),
-        502: {"description": "`upstream_*`: the model provider failed (stream: false)."},
+        **error_responses(NotAuthenticated, InvalidToken, NotFound, InvalidInput),
+        503: {
+            "model": ErrorBody,
+            "description": "`no_provider`: no model is configured; `upstream_overloaded` "
+            "(stream: false)",
+        },
+        400: {"model": ErrorBody, "description": "`upstream_bad_request` (stream: false)"},
+        429: {"model": ErrorBody, "description": "`upstream_rate_limited` (stream: false)"},
+        502: {
+            "model": ErrorBody,
+            "description": "`upstream_auth`, `upstream_unavailable` (stream: false)",
+        },
     },
     openapi_extra={"x-stream-events": _STREAM_DOC},
 )
