@@ -57,6 +57,9 @@ def build_provider(settings: Settings) -> Provider | None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application; the database is migrated when it starts."""
     settings = settings or Settings()
+    # uvicorn's access log prints query strings, where a careless client may put a token; ours
+    # (zyron.access) logs paths only. Disabled here too, for `uvicorn --factory` launches.
+    logging.getLogger("uvicorn.access").disabled = True
     signing_key = settings.signing_key()  # fail now, not at the first login, if it is unusable
 
     @asynccontextmanager

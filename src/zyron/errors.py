@@ -179,6 +179,11 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    # FastAPI answers 400 to a body it cannot decode as UTF-8; to clients that is bad JSON.
+    if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+        return error_response(
+            422, "invalid_json", "The request body is not valid JSON (it must be UTF-8)."
+        )
     code = HTTP_CODES.get(exc.status_code, "error")
     detail = exc.detail if isinstance(exc.detail, str) else "The request cannot be served."
     return error_response(exc.status_code, code, detail, dict(exc.headers or {}))
