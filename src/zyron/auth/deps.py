@@ -32,7 +32,11 @@ async def _optional_principal(
     principal = await state.verifier.verify(credentials.credentials.strip())
     if principal.issuer == "supabase" and principal.user_id not in state.known_users:
         async with unit_of_work(state.sessionmaker) as db:
-            await ensure_external_user(db, principal.user_id, principal.email)
+            usable = await ensure_external_user(db, principal.user_id, principal.email)
+        if not usable:
+            raise InvalidToken(
+                "The token's subject is a built-in account; sign in with a password."
+            )
         state.known_users.add(principal.user_id)
     return principal
 

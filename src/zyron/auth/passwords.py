@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from functools import cached_property
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -15,10 +14,8 @@ class Passwords:
     def __init__(self, hasher: PasswordHasher | None = None) -> None:
         # argon2-cffi's default is argon2id with RFC 9106's low-memory profile.
         self._hasher = hasher or PasswordHasher()
-
-    @cached_property
-    def _dummy_hash(self) -> str:
-        return self._hasher.hash("not a password: evens out the time of unknown emails")
+        # Made now, so even the first login for an unknown email costs one verification only.
+        self._dummy_hash = self._hasher.hash("not a password: evens out unknown emails' time")
 
     async def hash(self, password: str) -> str:
         """Return the argon2id hash of `password`."""

@@ -32,19 +32,27 @@ async def add_user(db: AsyncSession, *, email: str, password_hash: str) -> User:
     return user
 
 
-async def ensure_external_user(db: AsyncSession, user_id: uuid.UUID, email: str | None) -> None:
-    """Create the row of an externally authenticated user on first sight."""
-    if await db.get(User, user_id) is not None:
-        return
+async def ensure_external_user(db: AsyncSession, user_id: uuid.UUID, email: str | None) -> bool:
+    """Create the row of an externally authenticated user on first sight.
+
+    False if the id belongs to a built-in account, which external tokens must never act as.
+    """
+    existing = await db.get(User, user_id)
+    if existing is not None:
+        return existing.password_hash is None
     try:
         async with db.begin_nested():
             db.add(User(id=user_id, email=email))
     except IntegrityError:
         # A concurrent first request inserted the row, or the email belongs to a built-in
         # account: keep the id (what ownership hangs on) and drop the duplicate email.
-        if await db.get(User, user_id) is None:
+        existing = await db.get(User, user_id)
+        if existing is None:
             async with db.begin_nested():
                 db.add(User(id=user_id, email=None))
+        elif existing.password_hash is not None:
+            return False
+    return True
 
 
 async def add_refresh_token(

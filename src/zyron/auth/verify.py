@@ -15,6 +15,7 @@ from zyron.errors import InvalidToken, ZyronError
 # Headers that ask the verifier to fetch or trust a key named by the token itself.
 FORBIDDEN_HEADERS = ("jku", "jwk", "x5u", "x5c")
 REQUIRED_CLAIMS = ["exp", "sub", "aud"]
+MAX_EMAIL_LENGTH = 320
 
 
 class AuthUnavailable(ZyronError):
@@ -112,9 +113,11 @@ def _principal(claims: dict[str, Any], issuer: str) -> Principal:
     except ValueError as exc:
         raise InvalidToken("The token's subject is not a user id.") from exc
     email = claims.get("email")
+    if not isinstance(email, str) or not email or len(email) > MAX_EMAIL_LENGTH:
+        email = None  # phone or anonymous sign-ins carry none; an oversized one is not stored
     return Principal(
         user_id=user_id,
-        email=email.lower() if isinstance(email, str) and email else None,
+        email=email.lower() if email else None,
         issuer="zyron" if issuer == "zyron" else "supabase",
         claims=claims,
     )
