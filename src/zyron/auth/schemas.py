@@ -9,28 +9,27 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
 
-class SignupRequest(BaseModel):
+class _EmailBody(BaseModel):
+    """A body with an email, validated and lower-cased so comparisons ignore case."""
+
+    email: EmailStr = Field(max_length=320)
+
+    @field_validator("email")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return value.lower()
+
+
+class SignupRequest(_EmailBody):
     """A new account's email and password."""
 
-    email: EmailStr = Field(max_length=320)
     password: str = Field(min_length=8, max_length=1024)
 
-    @field_validator("email")
-    @classmethod
-    def _lower(cls, value: str) -> str:
-        return value.lower()
 
-
-class LoginRequest(BaseModel):
+class LoginRequest(_EmailBody):
     """An existing account's email and password."""
 
-    email: EmailStr = Field(max_length=320)
     password: str = Field(min_length=1, max_length=1024)
-
-    @field_validator("email")
-    @classmethod
-    def _lower(cls, value: str) -> str:
-        return value.lower()
 
 
 class RefreshRequest(BaseModel):
