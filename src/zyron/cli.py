@@ -61,7 +61,7 @@ def _migrate(settings: Settings, *, quiet: bool = False) -> int:
     from zyron.db.migrate import upgrade
 
     async def run() -> None:
-        engine = create_engine(settings.resolved_database_url)
+        engine = create_engine(settings.resolved_database_url, settings)
         try:
             await upgrade(engine)
         finally:

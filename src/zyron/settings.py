@@ -45,6 +45,19 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(default=Path("data"), alias="ZYRON_DATA_DIR")
     database_url: str | None = Field(default=None, alias="DATABASE_URL")
+    db_pool_size: int = Field(default=10, alias="DB_POOL_SIZE", ge=1)
+    db_max_overflow: int = Field(default=10, alias="DB_MAX_OVERFLOW", ge=0)
+    db_pool_timeout_seconds: float = Field(default=10.0, alias="DB_POOL_TIMEOUT_SECONDS", gt=0)
+    db_connect_timeout_seconds: float = Field(
+        default=10.0, alias="DB_CONNECT_TIMEOUT_SECONDS", gt=0
+    )
+    db_statement_timeout_seconds: float = Field(
+        default=30.0, alias="DB_STATEMENT_TIMEOUT_SECONDS", gt=0
+    )
+    db_pool_recycle_seconds: int = Field(default=1800, alias="DB_POOL_RECYCLE_SECONDS", ge=-1)
+    # Transaction-mode poolers (Supabase port 6543, PgBouncer) hand each transaction to any
+    # server connection: no prepared-statement cache, no session state. None: on for port 6543.
+    db_transaction_pooler: bool | None = Field(default=None, alias="DB_TRANSACTION_POOLER")
     host: str = Field(default="127.0.0.1", alias="HOST")
     port: int = Field(default=8000, alias="PORT", ge=1, le=65535)
     log_level: str = Field(default="info", alias="LOG_LEVEL")

@@ -31,7 +31,9 @@ async def _optional_principal(
     state = get_state(request)
     principal = await state.verifier.verify(credentials.credentials.strip())
     if principal.issuer == "supabase" and principal.user_id not in state.known_users:
-        async with unit_of_work(state.sessionmaker) as db:
+        async with unit_of_work(
+            state.sessionmaker, role="authenticated", claims=principal.claims
+        ) as db:
             usable = await ensure_external_user(db, principal.user_id, principal.email)
         if not usable:
             raise InvalidToken(

@@ -10,7 +10,7 @@ from zyron.auth.deps import CurrentUser
 from zyron.auth.repository import user_by_id
 from zyron.auth.schemas import LoginRequest, RefreshRequest, SignupRequest, TokenPair, UserRead
 from zyron.auth.service import AuthService, RefreshReused
-from zyron.db.deps import DbSession
+from zyron.db.deps import ServiceDb, UserDb
 from zyron.db.unit_of_work import unit_of_work
 from zyron.errors import (
     EmailTaken,
@@ -38,13 +38,13 @@ Service = Annotated[AuthService, Depends(_service)]
     status_code=status.HTTP_201_CREATED,
     responses=error_responses(EmailTaken),
 )
-async def signup(body: SignupRequest, db: DbSession, service: Service) -> TokenPair:
+async def signup(body: SignupRequest, db: ServiceDb, service: Service) -> TokenPair:
     """Create an account with email and password; returns tokens for it."""
     return await service.signup(db, body.email, body.password)
 
 
 @router.post("/login", responses=error_responses(InvalidCredentials))
-async def login(body: LoginRequest, db: DbSession, service: Service) -> TokenPair:
+async def login(body: LoginRequest, db: ServiceDb, service: Service) -> TokenPair:
     """Sign in with email and password."""
     return await service.login(db, body.email, body.password)
 
@@ -53,7 +53,7 @@ async def login(body: LoginRequest, db: DbSession, service: Service) -> TokenPai
 async def refresh(body: RefreshRequest, request: Request, service: Service) -> TokenPair:
     """Exchange a refresh token for a new pair; the old refresh token stops working."""
     # Its own transaction: revoking a reused token's family must commit although we answer 401.
-    async with unit_of_work(get_state(request).sessionmaker) as db:
+    async with unit_of_work(get_state(request).sessionmaker, role="service_role") as db:
         outcome = await service.refresh(db, body.refresh_token)
     if outcome is None or isinstance(outcome, RefreshReused):
         raise InvalidRefreshToken()
@@ -65,7 +65,7 @@ async def refresh(body: RefreshRequest, request: Request, service: Service) -> T
     status_code=status.HTTP_204_NO_CONTENT,
     responses=error_responses(NotAuthenticated, InvalidToken),
 )
-async def logout(principal: CurrentUser, db: DbSession, service: Service) -> Response:
+async def logout(principal: CurrentUser, db: ServiceDb, service: Service) -> Response:
     """End this login session: its refresh tokens stop working."""
     family = principal.session_id
     if principal.issuer == "zyron" and family is not None:
@@ -74,7 +74,7 @@ async def logout(principal: CurrentUser, db: DbSession, service: Service) -> Res
 
 
 @router.get("/me", responses=error_responses(NotAuthenticated, InvalidToken))
-async def me(principal: CurrentUser, db: DbSession) -> UserRead:
+async def me(principal: CurrentUser, db: UserDb) -> UserRead:
     """Return the signed-in user."""
     user = await user_by_id(db, principal.user_id)
     if user is None:

@@ -44,6 +44,7 @@ class ReplyTarget:
     user_id: uuid.UUID
     session_id: uuid.UUID
     message_id: uuid.UUID
+    claims: dict[str, Any] = field(repr=False)  # the user's verified claims, for RLS
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +219,7 @@ async def _save(
     if target is None:
         return
     try:
-        async with unit_of_work(sessionmaker) as db:
+        async with unit_of_work(sessionmaker, role="authenticated", claims=target.claims) as db:
             await finish_reply(
                 db,
                 target.user_id,

@@ -146,7 +146,9 @@ async def _signed_in(
 ) -> tuple[Generation, PromptRequest, ReplyTarget]:
     """Save the user's message and a placeholder reply, committed before the model is called."""
     settings = state.settings
-    async with unit_of_work(state.sessionmaker) as db:
+    async with unit_of_work(
+        state.sessionmaker, role="authenticated", claims=principal.claims
+    ) as db:
         if body.session_id is not None:
             chat = await repo.owned_session(db, principal.user_id, body.session_id)
             if chat is None:
@@ -183,7 +185,12 @@ async def _signed_in(
             "saved": True,
         },
     )
-    target = ReplyTarget(user_id=principal.user_id, session_id=chat.id, message_id=reply.id)
+    target = ReplyTarget(
+        user_id=principal.user_id,
+        session_id=chat.id,
+        message_id=reply.id,
+        claims=principal.claims,
+    )
     return generation, prompt, target
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -14,7 +15,9 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from zyron.settings import ConfigError
+from zyron.settings import ConfigError, Settings
+
+SUPABASE_TRANSACTION_POOLER_PORT = 6543
 
 
 def normalize_url(url: str) -> str:
@@ -37,7 +40,14 @@ def _enable_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_engine(url: str) -> AsyncEngine:
+def uses_transaction_pooler(url: URL, setting: bool | None) -> bool:
+    """Tell whether connections go through a transaction-mode pooler (explicit, or port 6543)."""
+    if setting is not None:
+        return setting
+    return url.port == SUPABASE_TRANSACTION_POOLER_PORT
+
+
+def create_engine(url: str, settings: Settings | None = None) -> AsyncEngine:
     """Create the engine; for SQLite make the file's directory and turn on WAL and foreign keys."""
     url = normalize_url(url)
     parsed = make_url(url)
@@ -50,10 +60,45 @@ def create_engine(url: str) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _enable_sqlite_pragmas)
         return engine
     if parsed.get_backend_name() == "postgresql":
-        return create_async_engine(url, pool_pre_ping=True)
+        return _postgres_engine(parsed, settings or Settings(_env_file=None))
     raise ConfigError(
         f"DATABASE_URL: unsupported database {parsed.get_backend_name()!r}; "
         "use sqlite+aiosqlite:///... or postgresql+asyncpg://..."
+    )
+
+
+def _postgres_engine(url: URL, settings: Settings) -> AsyncEngine:
+    """Create a pooled asyncpg engine, ready for a transaction-mode pooler when one is used."""
+    if url.get_driver_name() != "asyncpg":
+        raise ConfigError("DATABASE_URL: use postgresql+asyncpg:// (or postgres://) for Postgres")
+    query = dict(url.query)
+    # libpq's sslmode (in URLs copied from dashboards) is asyncpg's `ssl`.
+    if "sslmode" in query:
+        query["ssl"] = query.pop("sslmode")
+    statement_timeout_ms = int(settings.db_statement_timeout_seconds * 1000)
+    connect_args: dict[str, Any] = {
+        "timeout": settings.db_connect_timeout_seconds,
+        "server_settings": {
+            "application_name": "zyron",
+            "statement_timeout": str(statement_timeout_ms),
+        },
+    }
+    if uses_transaction_pooler(url, settings.db_transaction_pooler):
+        # A pooler in transaction mode may run each statement on another server connection:
+        # no named prepared statements may be cached or reused, and startup parameters other
+        # than application_name may be refused.
+        query["prepared_statement_cache_size"] = "0"
+        connect_args["statement_cache_size"] = 0
+        connect_args["prepared_statement_name_func"] = lambda: f"__zyron_{uuid.uuid4().hex}__"
+        connect_args["server_settings"] = {"application_name": "zyron"}
+    return create_async_engine(
+        url.set(query=query),
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout_seconds,
+        pool_recycle=settings.db_pool_recycle_seconds,
+        pool_pre_ping=True,
+        connect_args=connect_args,
     )
 
 

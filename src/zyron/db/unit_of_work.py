@@ -1,17 +1,37 @@
-"""The one place that begins and commits transactions for a request or a background task."""
+"""The one place that begins and commits transactions, as the right database role."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from typing import Any, Literal
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+# Who a transaction acts as on Postgres. "authenticated": a signed-in user, under RLS with
+# their claims. "service_role": the auth flows that must find an account before anyone is
+# signed in (login by email, refresh by token hash). None: the owner, for administration.
+DbRole = Literal["authenticated", "service_role"]
+
+# One round trip, as PostgREST does it: both settings are transaction-local (is_local=true),
+# so they vanish at COMMIT and nothing leaks to the next user of the connection or a pooler.
+_SET_IDENTITY = text(
+    "SELECT set_config('role', :role, true), set_config('request.jwt.claims', :claims, true)"
+)
 
 
 @asynccontextmanager
 async def unit_of_work(
     sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    role: DbRole | None = None,
+    claims: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[AsyncSession]:
     """Open a transaction that commits when the block ends and rolls back if it raises."""
     async with sessionmaker() as session, session.begin():
+        if role is not None and session.get_bind().dialect.name == "postgresql":
+            payload = json.dumps(dict(claims or {"role": role}), separators=(",", ":"))
+            await session.execute(_SET_IDENTITY, {"role": role, "claims": payload})
         yield session

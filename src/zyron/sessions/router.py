@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from zyron.auth.deps import CurrentUser
-from zyron.db.deps import DbSession
+from zyron.db.deps import UserDb
 from zyron.errors import InvalidToken, NotAuthenticated, NotFound, error_responses
 from zyron.sessions import repository as repo
 from zyron.sessions.deps import OwnedSession
@@ -24,7 +24,7 @@ router = APIRouter(
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-async def create_session(body: SessionCreate, principal: CurrentUser, db: DbSession) -> SessionRead:
+async def create_session(body: SessionCreate, principal: CurrentUser, db: UserDb) -> SessionRead:
     """Create an empty chat session."""
     chat = await repo.add_session(
         db,
@@ -39,7 +39,7 @@ async def create_session(body: SessionCreate, principal: CurrentUser, db: DbSess
 @router.get("")
 async def list_sessions(
     principal: CurrentUser,
-    db: DbSession,
+    db: UserDb,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[SessionRead]:
     """List the caller's sessions, most recently active first."""
@@ -54,7 +54,7 @@ async def get_session(chat: OwnedSession) -> SessionRead:
 
 
 @router.patch("/{session_id}", responses=error_responses(NotFound))
-async def update_session(chat: OwnedSession, body: SessionUpdate, db: DbSession) -> SessionRead:
+async def update_session(chat: OwnedSession, body: SessionUpdate, db: UserDb) -> SessionRead:
     """Change the title, model or system prompt; fields left out stay as they are."""
     await repo.update_session(db, chat, body.model_dump(exclude_unset=True))
     return SessionRead.model_validate(chat)
@@ -63,7 +63,7 @@ async def update_session(chat: OwnedSession, body: SessionUpdate, db: DbSession)
 @router.delete(
     "/{session_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(NotFound)
 )
-async def delete_session(chat: OwnedSession, db: DbSession) -> Response:
+async def delete_session(chat: OwnedSession, db: UserDb) -> Response:
     """Delete a session and all its messages."""
     await repo.delete_session(db, chat)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -72,7 +72,7 @@ async def delete_session(chat: OwnedSession, db: DbSession) -> Response:
 @router.get("/{session_id}/messages", responses=error_responses(NotFound))
 async def list_messages(
     chat: OwnedSession,
-    db: DbSession,
+    db: UserDb,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     before: Annotated[
         uuid.UUID | None,
