@@ -9,8 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.backends import Backend
 from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.support import LiveServer, live_server, make_settings
+from tests.pg import PostgresServer, PostgresUnavailable
+from tests.support import LiveServer, live_server
 
 REQUIRE_SERVICES = os.environ.get("ZYRON_REQUIRE_SERVICES") == "1"
 
@@ -23,6 +25,27 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if REQUIRE_SERVICES and report.skipped and not hasattr(report, "wasxfail"):
         report.outcome = "failed"
         report.longrepr = f"skipped, but ZYRON_REQUIRE_SERVICES=1 forbids skips: {report.longrepr}"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real Postgres server: a throwaway cluster, or ZYRON_TEST_DATABASE_URL; else skip."""
+    try:
+        server = PostgresServer.start()
+    except PostgresUnavailable as exc:
+        pytest.skip(f"no PostgreSQL for the tests: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """Every API test runs on SQLite and on Postgres."""
+    if request.param == "postgres":
+        return Backend("postgres", request.getfixturevalue("postgres"))
+    return Backend("sqlite")
 
 
 @pytest.fixture(scope="session")
@@ -41,10 +64,10 @@ def upstream(fake_anthropic: FakeAnthropic) -> FakeAnthropic:
 
 @pytest.fixture(scope="session")
 def server(
-    fake_anthropic: FakeAnthropic, tmp_path_factory: pytest.TempPathFactory
+    backend: Backend, fake_anthropic: FakeAnthropic, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
-    """A Zyron server on SQLite, talking to the fake upstream."""
-    settings = make_settings(
+    """A Zyron server on the backend's database, talking to the fake upstream."""
+    settings = backend.settings(
         tmp_path_factory.mktemp("zyron-data"),
         anthropic_api_key="sk-ant-test-key-never-logged",
         anthropic_base_url=fake_anthropic.base_url,

@@ -76,12 +76,9 @@ class PostgresServer:
 
     @classmethod
     def start(cls) -> PostgresServer:
-        """Use ZYRON_TEST_DATABASE_URL, or start a throwaway cluster; PostgresUnavailable if neither."""
+        """Use ZYRON_TEST_DATABASE_URL, else start a throwaway cluster; else PostgresUnavailable."""
         url = os.environ.get("ZYRON_TEST_DATABASE_URL")
-        if url:
-            server = cls(admin_dsn=_libpq(url))
-        else:
-            server = cls._throwaway()
+        server = cls(admin_dsn=_libpq(url)) if url else cls._throwaway()
         server._prepare_app_role()
         return server
 

@@ -24,6 +24,10 @@ from zyron.settings import Settings
 
 PASSWORD = "correct horse battery staple"
 
+# Database URL of a test server -> a superuser URL of the same database, for inspection that
+# must not be filtered by row level security (the server's own role is under forced RLS).
+ADMIN_URLS: dict[str, str] = {}
+
 
 def free_port() -> int:
     """Return a TCP port nobody listens on right now."""
@@ -97,8 +101,11 @@ class LiveServer:
     def query(self, sql: str, **params: Any) -> list[tuple[Any, ...]]:
         """Run SQL directly against the server's database (as its owner) and return the rows."""
 
+        url = self.settings.resolved_database_url
+        url = ADMIN_URLS.get(url, url)
+
         async def run() -> list[tuple[Any, ...]]:
-            engine = create_engine(self.settings.resolved_database_url)
+            engine = create_engine(url)
             try:
                 async with engine.connect() as conn:
                     result = await conn.execute(text(sql), params)
@@ -108,9 +115,21 @@ class LiveServer:
 
         return asyncio.run(run())
 
+    @property
+    def dialect(self) -> str:
+        """Return 'sqlite' or 'postgresql'."""
+        return (
+            "sqlite" if self.settings.resolved_database_url.startswith("sqlite") else "postgresql"
+        )
+
+    def id(self, value: uuid.UUID | str) -> uuid.UUID | str:
+        """Return a UUID as a query parameter: SQLite stores them as 32 hex digits."""
+        value = uuid.UUID(str(value))
+        return value.hex if self.dialect == "sqlite" else value
+
     def count(self, table: str) -> int:
         """Count the rows of a table."""
-        return int(self.query(f"SELECT count(*) FROM {table}")[0][0])  # noqa: S608
+        return int(self.query(f"SELECT count(*) FROM {table}")[0][0])
 
     def counts(self) -> dict[str, int]:
         """Count the rows of every user-data table."""

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.backends import Backend
 from tests.fakes.anthropic_upstream import FakeAnthropic, HttpError
 from tests.support import LiveServer, live_server, make_settings, signup, stream_chat
 from zyron.logging import JsonFormatter
@@ -78,10 +79,10 @@ def assert_error(response: httpx.Response, status: int, code: str) -> str:
 
 @pytest.fixture(scope="module")
 def limited(
-    fake_anthropic: FakeAnthropic, tmp_path_factory: pytest.TempPathFactory
+    backend: Backend, fake_anthropic: FakeAnthropic, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
     """A server with small caps on request bodies and message length."""
-    settings = make_settings(
+    settings = backend.settings(
         tmp_path_factory.mktemp("zyron-limited"),
         anthropic_api_key=ANTHROPIC_KEY,
         anthropic_base_url=fake_anthropic.base_url,

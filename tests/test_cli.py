@@ -50,7 +50,7 @@ def zyron(*args: str) -> list[str]:
 
 def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     """Run a command to completion (bounded, so a hang fails instead of blocking the suite)."""
-    return subprocess.run(  # noqa: S603  # our own interpreter and arguments
+    return subprocess.run(  # our own interpreter and arguments
         args, env=env, cwd=cwd, capture_output=True, text=True, timeout=60, check=False
     )
 
@@ -68,7 +68,7 @@ def serving(data_dir: Path, cwd: Path, log_file: Path) -> Iterator[str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with log_file.open("a") as log:
-        process = subprocess.Popen(  # noqa: S603  # our own interpreter and arguments
+        process = subprocess.Popen(  # our own interpreter and arguments
             zyron("serve", "--host", "127.0.0.1", "--port", str(port)),
             env=clean_env(data_dir),
             cwd=cwd,

@@ -15,9 +15,10 @@ import jwt
 import pytest
 from argon2 import PasswordHasher, extract_parameters
 
+from tests.backends import Backend
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.jwks_server import JwksServer, SigningKey, hmac_token, unsigned_token
-from tests.support import LiveServer, live_server, make_settings, signup, unique_email
+from tests.support import LiveServer, live_server, signup, unique_email
 from zyron.auth.passwords import Passwords
 from zyron.settings import Settings
 
@@ -39,10 +40,15 @@ def attacker() -> Iterator[JwksServer]:
 
 
 def supabase_settings(
-    data_dir: Path, keys: JwksServer, upstream: FakeAnthropic, *, min_refetch: float
+    backend: Backend,
+    data_dir: Path,
+    keys: JwksServer,
+    upstream: FakeAnthropic,
+    *,
+    min_refetch: float,
 ) -> Settings:
     """Settings for a server that trusts the given Supabase project."""
-    return make_settings(
+    return backend.settings(
         data_dir,
         supabase_url=keys.base_url,
         supabase_jwt_secret=keys.jwt_secret,
@@ -54,11 +60,14 @@ def supabase_settings(
 
 @pytest.fixture(scope="module")
 def zyron(
-    jwks: JwksServer, fake_anthropic: FakeAnthropic, tmp_path_factory: pytest.TempPathFactory
+    backend: Backend,
+    jwks: JwksServer,
+    fake_anthropic: FakeAnthropic,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[LiveServer]:
     """A server accepting built-in and Supabase tokens, refetching keys at most once a minute."""
     data_dir = tmp_path_factory.mktemp("zyron-tokens")
-    settings = supabase_settings(data_dir, jwks, fake_anthropic, min_refetch=60)
+    settings = supabase_settings(backend, data_dir, jwks, fake_anthropic, min_refetch=60)
     with live_server(settings) as running:
         yield running
 
@@ -234,7 +243,7 @@ def test_oversized_email_claim_is_not_stored(
     response = me(api, jwks.sign("RS256", claims))
     assert response.status_code == 200, response.text
     assert response.json()["email"] is None
-    rows = zyron.query("select email from users where id = :i", i=uuid.UUID(claims["sub"]).hex)
+    rows = zyron.query("select email from users where id = :i", i=zyron.id(claims["sub"]))
     assert rows == [(None,)]
 
 
@@ -408,11 +417,11 @@ def test_unknown_kids_refetch_the_keys_at_most_once(api: httpx.Client, jwks: Jwk
 
 
 def test_rotated_key_is_accepted_after_one_refetch(
-    fake_anthropic: FakeAnthropic, tmp_path: Path
+    backend: Backend, fake_anthropic: FakeAnthropic, tmp_path: Path
 ) -> None:
     """A token signed with a key added to the JWKS after start is accepted after one refetch."""
     with JwksServer() as keys:
-        settings = supabase_settings(tmp_path, keys, fake_anthropic, min_refetch=0)
+        settings = supabase_settings(backend, tmp_path, keys, fake_anthropic, min_refetch=0)
         with live_server(settings) as running, running.client() as http:
             assert me(http, keys.sign("ES256")).status_code == 200
             new_key = keys.add_key("ES256")

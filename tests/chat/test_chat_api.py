@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.backends import Backend
 from tests.fakes.anthropic_upstream import (
     Drop,
     FakeAnthropic,
@@ -22,7 +23,6 @@ from tests.support import (
     Account,
     LiveServer,
     live_server,
-    make_settings,
     parse_sse,
     signup,
     stream_chat,
@@ -399,9 +399,11 @@ def test_bad_chat_bodies_are_422_naming_the_field(
 
 
 @pytest.fixture(scope="module")
-def no_provider_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def no_provider_server(
+    backend: Backend, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
     """A server with no model provider configured."""
-    with live_server(make_settings(tmp_path_factory.mktemp("noprov"))) as running:
+    with live_server(backend.settings(tmp_path_factory.mktemp("noprov"))) as running:
         yield running
 
 
@@ -424,10 +426,10 @@ def test_no_provider_is_a_clear_error_that_changes_nothing(
 
 @pytest.fixture(scope="module")
 def pinging_server(
-    fake_anthropic: FakeAnthropic, tmp_path_factory: pytest.TempPathFactory
+    backend: Backend, fake_anthropic: FakeAnthropic, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
     """A server that pings idle streams every 50 ms."""
-    settings = make_settings(
+    settings = backend.settings(
         Path(tmp_path_factory.mktemp("ping")),
         anthropic_api_key="sk-test",
         anthropic_base_url=fake_anthropic.base_url,

@@ -83,7 +83,7 @@ def stored_message_count(server: LiveServer, session_id: str) -> int:
     """Count a session's message rows directly in the database."""
     # SQLite keeps UUIDs as 32 hex digits without dashes.
     rows = server.query(
-        "SELECT count(*) FROM messages WHERE session_id = :s", s=uuid.UUID(session_id).hex
+        "SELECT count(*) FROM messages WHERE session_id = :s", s=server.id(session_id)
     )
     return int(rows[0][0])
 

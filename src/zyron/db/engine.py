@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import NullPool
 
 from zyron.settings import ConfigError, Settings
 
@@ -86,11 +87,15 @@ def _postgres_engine(url: URL, settings: Settings) -> AsyncEngine:
     if uses_transaction_pooler(url, settings.db_transaction_pooler):
         # A pooler in transaction mode may run each statement on another server connection:
         # no named prepared statements may be cached or reused, and startup parameters other
-        # than application_name may be refused.
+        # than application_name may be refused. The pooler is the pool (SQLAlchemy's advice
+        # for asyncpg behind PgBouncer), so connections are not kept here.
         query["prepared_statement_cache_size"] = "0"
         connect_args["statement_cache_size"] = 0
         connect_args["prepared_statement_name_func"] = lambda: f"__zyron_{uuid.uuid4().hex}__"
         connect_args["server_settings"] = {"application_name": "zyron"}
+        return create_async_engine(
+            url.set(query=query), poolclass=NullPool, connect_args=connect_args
+        )
     return create_async_engine(
         url.set(query=query),
         pool_size=settings.db_pool_size,

@@ -1,0 +1,28 @@
+"""The database kinds the API suite runs against."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.pg import APP_ROLE, PostgresServer, sqlalchemy_url
+from tests.support import ADMIN_URLS, make_settings
+from zyron.settings import Settings
+
+
+@dataclass
+class Backend:
+    """A database kind the API suite runs against; each server gets a database of its own."""
+
+    name: str
+    postgres: PostgresServer | None = None
+
+    def settings(self, data_dir: Path, **overrides: Any) -> Settings:
+        """Settings for a test server on a new, empty database of this kind."""
+        if self.postgres is not None:
+            database = self.postgres.create_database()
+            url = sqlalchemy_url(self.postgres.dsn(database, user=APP_ROLE))
+            ADMIN_URLS[url] = sqlalchemy_url(self.postgres.dsn(database))
+            overrides.setdefault("database_url", url)
+        return make_settings(data_dir, **overrides)
