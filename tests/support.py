@@ -99,7 +99,7 @@ class LiveServer:
         return httpx.Client(base_url=self.url, timeout=30, **kwargs)
 
     def query(self, sql: str, **params: Any) -> list[tuple[Any, ...]]:
-        """Run SQL directly against the server's database (as its owner) and return the rows."""
+        """Run SQL directly on the server's database, bypassing RLS, and return the rows."""
 
         url = self.settings.resolved_database_url
         url = ADMIN_URLS.get(url, url)
@@ -107,7 +107,7 @@ class LiveServer:
         async def run() -> list[tuple[Any, ...]]:
             engine = create_engine(url)
             try:
-                async with engine.connect() as conn:
+                async with engine.begin() as conn:  # commits, so the helper can also write
                     result = await conn.execute(text(sql), params)
                     return [tuple(row) for row in result.all()] if result.returns_rows else []
             finally:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import tempfile
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
@@ -28,6 +30,13 @@ PLACEHOLDER_SECRETS = frozenset(
         "replace-me",
         "your-super-secret-jwt-token-with-at-least-32-characters-long",
     }
+)
+
+
+MIN_SECRET_LENGTH = 32
+_MAKE_ONE = (
+    "set it to a long random value, e.g. "
+    'python -c "import secrets; print(secrets.token_urlsafe(48))"'
 )
 
 
@@ -119,31 +128,35 @@ class Settings(BaseSettings):
 
     def signing_key(self) -> str:
         """Return the built-in token key: configured, or generated once in the data directory."""
-        if self.secret_key is not None:
-            key = self.secret_key.get_secret_value()
-            if key.strip().lower() in PLACEHOLDER_SECRETS and self.environment == "production":
+        if self.secret_key is None or not self.secret_key.get_secret_value().strip():
+            return _generated_secret(self.data_dir)
+        key = self.secret_key.get_secret_value()
+        if self.environment != "development":
+            if key.strip().lower() in PLACEHOLDER_SECRETS:
+                raise ConfigError(f"SECRET_KEY is a known placeholder; {_MAKE_ONE}")
+            if len(key) < MIN_SECRET_LENGTH:
                 raise ConfigError(
-                    "SECRET_KEY is a known placeholder; set it to a long random value, "
-                    'e.g. python -c "import secrets; print(secrets.token_urlsafe(48))"'
+                    f"SECRET_KEY must be at least {MIN_SECRET_LENGTH} characters; {_MAKE_ONE}"
                 )
-            if len(key) < 32 and self.environment == "production":
-                raise ConfigError("SECRET_KEY must be at least 32 characters in production")
-            return key
-        return _generated_secret(self.data_dir)
+        return key
 
 
 def _generated_secret(data_dir: Path) -> str:
     """Read the secret kept in the data directory, creating it on first start."""
     path = data_dir / "secret_key"
-    if path.exists():
-        return path.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(48)
-    # O_EXCL: if two workers start at once, the second reads the first one's key.
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as handle:
-        handle.write(key + "\n")
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        # Written whole to a private temporary file, then linked into place: a reader never
+        # sees a half-written key, and if two processes race the first link wins for both.
+        fd, temporary = tempfile.mkstemp(dir=data_dir, prefix=".secret_key.")
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48) + "\n")
+            with contextlib.suppress(FileExistsError):
+                os.link(temporary, path)
+        finally:
+            os.unlink(temporary)
+    key = path.read_text().strip()
+    if len(key) < MIN_SECRET_LENGTH:
+        raise ConfigError(f"{path} holds no usable key; delete it to have a new one generated")
     return key

@@ -32,7 +32,8 @@ class AppState:
     passwords: Passwords
     provider: Provider | None
     generations: Generations
-    known_users: set[uuid.UUID] = field(default_factory=set)
+    # (issuer, user id) of accounts whose row is known to exist: checked once per process.
+    known_users: set[tuple[str, uuid.UUID]] = field(default_factory=set)
 
 
 def get_state(request: Request) -> AppState:

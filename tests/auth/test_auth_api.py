@@ -316,3 +316,18 @@ def test_refresh_tokens_are_stored_hashed(client: httpx.Client, server: LiveServ
     stored = [str(value) for row in rows for value in row]
     for raw in raw_tokens:
         assert all(raw not in value for value in stored)
+
+
+def test_token_of_a_deleted_account_is_401_not_500(
+    server: LiveServer, client: httpx.Client
+) -> None:
+    """A validly signed token whose account no longer exists is refused cleanly."""
+    account = signup(client)
+    server.query("DELETE FROM users WHERE id = :i", i=server.id(account.id))
+    for response in (
+        client.post("/sessions", json={}, headers=account.headers),
+        client.post("/chat", json={"message": "hi", "stream": False}, headers=account.headers),
+        client.get("/auth/me", headers=account.headers),
+    ):
+        assert response.status_code == 401, response.text
+        assert response.json()["error"] == "invalid_token"

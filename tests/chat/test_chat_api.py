@@ -14,10 +14,12 @@ from tests.backends import Backend
 from tests.fakes.anthropic_upstream import (
     Drop,
     FakeAnthropic,
+    Garbage,
     HttpError,
     MidStreamError,
     Reply,
     TextReply,
+    Truncated,
 )
 from tests.support import (
     Account,
@@ -254,6 +256,8 @@ UPSTREAM_FAILURES: list[tuple[Reply, str, int, bool]] = [
     (HttpError(400, "invalid_request_error", "bad model"), "upstream_bad_request", 400, False),
     (MidStreamError(chunks=()), "upstream_overloaded", 503, True),
     (MidStreamError(chunks=(), error_type="api_error"), "upstream_unavailable", 502, True),
+    (Truncated(chunks=()), "upstream_unavailable", 502, True),
+    (Garbage(chunks=()), "upstream_unavailable", 502, True),
 ]
 
 
@@ -313,6 +317,8 @@ def test_upstream_failure_with_stream_false_is_a_json_error(
     [
         (MidStreamError(chunks=("Once", " upon")), "upstream_overloaded"),
         (Drop(chunks=("Once", " upon")), "upstream_unavailable"),
+        (Truncated(chunks=("Once", " upon")), "upstream_unavailable"),
+        (Garbage(chunks=("Once", " upon")), "upstream_unavailable"),
     ],
 )
 def test_failure_mid_reply_keeps_the_text_as_interrupted(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import uuid
 from pathlib import Path
@@ -100,10 +101,12 @@ def test_engine_turns_on_wal_and_foreign_keys(tmp_path: Path) -> None:
         seen: list[tuple[str, int]] = []
         try:
             # Two connections at once: the pragmas must hold for each, not just the first.
+            # Each commits before the next reads: transactions take SQLite's write lock.
             async with engine.connect() as first, engine.connect() as second:
                 for conn in (first, second):
                     mode = (await conn.execute(text("PRAGMA journal_mode"))).scalar_one()
                     keys = (await conn.execute(text("PRAGMA foreign_keys"))).scalar_one()
+                    await conn.commit()
                     seen.append((str(mode).lower(), int(keys)))
         finally:
             await engine.dispose()
@@ -166,3 +169,24 @@ def test_deleting_a_session_cascades_in_the_database(tmp_path: Path) -> None:
 
     # Deleting the user then takes the remaining session's message too.
     assert asyncio.run(scenario()) == (0, 1, 0)
+
+
+def test_savepoint_rollback_keeps_the_outer_transaction_atomic(tmp_path: Path) -> None:
+    """On SQLite, releasing a savepoint must not commit the transaction around it."""
+
+    async def scenario() -> int:
+        engine = create_engine(database_url(tmp_path / "zyron.db"))
+        try:
+            await upgrade(engine)
+            sessionmaker = create_sessionmaker(engine)
+            with contextlib.suppress(RuntimeError):
+                async with sessionmaker() as db, db.begin():
+                    async with db.begin_nested():
+                        db.add(User(email="nested@example.com", created_at=utcnow()))
+                    raise RuntimeError("the request fails after the savepoint")
+            async with engine.connect() as conn:
+                return int((await conn.execute(text("SELECT count(*) FROM users"))).scalar_one())
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(scenario()) == 0

@@ -83,7 +83,21 @@ class Drop:
     chunks: Sequence[str] = ("Partial",)
 
 
-Reply = TextReply | MidStreamError | HttpError | Drop
+@dataclass(frozen=True)
+class Truncated:
+    """Some text deltas, then a cleanly finished response with no message_delta/message_stop."""
+
+    chunks: Sequence[str] = ("Partial",)
+
+
+@dataclass(frozen=True)
+class Garbage:
+    """Some text deltas, then an event whose data is not JSON."""
+
+    chunks: Sequence[str] = ("Partial",)
+
+
+Reply = TextReply | MidStreamError | HttpError | Drop | Truncated | Garbage
 
 
 @dataclass(frozen=True)
@@ -259,6 +273,15 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 status = _STATUS_FOR_ERROR_TYPE.get(reply.error_type, 500)
                 self._send_json(status, _error_body(reply.error_type, reply.message))
+        elif isinstance(reply, Truncated | Garbage):
+            self._begin_stream()
+            self._stream_prelude(model, 12)
+            for chunk in reply.chunks:
+                self._delta(chunk)
+            if isinstance(reply, Garbage):
+                payload = b"event: content_block_delta\ndata: {not json\n\n"
+                self.wfile.write(b"%x\r\n%b\r\n" % (len(payload), payload))
+            self._end_stream()
         elif streaming:
             self._stream_then_drop(reply, model)
         # A non-streaming Drop sends nothing at all: the handler returns and the socket closes.

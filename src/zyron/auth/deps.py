@@ -8,10 +8,10 @@ from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from zyron.auth.principal import Principal
-from zyron.auth.repository import ensure_external_user
+from zyron.auth.repository import ensure_external_user, user_by_id
 from zyron.db.unit_of_work import unit_of_work
 from zyron.errors import InvalidToken, NotAuthenticated
-from zyron.state import get_state
+from zyron.state import AppState, get_state
 
 bearer_scheme = HTTPBearer(
     auto_error=False,
@@ -30,17 +30,28 @@ async def _optional_principal(
         raise InvalidToken("The Authorization header must be 'Bearer <access token>'.")
     state = get_state(request)
     principal = await state.verifier.verify(credentials.credentials.strip())
-    if principal.issuer == "supabase" and principal.user_id not in state.known_users:
-        async with unit_of_work(
-            state.sessionmaker, role="authenticated", claims=principal.claims
-        ) as db:
-            usable = await ensure_external_user(db, principal.user_id, principal.email)
-        if not usable:
-            raise InvalidToken(
-                "The token's subject is a built-in account; sign in with a password."
-            )
-        state.known_users.add(principal.user_id)
+    # Keyed by issuer too: a built-in account being known must not admit a Supabase token
+    # that names the same id.
+    known = (principal.issuer, principal.user_id)
+    if known not in state.known_users:
+        await _check_account(state, principal)
+        state.known_users.add(known)
     return principal
+
+
+async def _check_account(state: AppState, principal: Principal) -> None:
+    """Make sure the token's user has a row: Supabase users get one on first use."""
+    async with unit_of_work(
+        state.sessionmaker, role="authenticated", claims=principal.claims
+    ) as db:
+        if principal.issuer == "supabase":
+            if not await ensure_external_user(db, principal.user_id, principal.email):
+                raise InvalidToken(
+                    "The token's subject is a built-in account; sign in with a password."
+                )
+        elif await user_by_id(db, principal.user_id) is None:
+            # A valid signature for an account that is gone (e.g. the database was reset).
+            raise InvalidToken("The account behind this token no longer exists.")
 
 
 async def _current_principal(

@@ -124,6 +124,7 @@ class Generations:
 
     def __init__(self) -> None:
         self._tasks: dict[asyncio.Task[None], Generation] = {}
+        self._finishing: set[asyncio.Task[None]] = set()
 
     def start(
         self,
@@ -135,7 +136,7 @@ class Generations:
         sessionmaker: async_sessionmaker[AsyncSession],
     ) -> None:
         """Run the reply as a task that outlives the request that asked for it."""
-        job = _produce(generation, provider, prompt, target, sessionmaker)
+        job = self._produce(generation, provider, prompt, target, sessionmaker)
         task = asyncio.create_task(job, name=f"generation-{generation.key}")
         self._tasks[task] = generation
         task.add_done_callback(self._tasks.pop)
@@ -148,68 +149,100 @@ class Generations:
     async def shutdown(self, grace_seconds: float) -> None:
         """Let running replies finish for a while, then cancel the rest (saved as interrupted)."""
         tasks = list(self._tasks)
-        if not tasks:
-            return
-        _, pending = await asyncio.wait(tasks, timeout=grace_seconds)
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.wait(pending, timeout=5)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace_seconds)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+        # Final saves run shielded from cancellation: wait for them before the engine goes.
+        if self._finishing:
+            await asyncio.wait(list(self._finishing), timeout=10)
 
-
-async def _produce(
-    generation: Generation,
-    provider: Provider,
-    prompt: PromptRequest,
-    target: ReplyTarget | None,
-    sessionmaker: async_sessionmaker[AsyncSession],
-) -> None:
-    """Call the model, publish its text, save the reply, and end the stream with done or error."""
-    parts: list[str] = []
-    outcome = Outcome(content="", status=Status.ERROR, model=prompt.model)
-    try:
-        async for event in provider.stream(
-            model=prompt.model,
-            system=prompt.system,
-            messages=prompt.messages,
-            max_tokens=prompt.max_tokens,
-        ):
-            if isinstance(event, TextDelta):
-                parts.append(event.text)
-                generation.publish("delta", {"text": event.text})
-            elif isinstance(event, Finished):
-                outcome = Outcome(
-                    content="",
-                    status=Status.COMPLETE,
-                    model=event.model,
-                    stop_reason=event.stop_reason,
-                    input_tokens=event.input_tokens,
-                    output_tokens=event.output_tokens,
+    async def _produce(
+        self,
+        generation: Generation,
+        provider: Provider,
+        prompt: PromptRequest,
+        target: ReplyTarget | None,
+        sessionmaker: async_sessionmaker[AsyncSession],
+    ) -> None:
+        """Call the model and publish its text; then save the reply and end the stream."""
+        parts: list[str] = []
+        outcome = Outcome(content="", status=Status.ERROR, model=prompt.model)
+        cancelled = False
+        try:
+            async for event in provider.stream(
+                model=prompt.model,
+                system=prompt.system,
+                messages=prompt.messages,
+                max_tokens=prompt.max_tokens,
+            ):
+                if isinstance(event, TextDelta):
+                    parts.append(event.text)
+                    generation.publish("delta", {"text": event.text})
+                elif isinstance(event, Finished):
+                    outcome = Outcome(
+                        content="",
+                        status=Status.COMPLETE,
+                        model=event.model,
+                        stop_reason=event.stop_reason,
+                        input_tokens=event.input_tokens,
+                        output_tokens=event.output_tokens,
+                    )
+            if outcome.status != Status.COMPLETE:
+                raise UpstreamError(
+                    "upstream_unavailable",
+                    "The model provider ended the reply without finishing it.",
+                    status_code=502,
+                    retryable=True,
                 )
-    except UpstreamError as exc:
-        outcome.error = exc
-        outcome.status = Status.INTERRUPTED if parts else Status.ERROR
-        log.warning("upstream failed", extra={"code": exc.code, "model": prompt.model})
-    except asyncio.CancelledError:
-        # Shutdown: keep what was written, then let the cancellation through.
-        outcome.status = Status.INTERRUPTED
+        except UpstreamError as exc:
+            outcome.error = exc
+            log.warning("upstream failed", extra={"code": exc.code, "model": prompt.model})
+        except asyncio.CancelledError:
+            cancelled = True
+            outcome.error = UpstreamError(
+                "server_shutdown",
+                "The server shut down before the reply was complete; the text so far is saved.",
+                status_code=503,
+                retryable=True,
+            )
+        except Exception:
+            log.exception("generation failed", extra={"model": prompt.model})
+            outcome.error = UpstreamError(
+                "internal_error",
+                "The reply failed inside the server; it was logged.",
+                status_code=500,
+                retryable=True,
+            )
+        if outcome.error is not None:
+            outcome.status = Status.INTERRUPTED if parts else Status.ERROR
         outcome.content = "".join(parts)
-        await asyncio.shield(_save(sessionmaker, target, outcome))
+        # Saving and ending the stream must happen even if this task is cancelled meanwhile:
+        # they run as a task of their own, tracked so that shutdown waits for it.
+        finish = asyncio.create_task(_finish(generation, sessionmaker, target, outcome))
+        self._finishing.add(finish)
+        finish.add_done_callback(self._finishing.discard)
+        try:
+            await asyncio.shield(finish)
+        except asyncio.CancelledError:
+            cancelled = True
+        if cancelled:
+            raise asyncio.CancelledError
+
+
+async def _finish(
+    generation: Generation,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    target: ReplyTarget | None,
+    outcome: Outcome,
+) -> None:
+    """Save the reply's final state, then send the stream's last event."""
+    try:
+        await _save(sessionmaker, target, outcome)
+    finally:
         _end(generation, target, outcome)
-        raise
-    except Exception as exc:
-        log.exception("generation failed", extra={"model": prompt.model})
-        outcome.error = UpstreamError(
-            "internal_error",
-            "The reply failed inside the server; it was logged.",
-            status_code=500,
-            retryable=True,
-        )
-        outcome.status = Status.INTERRUPTED if parts else Status.ERROR
-        del exc
-    outcome.content = "".join(parts)
-    await _save(sessionmaker, target, outcome)
-    _end(generation, target, outcome)
 
 
 async def _save(
@@ -238,15 +271,12 @@ async def _save(
 def _end(generation: Generation, target: ReplyTarget | None, outcome: Outcome) -> None:
     message_id = str(target.message_id) if target else None
     if outcome.error is None:
-        stop_reason = outcome.stop_reason
-        if outcome.status == Status.INTERRUPTED:
-            stop_reason = "interrupted"
         generation.finish(
             outcome,
             "done",
             {
                 "message_id": message_id,
-                "stop_reason": stop_reason,
+                "stop_reason": outcome.stop_reason,
                 "model": outcome.model,
                 "usage": {
                     "input_tokens": outcome.input_tokens,

@@ -32,6 +32,9 @@ def normalize_url(url: str) -> str:
 
 
 def _enable_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # The driver's own transaction handling sends no BEGIN before a SAVEPOINT, so releasing
+    # a savepoint would commit the whole transaction; we send BEGIN ourselves (see _begin).
+    dbapi_connection.isolation_level = None
     # WAL lets readers run while a reply is written; foreign keys make deletes cascade.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -39,6 +42,12 @@ def _enable_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _begin_immediate(connection: Any) -> None:
+    # IMMEDIATE takes the write lock up front: a transaction that reads and then writes can
+    # then never fail with SQLITE_BUSY halfway; busy_timeout makes others wait for it.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def uses_transaction_pooler(url: URL, setting: bool | None) -> bool:
@@ -57,8 +66,9 @@ def create_engine(url: str, settings: Settings | None = None) -> AsyncEngine:
             raise ConfigError("DATABASE_URL: use sqlite+aiosqlite:///path/to/file.db for SQLite")
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url)
+        engine = create_async_engine(url, hide_parameters=True)
         event.listen(engine.sync_engine, "connect", _enable_sqlite_pragmas)
+        event.listen(engine.sync_engine, "begin", _begin_immediate)
         return engine
     if parsed.get_backend_name() == "postgresql":
         return _postgres_engine(parsed, settings or Settings(_env_file=None))
@@ -94,7 +104,10 @@ def _postgres_engine(url: URL, settings: Settings) -> AsyncEngine:
         connect_args["prepared_statement_name_func"] = lambda: f"__zyron_{uuid.uuid4().hex}__"
         connect_args["server_settings"] = {"application_name": "zyron"}
         return create_async_engine(
-            url.set(query=query), poolclass=NullPool, connect_args=connect_args
+            url.set(query=query),
+            poolclass=NullPool,
+            connect_args=connect_args,
+            hide_parameters=True,
         )
     return create_async_engine(
         url.set(query=query),
@@ -104,6 +117,8 @@ def _postgres_engine(url: URL, settings: Settings) -> AsyncEngine:
         pool_recycle=settings.db_pool_recycle_seconds,
         pool_pre_ping=True,
         connect_args=connect_args,
+        # Parameters are user data (messages, emails, hashes): keep them out of error logs.
+        hide_parameters=True,
     )
 
 

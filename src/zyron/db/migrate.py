@@ -20,7 +20,13 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
+# Any constant: replicas starting together take turns instead of racing on alembic_version.
+MIGRATION_LOCK_KEY = 0x7A79726F6E  # "zyron"
+
+
 def _upgrade(connection: Connection, revision: str) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
     command.upgrade(alembic_config(connection), revision)
 
 

@@ -82,6 +82,21 @@ class AnthropicProvider:
                 status_code=502,
                 retryable=True,
             ) from exc
+        except ValueError as exc:  # a body or event that is not the JSON the protocol promises
+            raise UpstreamError(
+                "upstream_unavailable",
+                "The model provider sent a malformed response.",
+                status_code=502,
+                retryable=True,
+            ) from exc
+        if final.stop_reason is None:
+            # The stream ended cleanly but without message_delta/message_stop: a cut-off reply.
+            raise UpstreamError(
+                "upstream_unavailable",
+                "The model provider ended the stream before the reply was complete.",
+                status_code=502,
+                retryable=True,
+            )
         yield Finished(
             stop_reason=final.stop_reason,
             input_tokens=final.usage.input_tokens,

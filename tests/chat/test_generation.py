@@ -1,0 +1,166 @@
+"""The generation task: how a reply ends when the server shuts down around it."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+import zyron.chat.generation as generation_module
+from zyron.chat.generation import Generation, Generations, PromptRequest, ReplyTarget
+from zyron.db.engine import create_engine, create_sessionmaker
+from zyron.db.migrate import upgrade
+from zyron.db.models import ChatSession, Message, Role, Status, User
+from zyron.db.types import utcnow
+from zyron.llm.base import Finished, PromptMessage, ProviderEvent, TextDelta
+
+PROMPT = PromptRequest(
+    model="m", system=None, messages=[{"role": "user", "content": "hi"}], max_tokens=10
+)
+
+
+class SlowProvider:
+    """Sends `chunks` text deltas `delay` seconds apart, then finishes."""
+
+    name = "slow"
+
+    def __init__(self, chunks: int, delay: float) -> None:
+        self.chunks = chunks
+        self.delay = delay
+
+    async def stream(
+        self,
+        *,
+        model: str,
+        system: str | None,
+        messages: Sequence[PromptMessage],
+        max_tokens: int,
+    ) -> AsyncIterator[ProviderEvent]:
+        """Yield the deltas slowly."""
+        for index in range(self.chunks):
+            await asyncio.sleep(self.delay)
+            yield TextDelta(f"t{index} ")
+        yield Finished(stop_reason="end_turn", input_tokens=1, output_tokens=1, model=model)
+
+    async def aclose(self) -> None:
+        """Nothing to close."""
+
+
+async def _setup(
+    tmp_path: Path,
+) -> tuple[Generation, ReplyTarget, AsyncEngine, async_sessionmaker[AsyncSession]]:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'g.db'}")
+    await upgrade(engine)
+    sessionmaker = create_sessionmaker(engine)
+    async with sessionmaker() as db, db.begin():
+        user = User(email="g@example.com", created_at=utcnow())
+        db.add(user)
+        await db.flush()
+        chat = ChatSession(user_id=user.id, title="t", created_at=utcnow(), updated_at=utcnow())
+        db.add(chat)
+        await db.flush()
+        reply = Message(
+            session_id=chat.id,
+            user_id=user.id,
+            role=Role.ASSISTANT,
+            content="",
+            status=Status.STREAMING,
+            created_at=utcnow(),
+        )
+        db.add(reply)
+    target = ReplyTarget(user_id=user.id, session_id=chat.id, message_id=reply.id, claims={})
+    return Generation(key=reply.id), target, engine, sessionmaker
+
+
+def test_shutdown_mid_reply_saves_the_text_and_ends_the_stream(tmp_path: Path) -> None:
+    """Cancelled by shutdown: the reply keeps its text as interrupted; followers get an error."""
+
+    async def scenario() -> tuple[str, str, str, str]:
+        generation, target, engine, sessionmaker = await _setup(tmp_path)
+        generations = Generations()
+        generations.start(
+            generation,
+            provider=SlowProvider(chunks=100, delay=0.02),
+            prompt=PROMPT,
+            target=target,
+            sessionmaker=sessionmaker,
+        )
+        await asyncio.sleep(0.15)
+        await generations.shutdown(grace_seconds=0.01)
+        outcome = await asyncio.wait_for(generation.wait(), timeout=5)
+        async with sessionmaker() as db:
+            row = (
+                await db.execute(select(Message).where(Message.id == target.message_id))
+            ).scalar_one()
+        await engine.dispose()
+        return row.status, row.content, generation.events[-1].event, outcome.status
+
+    status, content, last_event, outcome_status = asyncio.run(scenario())
+    assert status == Status.INTERRUPTED
+    assert content.startswith("t0 t1 ")
+    assert last_event == "error"
+    assert outcome_status == Status.INTERRUPTED
+
+
+def test_cancel_during_the_final_save_still_saves_and_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancellation that lands while the reply is being saved loses neither."""
+    original_save = generation_module._save
+    saving = asyncio.Event()
+
+    async def slow_save(*args: object) -> None:
+        saving.set()
+        await asyncio.sleep(0.3)
+        await original_save(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(generation_module, "_save", slow_save)
+
+    async def scenario() -> tuple[str, str, bool]:
+        generation, target, engine, sessionmaker = await _setup(tmp_path)
+        generations = Generations()
+        generations.start(
+            generation,
+            provider=SlowProvider(chunks=2, delay=0),
+            prompt=PROMPT,
+            target=target,
+            sessionmaker=sessionmaker,
+        )
+        await asyncio.wait_for(saving.wait(), timeout=5)
+        await generations.shutdown(grace_seconds=0)
+        await asyncio.wait_for(generation.wait(), timeout=5)
+        async with sessionmaker() as db:
+            row = (
+                await db.execute(select(Message).where(Message.id == target.message_id))
+            ).scalar_one()
+        await engine.dispose()
+        return row.status, row.content, generation.finished
+
+    status, content, finished = asyncio.run(scenario())
+    assert status == Status.COMPLETE
+    assert content == "t0 t1 "
+    assert finished
+
+
+def test_guest_reply_needs_no_database() -> None:
+    """A guest's generation ends with done and touches no database."""
+
+    async def scenario() -> list[str]:
+        generation = Generation(key=uuid.uuid4())
+        generations = Generations()
+        generations.start(
+            generation,
+            provider=SlowProvider(chunks=3, delay=0),
+            prompt=PROMPT,
+            target=None,
+            sessionmaker=None,  # type: ignore[arg-type]
+        )
+        await asyncio.wait_for(generation.wait(), timeout=5)
+        return [event.event for event in generation.events]
+
+    assert asyncio.run(scenario()) == ["delta", "delta", "delta", "done"]
