@@ -19,9 +19,19 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, help="listen port (default: PORT or 8000)")
     serve.add_argument("--reload", action="store_true", help="restart on code changes (dev)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes")
-    commands.add_parser("migrate", help="apply database migrations and exit")
+    migrate = commands.add_parser("migrate", help="apply database migrations and exit")
+    migrate.add_argument(
+        "--sql",
+        action="store_true",
+        help="print the Postgres SQL instead (to paste into Supabase's SQL editor)",
+    )
     args = parser.parse_args(argv)
 
+    if args.command == "migrate" and args.sql:
+        from zyron.db.migrate import postgres_sql
+
+        postgres_sql(sys.stdout)
+        return 0
     try:
         settings = Settings()
         configure_logging(settings.log_level)

@@ -1,14 +1,16 @@
-"""GET /health: is the server up and can it reach its database."""
+"""GET /health: is the server up, can it reach its database, and how busy is its pool."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import text
+from sqlalchemy.pool import Pool, QueuePool
 
 from zyron import __version__
 from zyron.state import get_state
@@ -18,29 +20,61 @@ router = APIRouter(tags=["health"])
 DB_CHECK_TIMEOUT_SECONDS = 2.0
 
 
+class PoolFigures(BaseModel):
+    """The connection pool right now (null where the pool keeps no connections)."""
+
+    kind: str
+    size: int | None = None
+    checked_out: int | None = None
+    checked_in: int | None = None
+    overflow: int | None = None
+
+
 class Health(BaseModel):
     """What /health reports."""
 
     status: Literal["ok", "degraded"]
     database: Literal["ok", "failed"]
+    database_dialect: str
+    database_ms: float | None
+    pool: PoolFigures
     provider: str | None
     version: str
     generations_running: int
 
 
+def pool_figures(pool: Pool) -> PoolFigures:
+    """Read the pool's counters."""
+    if isinstance(pool, QueuePool):
+        return PoolFigures(
+            kind=type(pool).__name__,
+            size=pool.size(),
+            checked_out=pool.checkedout(),
+            checked_in=pool.checkedin(),
+            overflow=pool.overflow(),
+        )
+    return PoolFigures(kind=type(pool).__name__)
+
+
 @router.get("/health", responses={503: {"model": Health, "description": "Database unreachable"}})
 async def health(request: Request) -> Any:
-    """Report the server's state; 503 when the database cannot be reached."""
+    """Report the server's state; 503 when the database does not answer within 2 seconds."""
     state = get_state(request)
     database: Literal["ok", "failed"] = "ok"
+    started = time.perf_counter()
+    elapsed: float | None = None
     try:
         async with asyncio.timeout(DB_CHECK_TIMEOUT_SECONDS), state.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
+        elapsed = round((time.perf_counter() - started) * 1000, 2)
     except Exception:  # any failure to answer SELECT 1 in time means "failed"
         database = "failed"
     body = Health(
         status="ok" if database == "ok" else "degraded",
         database=database,
+        database_dialect=state.engine.dialect.name,
+        database_ms=elapsed,
+        pool=pool_figures(state.engine.pool),
         provider=state.provider.name if state.provider else None,
         version=__version__,
         generations_running=state.generations.running,

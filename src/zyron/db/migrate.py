@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TextIO
 
 from alembic import command
 from alembic.config import Config
@@ -12,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
-def alembic_config(connection: Connection | None = None) -> Config:
+def alembic_config(connection: Connection | None = None, output: TextIO | None = None) -> Config:
     """Build the Alembic configuration in code, so no alembic.ini has to be found on disk."""
-    config = Config()
+    config = Config(output_buffer=output)
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["connection"] = connection
     return config
@@ -32,6 +33,11 @@ def _upgrade(connection: Connection, revision: str) -> None:
 
 def _downgrade(connection: Connection, revision: str) -> None:
     command.downgrade(alembic_config(connection), revision)
+
+
+def postgres_sql(output: TextIO, revision: str = "head") -> None:
+    """Write the Postgres SQL of every migration up to `revision`, without a database."""
+    command.upgrade(alembic_config(output=output), revision, sql=True)
 
 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:

@@ -46,7 +46,8 @@ def create_roles() -> str:
     )
     grants = "\n".join(
         f"  IF NOT pg_has_role(current_user, '{role}', 'MEMBER') THEN\n"
-        f"    EXECUTE format('GRANT {role} TO %I', current_user);\n"
+        # No format('%I'): offline rendering (`migrate --sql`) would double the percent sign.
+        f"    EXECUTE 'GRANT {role} TO ' || quote_ident(current_user);\n"
         f"  END IF;"
         for role in ("authenticated", "service_role")
     )

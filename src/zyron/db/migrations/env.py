@@ -1,4 +1,4 @@
-"""Alembic environment: runs on the connection Zyron hands over (see zyron.db.migrate)."""
+"""Alembic environment: online on the connection Zyron hands over, offline for `--sql`."""
 
 from __future__ import annotations
 
@@ -8,16 +8,26 @@ from sqlalchemy.engine import Connection
 from zyron.db.models import Base
 
 config = context.config
-connection: Connection | None = config.attributes.get("connection")
 
-if connection is None:
-    raise RuntimeError("run migrations with `zyron migrate`, which provides the connection")
-
-context.configure(
-    connection=connection,
-    target_metadata=Base.metadata,
-    # SQLite cannot ALTER most things; batch mode recreates tables when a migration needs it.
-    render_as_batch=connection.dialect.name == "sqlite",
-)
-with context.begin_transaction():
-    context.run_migrations()
+if context.is_offline_mode():
+    # `zyron migrate --sql`: the Postgres script to paste into Supabase's SQL editor.
+    context.configure(
+        dialect_name="postgresql",
+        target_metadata=Base.metadata,
+        literal_binds=True,
+        transactional_ddl=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+else:
+    connection: Connection | None = config.attributes.get("connection")
+    if connection is None:
+        raise RuntimeError("run migrations with `zyron migrate`, which provides the connection")
+    context.configure(
+        connection=connection,
+        target_metadata=Base.metadata,
+        # SQLite cannot ALTER most things; batch mode recreates tables when a migration needs it.
+        render_as_batch=connection.dialect.name == "sqlite",
+    )
+    with context.begin_transaction():
+        context.run_migrations()

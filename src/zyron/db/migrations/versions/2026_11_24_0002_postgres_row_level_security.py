@@ -81,7 +81,8 @@ def downgrade() -> None:
             "DO $drop$ DECLARE p record; BEGIN "
             f"FOR p IN SELECT policyname FROM pg_policies WHERE tablename = '{table}' "
             "AND schemaname = current_schema() LOOP "
-            f"EXECUTE format('DROP POLICY %I ON {table}', p.policyname); END LOOP; END $drop$"
+            f"EXECUTE 'DROP POLICY ' || quote_ident(p.policyname) || ' ON {table}'; "
+            "END LOOP; END $drop$"
         )
         for statement in rls.disable_rls(table):
             op.execute(statement)
