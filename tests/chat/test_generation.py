@@ -114,10 +114,10 @@ def test_cancel_during_the_final_save_still_saves_and_ends(
     original_save = generation_module._save
     saving = asyncio.Event()
 
-    async def slow_save(*args: object) -> None:
+    async def slow_save(*args: object) -> bool:
         saving.set()
         await asyncio.sleep(0.3)
-        await original_save(*args)  # type: ignore[arg-type]
+        return await original_save(*args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(generation_module, "_save", slow_save)
 
@@ -164,3 +164,34 @@ def test_guest_reply_needs_no_database() -> None:
         return [event.event for event in generation.events]
 
     assert asyncio.run(scenario()) == ["delta", "delta", "delta", "done"]
+
+
+def test_failed_save_ends_the_stream_with_persist_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the reply cannot be written, the client is told instead of getting `done`."""
+
+    async def broken_save(*_args: object) -> bool:
+        return False
+
+    monkeypatch.setattr(generation_module, "_save", broken_save)
+
+    async def scenario() -> dict[str, object]:
+        generation, target, engine, sessionmaker = await _setup(tmp_path)
+        generations = Generations()
+        generations.start(
+            generation,
+            provider=SlowProvider(chunks=1, delay=0),
+            prompt=PROMPT,
+            target=target,
+            sessionmaker=sessionmaker,
+        )
+        await asyncio.wait_for(generation.wait(), timeout=5)
+        await engine.dispose()
+        last = generation.events[-1]
+        return {"event": last.event, **last.data}
+
+    last = asyncio.run(scenario())
+    assert last["event"] == "error"
+    assert last["error"] == "persist_failed"
+    assert last["retryable"] is True

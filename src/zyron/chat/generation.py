@@ -239,18 +239,27 @@ async def _finish(
     outcome: Outcome,
 ) -> None:
     """Save the reply's final state, then send the stream's last event."""
+    saved = False
     try:
-        await _save(sessionmaker, target, outcome)
+        saved = await _save(sessionmaker, target, outcome)
     finally:
+        if not saved and outcome.error is None:
+            # The client has the text, but must not believe it is stored.
+            outcome.error = UpstreamError(
+                "persist_failed",
+                "The reply could not be saved; the database did not accept it.",
+                status_code=503,
+                retryable=True,
+            )
         _end(generation, target, outcome)
 
 
 async def _save(
     sessionmaker: async_sessionmaker[AsyncSession], target: ReplyTarget | None, outcome: Outcome
-) -> None:
-    """Write the reply's final state; guests' replies are not saved."""
+) -> bool:
+    """Write the reply's final state (guests' replies are not saved); False if that failed."""
     if target is None:
-        return
+        return True
     try:
         async with unit_of_work(sessionmaker, role="authenticated", claims=target.claims) as db:
             await finish_reply(
@@ -266,6 +275,8 @@ async def _save(
             )
     except Exception:
         log.exception("saving the reply failed", extra={"message_id": str(target.message_id)})
+        return False
+    return True
 
 
 def _end(generation: Generation, target: ReplyTarget | None, outcome: Outcome) -> None:
