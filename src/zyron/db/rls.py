@@ -44,9 +44,16 @@ def create_roles() -> str:
         f"  END IF;"
         for role in API_ROLES
     )
+    # Postgres 16 gives a CREATEROLE user only ADMIN on the roles it creates, not the right to
+    # SET ROLE to them, so there "member" is not enough. No format('%I') anywhere: offline
+    # rendering (`migrate --sql`) would double the percent sign.
     grants = "\n".join(
-        f"  IF NOT pg_has_role(current_user, '{role}', 'MEMBER') THEN\n"
-        # No format('%I'): offline rendering (`migrate --sql`) would double the percent sign.
+        f"  IF current_setting('server_version_num')::int >= 160000 THEN\n"
+        f"    IF NOT pg_has_role(current_user, '{role}', 'SET') THEN\n"
+        f"      EXECUTE 'GRANT {role} TO ' || quote_ident(current_user) "
+        f"|| ' WITH INHERIT FALSE, SET TRUE';\n"
+        f"    END IF;\n"
+        f"  ELSIF NOT pg_has_role(current_user, '{role}', 'MEMBER') THEN\n"
         f"    EXECUTE 'GRANT {role} TO ' || quote_ident(current_user);\n"
         f"  END IF;"
         for role in ("authenticated", "service_role")

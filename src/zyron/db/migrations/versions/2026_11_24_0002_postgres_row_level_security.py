@@ -55,10 +55,13 @@ def _statements() -> list[str]:
     statements += rls.reset_grants(
         "refresh_tokens", authenticated="", service_role="SELECT, INSERT, UPDATE"
     )
+    # The login role is a member of service_role (to SET ROLE to it), and policies apply to
+    # members too: current_user keeps this one to transactions that really switched role.
+    only_service = "current_user = 'service_role'"
     for table in ("users", "refresh_tokens"):
         statements.append(
             f"CREATE POLICY {table}_service ON {table} AS PERMISSIVE FOR ALL "
-            "TO service_role USING (true) WITH CHECK (true)"
+            f"TO service_role USING ({only_service}) WITH CHECK ({only_service})"
         )
     statements += rls.reset_grants("alembic_version", authenticated="", service_role="")
     return statements
