@@ -625,14 +625,18 @@ def test_service_role_reads_only_the_auth_tables(world: World) -> None:
                 "SELECT user_id FROM refresh_tokens WHERE token_hash = $1", b.token_hash
             ),
             "chat_sessions": await query("SELECT id FROM chat_sessions"),
+            # Recovery closes replies whose process died: service_role sees only rows still
+            # streaming (none here), and never their text.
             "messages": await query("SELECT id FROM messages"),
+            "message text": await query("SELECT content FROM messages"),
         }
 
     assert asyncio.run(scenario()) == {
         "user by email": {b.user_id},
         "token by hash": {b.user_id},
         "chat_sessions": "42501 privilege",
-        "messages": "42501 privilege",
+        "messages": set(),
+        "message text": "42501 privilege",
     }
 
 
@@ -662,7 +666,11 @@ def test_policies_are_per_command_and_use_a_subselect_of_auth_uid(world: World) 
         ("users", "ALL", ("service_role",)),
         *{("chat_sessions", cmd, ("authenticated",)) for cmd in own},
         *{("messages", cmd, ("authenticated",)) for cmd in own},
+        ("messages", "SELECT", ("service_role",)),
+        ("messages", "UPDATE", ("service_role",)),
         ("refresh_tokens", "ALL", ("service_role",)),
+        ("idempotency_keys", "SELECT", ("authenticated",)),
+        ("idempotency_keys", "INSERT", ("authenticated",)),
     }
     assert len(rows) == len(shape)  # no duplicate policy that could widen access
     for r in rows:
@@ -685,11 +693,11 @@ def test_rls_is_enabled_and_forced_on_every_table(world: World) -> None:
             world.admin_dsn,
             "SELECT relname::text, relrowsecurity, relforcerowsecurity FROM pg_class "
             "WHERE relnamespace = 'public'::regnamespace AND relname = ANY($1::text[])",
-            list(TABLES),
+            [*TABLES, "idempotency_keys"],
         )
     )
     assert {r["relname"]: (r["relrowsecurity"], r["relforcerowsecurity"]) for r in rows} == (
-        dict.fromkeys(TABLES, (True, True))
+        dict.fromkeys((*TABLES, "idempotency_keys"), (True, True))
     )
 
 
@@ -717,6 +725,7 @@ def test_grants_are_minimal(world: World) -> None:
         ("authenticated", "messages"): crud,
         ("service_role", "users"): {"SELECT", "INSERT", "UPDATE"},
         ("service_role", "refresh_tokens"): {"SELECT", "INSERT", "UPDATE"},
+        ("authenticated", "idempotency_keys"): {"SELECT", "INSERT"},
     }
     # Spelled out as the brief's check, so a missing alembic_version table cannot hide it.
     anon_select = asyncio.run(
@@ -787,8 +796,8 @@ def test_migrations_go_up_down_and_up_again_as_the_app_role(postgres: PostgresSe
     assert up == {
         "tables": set(TABLES),
         "version": head,
-        "forced": 4,
-        "policies": 12,
+        "forced": 5,
+        "policies": 16,
         "roles": roles,
         "auth_functions": functions,
     }

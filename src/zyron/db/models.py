@@ -104,6 +104,30 @@ class Message(Base):
     output_tokens: Mapped[int | None]
     stop_reason: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # While streaming: the producing process renews this; past it, the process is presumed dead.
+    lease_expires_at: Mapped[datetime | None]
+    # Set by POST /chat/{id}/cancel; the producing process, wherever it runs, notices it.
+    cancel_requested_at: Mapped[datetime | None]
+
+
+class IdempotencyKey(Base):
+    """A client's Idempotency-Key for POST /chat, tied to the exchange it produced."""
+
+    __tablename__ = "idempotency_keys"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    session_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("chat_sessions.id", ondelete="CASCADE")
+    )
+    user_message_id: Mapped[uuid.UUID]
+    assistant_message_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE")
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class RefreshToken(Base):

@@ -1,0 +1,1 @@
+"""Stream events and the hubs that carry them to followers (in process, or Redis Streams)."""

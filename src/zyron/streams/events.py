@@ -1,0 +1,53 @@
+"""One server-sent event of a reply, and how its id works."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+TERMINAL_EVENTS = frozenset({"done", "error"})
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    """One server-sent event.
+
+    `id` is a position in the reply's text, so a resume is exact however the events are
+    stored: `session` is 0, a `delta` is the length of the text once it is added, and the
+    final `done`/`error` is the full length plus one. Resuming after id N means "send
+    everything after the first N characters".
+    """
+
+    id: int
+    event: str
+    data: dict[str, Any]
+
+    @property
+    def terminal(self) -> bool:
+        """Tell whether this event ends the stream."""
+        return self.event in TERMINAL_EVENTS
+
+    def encode(self) -> bytes:
+        """Render as SSE wire format."""
+        payload = json.dumps(self.data, separators=(",", ":"), ensure_ascii=False)
+        return f"id: {self.id}\nevent: {self.event}\ndata: {payload}\n\n".encode()
+
+    def to_fields(self) -> dict[str, str]:
+        """Serialise for a Redis stream entry."""
+        return {"id": str(self.id), "event": self.event, "data": json.dumps(self.data)}
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, str]) -> StreamEvent:
+        """Rebuild from a Redis stream entry."""
+        return cls(int(fields["id"]), fields["event"], json.loads(fields["data"]))
+
+
+def parse_last_event_id(value: str | None) -> int:
+    """Read a Last-Event-ID header; absent or malformed means 'from the start' (-1)."""
+    if value is None:
+        return -1
+    try:
+        return max(-1, int(value.strip()))
+    except ValueError:
+        return -1
