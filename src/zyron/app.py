@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,6 +11,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from zyron import __version__
 from zyron.auth.jwks import JwksCache
@@ -17,8 +19,10 @@ from zyron.auth.passwords import Passwords
 from zyron.auth.router import router as auth_router
 from zyron.auth.service import AuthService
 from zyron.auth.verify import TokenVerifier
+from zyron.chat.follow import router as follow_router
 from zyron.chat.generation import Generations
 from zyron.chat.router import router as chat_router
+from zyron.chat.writer import recover_abandoned
 from zyron.db.engine import create_engine, create_sessionmaker
 from zyron.db.migrate import upgrade
 from zyron.errors import install_error_handlers
@@ -29,6 +33,7 @@ from zyron.middleware import AccessLog, BodySizeLimit
 from zyron.sessions.router import router as sessions_router
 from zyron.settings import Settings
 from zyron.state import AppState
+from zyron.streams.redis_hub import RedisHub
 
 log = logging.getLogger("zyron")
 
@@ -49,9 +54,30 @@ def build_provider(settings: Settings) -> Provider | None:
     return AnthropicProvider(
         api_key=settings.anthropic_api_key.get_secret_value(),
         base_url=settings.anthropic_base_url,
-        max_retries=settings.upstream_max_retries,
         timeout_seconds=settings.upstream_timeout_seconds,
+        connect_timeout_seconds=settings.upstream_connect_timeout_seconds,
     )
+
+
+async def _start_hub(settings: Settings) -> RedisHub | None:
+    """Connect the Redis mirror of reply streams, when REDIS_URL is set."""
+    if not settings.redis_url:
+        return None
+    hub = RedisHub.from_url(settings.redis_url, retention_seconds=settings.stream_retention_seconds)
+    await hub.start()
+    return hub
+
+
+async def _recover_periodically(
+    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    """Close replies whose lease expired, for as long as the server runs."""
+    while True:
+        await asyncio.sleep(settings.recovery_interval_seconds)
+        try:
+            await recover_abandoned(sessionmaker)
+        except Exception as exc:  # the database may be away for a while; try again later
+            log.warning("recovery sweep failed", extra={"reason": str(exc)})
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -76,10 +102,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 min_refetch_seconds=settings.jwks_min_refetch_seconds,
             )
         secret = settings.supabase_jwt_secret
+        sessionmaker = create_sessionmaker(engine)
+        hub = await _start_hub(settings)
+        generations = Generations(settings, sessionmaker, mirror=hub.publish if hub else None)
+        if hub is not None:
+            hub.on_cancel(generations.cancel_here)
+        # Replies left streaming by a process that died: at start, then every so often.
+        await recover_abandoned(sessionmaker)
+        recovery = asyncio.create_task(_recover_periodically(sessionmaker, settings))
         state = AppState(
             settings=settings,
             engine=engine,
-            sessionmaker=create_sessionmaker(engine),
+            sessionmaker=sessionmaker,
+            hub=hub,
             http=http,
             verifier=TokenVerifier(
                 builtin_key=signing_key,
@@ -91,7 +126,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ),
             passwords=Passwords(),
             provider=build_provider(settings),
-            generations=Generations(),
+            generations=generations,
         )
         app.state.zyron = state
         app.state.auth_service = AuthService(settings, state.passwords, signing_key)
@@ -108,7 +143,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            recovery.cancel()
             await state.generations.shutdown(SHUTDOWN_GRACE_SECONDS)
+            if hub is not None:
+                await hub.close()
             if state.provider is not None:
                 await state.provider.aclose()
             await http.aclose()
@@ -130,7 +168,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_age=600,
     )
     app.add_middleware(AccessLog)
-    for router in (health_router, auth_router, sessions_router, chat_router):
+    for router in (health_router, auth_router, sessions_router, chat_router, follow_router):
         app.include_router(router)
     _refine_openapi(app)
     return app

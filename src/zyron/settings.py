@@ -93,8 +93,34 @@ class Settings(BaseSettings):
     anthropic_base_url: str | None = Field(default=None, alias="ANTHROPIC_BASE_URL")
     default_model: str | None = Field(default=None, alias="DEFAULT_MODEL")
     max_tokens: int = Field(default=4096, alias="MAX_TOKENS", ge=1)
-    upstream_max_retries: int = Field(default=2, alias="UPSTREAM_MAX_RETRIES", ge=0, le=10)
+    # Retries happen only before the first token; after text has been sent there is none.
+    upstream_max_retries: int = Field(default=3, alias="UPSTREAM_MAX_RETRIES", ge=0, le=10)
+    upstream_retry_budget_seconds: float = Field(
+        default=30.0, alias="UPSTREAM_RETRY_BUDGET_SECONDS", ge=0
+    )
+    upstream_retry_base_seconds: float = Field(
+        default=0.5, alias="UPSTREAM_RETRY_BASE_SECONDS", ge=0
+    )
+    upstream_connect_timeout_seconds: float = Field(
+        default=10.0, alias="UPSTREAM_CONNECT_TIMEOUT_SECONDS", gt=0
+    )
+    upstream_first_token_timeout_seconds: float = Field(
+        default=60.0, alias="UPSTREAM_FIRST_TOKEN_TIMEOUT_SECONDS", gt=0
+    )
+    upstream_idle_timeout_seconds: float = Field(
+        default=60.0, alias="UPSTREAM_IDLE_TIMEOUT_SECONDS", gt=0
+    )
     upstream_timeout_seconds: float = Field(default=600.0, alias="UPSTREAM_TIMEOUT_SECONDS", gt=0)
+
+    reply_flush_interval_seconds: float = Field(
+        default=0.3, alias="REPLY_FLUSH_INTERVAL_SECONDS", gt=0
+    )
+    reply_flush_chars: int = Field(default=400, alias="REPLY_FLUSH_CHARS", ge=1)
+    reply_lease_seconds: float = Field(default=30.0, alias="REPLY_LEASE_SECONDS", ge=1)
+    reply_heartbeat_seconds: float = Field(default=2.0, alias="REPLY_HEARTBEAT_SECONDS", gt=0)
+    recovery_interval_seconds: float = Field(default=10.0, alias="RECOVERY_INTERVAL_SECONDS", gt=0)
+    cancel_on_disconnect: bool = Field(default=False, alias="CANCEL_ON_DISCONNECT")
+    stream_retention_seconds: int = Field(default=600, alias="STREAM_RETENTION_SECONDS", ge=10)
 
     allowed_origins: Annotated[list[str], NoDecode] = Field(
         default=["http://localhost:3000", "http://localhost:5173"], alias="ALLOWED_ORIGINS"

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from zyron.chat.generation import Generations
     from zyron.llm.base import Provider
+    from zyron.streams.redis_hub import RedisHub
 
 
 @dataclass
@@ -27,6 +28,7 @@ class AppState:
     settings: Settings
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
+    hub: RedisHub | None
     http: httpx.AsyncClient
     verifier: TokenVerifier
     passwords: Passwords

@@ -52,7 +52,8 @@ def test_streamed_chat_is_saved_in_order_with_usage(
     events = stream_chat(client, {"message": "Hello?", "title": "Greetings"}, alice.headers)
 
     assert [e.event for e in events] == ["session", "delta", "delta", "delta", "done"]
-    assert [e.id for e in events] == ["0", "1", "2", "3", "4"]
+    # Ids are text offsets: session 0, each delta the length so far, done the length + 1.
+    assert [e.id for e in events] == ["0", "2", "8", "9", "10"]
     session = events[0].data
     assert session["saved"] is True
     assert "".join(str(e.data["text"]) for e in events if e.event == "delta") == "Hi there!"

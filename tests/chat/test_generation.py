@@ -11,8 +11,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-import zyron.chat.generation as generation_module
+from tests.support import make_settings
 from zyron.chat.generation import Generation, Generations, PromptRequest, ReplyTarget
+from zyron.chat.writer import ReplyWriter
 from zyron.db.engine import create_engine, create_sessionmaker
 from zyron.db.migrate import upgrade
 from zyron.db.models import ChatSession, Message, Role, Status, User
@@ -82,13 +83,12 @@ def test_shutdown_mid_reply_saves_the_text_and_ends_the_stream(tmp_path: Path) -
 
     async def scenario() -> tuple[str, str, str, str]:
         generation, target, engine, sessionmaker = await _setup(tmp_path)
-        generations = Generations()
+        generations = Generations(make_settings(tmp_path), sessionmaker)
         generations.start(
             generation,
             provider=SlowProvider(chunks=100, delay=0.02),
             prompt=PROMPT,
             target=target,
-            sessionmaker=sessionmaker,
         )
         await asyncio.sleep(0.15)
         await generations.shutdown(grace_seconds=0.01)
@@ -111,25 +111,24 @@ def test_cancel_during_the_final_save_still_saves_and_ends(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A cancellation that lands while the reply is being saved loses neither."""
-    original_save = generation_module._save
+    original_close = ReplyWriter.close
     saving = asyncio.Event()
 
-    async def slow_save(*args: object) -> bool:
+    async def slow_close(self: ReplyWriter, **final: object) -> bool:
         saving.set()
         await asyncio.sleep(0.3)
-        return await original_save(*args)  # type: ignore[arg-type]
+        return await original_close(self, **final)
 
-    monkeypatch.setattr(generation_module, "_save", slow_save)
+    monkeypatch.setattr(ReplyWriter, "close", slow_close)
 
     async def scenario() -> tuple[str, str, bool]:
         generation, target, engine, sessionmaker = await _setup(tmp_path)
-        generations = Generations()
+        generations = Generations(make_settings(tmp_path), sessionmaker)
         generations.start(
             generation,
             provider=SlowProvider(chunks=2, delay=0),
             prompt=PROMPT,
             target=target,
-            sessionmaker=sessionmaker,
         )
         await asyncio.wait_for(saving.wait(), timeout=5)
         await generations.shutdown(grace_seconds=0)
@@ -147,18 +146,17 @@ def test_cancel_during_the_final_save_still_saves_and_ends(
     assert finished
 
 
-def test_guest_reply_needs_no_database() -> None:
+def test_guest_reply_needs_no_database(tmp_path: Path) -> None:
     """A guest's generation ends with done and touches no database."""
 
     async def scenario() -> list[str]:
         generation = Generation(key=uuid.uuid4())
-        generations = Generations()
+        generations = Generations(make_settings(tmp_path), None)
         generations.start(
             generation,
             provider=SlowProvider(chunks=3, delay=0),
             prompt=PROMPT,
             target=None,
-            sessionmaker=None,  # type: ignore[arg-type]
         )
         await asyncio.wait_for(generation.wait(), timeout=5)
         return [event.event for event in generation.events]
@@ -171,20 +169,19 @@ def test_failed_save_ends_the_stream_with_persist_failed(
 ) -> None:
     """When the reply cannot be written, the client is told instead of getting `done`."""
 
-    async def broken_save(*_args: object) -> bool:
+    async def broken_close(self: ReplyWriter, **final: object) -> bool:
         return False
 
-    monkeypatch.setattr(generation_module, "_save", broken_save)
+    monkeypatch.setattr(ReplyWriter, "close", broken_close)
 
     async def scenario() -> dict[str, object]:
         generation, target, engine, sessionmaker = await _setup(tmp_path)
-        generations = Generations()
+        generations = Generations(make_settings(tmp_path), sessionmaker)
         generations.start(
             generation,
             provider=SlowProvider(chunks=1, delay=0),
             prompt=PROMPT,
             target=target,
-            sessionmaker=sessionmaker,
         )
         await asyncio.wait_for(generation.wait(), timeout=5)
         await engine.dispose()

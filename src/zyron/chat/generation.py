@@ -3,48 +3,30 @@
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import logging
+import random
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from zyron.chat.writer import ReplyTarget, ReplyWriter, WriterSettings
 from zyron.db.models import Status
 from zyron.db.types import utcnow
-from zyron.db.unit_of_work import unit_of_work
 from zyron.errors import UpstreamError
 from zyron.llm.base import Finished, PromptMessage, Provider, TextDelta
-from zyron.sessions.repository import finish_reply
+from zyron.settings import Settings
+from zyron.streams.events import StreamEvent, trim_delta
 
 log = logging.getLogger("zyron.chat")
 
+MAX_BACKOFF_SECONDS = 8.0
 
-@dataclass(frozen=True, slots=True)
-class StreamEvent:
-    """One server-sent event; `id` counts from 0 within a reply."""
-
-    id: int
-    event: str
-    data: dict[str, Any]
-
-    def encode(self) -> bytes:
-        """Render as SSE wire format."""
-        payload = json.dumps(self.data, separators=(",", ":"), ensure_ascii=False)
-        return f"id: {self.id}\nevent: {self.event}\ndata: {payload}\n\n".encode()
-
-
-@dataclass(frozen=True, slots=True)
-class ReplyTarget:
-    """Where a signed-in user's reply is saved."""
-
-    user_id: uuid.UUID
-    session_id: uuid.UUID
-    message_id: uuid.UUID
-    claims: dict[str, Any] = field(repr=False)  # the user's verified claims, for RLS
+__all__ = ["Generation", "Generations", "Outcome", "PromptRequest", "ReplyTarget"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +60,9 @@ class Generation:
     created_at: datetime = field(default_factory=utcnow)
     events: list[StreamEvent] = field(default_factory=list)
     outcome: Outcome | None = None
+    text_length: int = 0
+    cancel_requested: bool = False
+    on_event: Callable[[StreamEvent], None] | None = None
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -86,8 +71,18 @@ class Generation:
         return self.outcome is not None
 
     def publish(self, event: str, data: dict[str, Any]) -> None:
-        """Append an event and wake every follower."""
-        self.events.append(StreamEvent(len(self.events), event, data))
+        """Append an event (its id is the text offset) and wake every follower."""
+        if event == "delta":
+            self.text_length += len(data["text"])
+            event_id = self.text_length
+        elif event == "session":
+            event_id = 0
+        else:
+            event_id = self.text_length + 1
+        stream_event = StreamEvent(event_id, event, data)
+        self.events.append(stream_event)
+        if self.on_event is not None:
+            self.on_event(stream_event)
         wakeup, self._wakeup = self._wakeup, asyncio.Event()
         wakeup.set()
 
@@ -97,12 +92,14 @@ class Generation:
         self.publish(event, data)
 
     async def follow(self, *, after: int = -1, idle: float) -> AsyncIterator[StreamEvent | None]:
-        """Yield events after `after`, then live ones until the end; None after `idle` seconds."""
-        position = after + 1
+        """Yield events with id > `after`, then live ones to the end; None after `idle` seconds."""
+        position = 0
         while True:
             while position < len(self.events):
-                yield self.events[position]
+                event = self.events[position]
                 position += 1
+                if event.id > after:
+                    yield trim_delta(event, after)
             if self.finished:
                 return
             wakeup = self._wakeup
@@ -120,11 +117,41 @@ class Generation:
 
 
 class Generations:
-    """The replies being produced in this process."""
+    """The replies being produced in this process, with what they need to run."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        sessionmaker: async_sessionmaker[AsyncSession] | None,
+        mirror: Callable[[uuid.UUID, StreamEvent], None] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._sessionmaker = sessionmaker
+        self._mirror = mirror
         self._tasks: dict[asyncio.Task[None], Generation] = {}
+        self._live: dict[uuid.UUID, Generation] = {}
         self._finishing: set[asyncio.Task[None]] = set()
+        self._writer_settings = WriterSettings(
+            flush_interval=settings.reply_flush_interval_seconds,
+            flush_chars=settings.reply_flush_chars,
+            lease_seconds=settings.reply_lease_seconds,
+            heartbeat_seconds=settings.reply_heartbeat_seconds,
+        )
+
+    def create(
+        self, key: uuid.UUID, session: dict[str, Any], created_at: datetime | None = None
+    ) -> Generation:
+        """Make a reply's event log, mirrored to Redis when configured, starting with `session`."""
+        generation = Generation(key=key, created_at=created_at or utcnow())
+        if self._mirror is not None:
+            mirror = self._mirror
+            generation.on_event = lambda event: mirror(key, event)
+        generation.publish("session", session)
+        return generation
+
+    def get(self, key: uuid.UUID) -> Generation | None:
+        """Return the live reply with this message id, if this process is producing it."""
+        return self._live.get(key)
 
     def start(
         self,
@@ -133,13 +160,32 @@ class Generations:
         provider: Provider,
         prompt: PromptRequest,
         target: ReplyTarget | None,
-        sessionmaker: async_sessionmaker[AsyncSession],
     ) -> None:
         """Run the reply as a task that outlives the request that asked for it."""
-        job = self._produce(generation, provider, prompt, target, sessionmaker)
+        job = self._produce(generation, provider, prompt, target)
         task = asyncio.create_task(job, name=f"generation-{generation.key}")
         self._tasks[task] = generation
-        task.add_done_callback(self._tasks.pop)
+        self._live[generation.key] = generation
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        generation = self._tasks.pop(task)
+        self._live.pop(generation.key, None)
+
+    def cancel(self, key: uuid.UUID) -> bool:
+        """Stop producing a reply (its text is kept, status cancelled); False if not here."""
+        generation = self._live.get(key)
+        if generation is None or generation.finished or generation.cancel_requested:
+            return generation is not None
+        generation.cancel_requested = True
+        for task, running in self._tasks.items():
+            if running is generation:
+                task.cancel()
+        return True
+
+    def cancel_here(self, key: uuid.UUID) -> None:
+        """Cancel a reply if this process produces it (a cancel broadcast from another replica)."""
+        self.cancel(key)
 
     @property
     def running(self) -> int:
@@ -157,7 +203,7 @@ class Generations:
                 await asyncio.wait(pending, timeout=5)
         # Final saves run shielded from cancellation: wait for them before the engine goes.
         if self._finishing:
-            await asyncio.wait(list(self._finishing), timeout=10)
+            await asyncio.wait(list(self._finishing), timeout=15)
 
     async def _produce(
         self,
@@ -165,49 +211,47 @@ class Generations:
         provider: Provider,
         prompt: PromptRequest,
         target: ReplyTarget | None,
-        sessionmaker: async_sessionmaker[AsyncSession],
     ) -> None:
         """Call the model and publish its text; then save the reply and end the stream."""
         parts: list[str] = []
+        writer = self._writer(generation, target)
+
+        def on_text(text: str) -> None:
+            parts.append(text)
+            generation.publish("delta", {"text": text})
+            if writer is not None:
+                writer.append(text)
+
         outcome = Outcome(content="", status=Status.ERROR, model=prompt.model)
-        cancelled = False
+        shutting_down = False
         try:
-            async for event in provider.stream(
-                model=prompt.model,
-                system=prompt.system,
-                messages=prompt.messages,
-                max_tokens=prompt.max_tokens,
-            ):
-                if isinstance(event, TextDelta):
-                    parts.append(event.text)
-                    generation.publish("delta", {"text": event.text})
-                elif isinstance(event, Finished):
-                    outcome = Outcome(
-                        content="",
-                        status=Status.COMPLETE,
-                        model=event.model,
-                        stop_reason=event.stop_reason,
-                        input_tokens=event.input_tokens,
-                        output_tokens=event.output_tokens,
-                    )
-            if outcome.status != Status.COMPLETE:
-                raise UpstreamError(
-                    "upstream_unavailable",
-                    "The model provider ended the reply without finishing it.",
-                    status_code=502,
-                    retryable=True,
-                )
+            finished = await self._stream_with_retries(generation, provider, prompt, on_text)
+            outcome = Outcome(
+                content="",
+                status=Status.COMPLETE,
+                model=finished.model,
+                stop_reason=finished.stop_reason,
+                input_tokens=finished.input_tokens,
+                output_tokens=finished.output_tokens,
+            )
         except UpstreamError as exc:
             outcome.error = exc
             log.warning("upstream failed", extra={"code": exc.code, "model": prompt.model})
         except asyncio.CancelledError:
-            cancelled = True
-            outcome.error = UpstreamError(
-                "server_shutdown",
-                "The server shut down before the reply was complete; the text so far is saved.",
-                status_code=503,
-                retryable=True,
-            )
+            if generation.cancel_requested:
+                # Our own cancel (POST /chat/{id}/cancel): a normal end, not a failure.
+                _uncancel()
+                outcome = Outcome(
+                    content="", status=Status.CANCELLED, model=prompt.model, stop_reason="cancelled"
+                )
+            else:
+                shutting_down = True
+                outcome.error = UpstreamError(
+                    "server_shutdown",
+                    "The server shut down before the reply was complete; the text so far is saved.",
+                    status_code=503,
+                    retryable=True,
+                )
         except Exception:
             log.exception("generation failed", extra={"model": prompt.model})
             outcome.error = UpstreamError(
@@ -221,27 +265,139 @@ class Generations:
         outcome.content = "".join(parts)
         # Saving and ending the stream must happen even if this task is cancelled meanwhile:
         # they run as a task of their own, tracked so that shutdown waits for it.
-        finish = asyncio.create_task(_finish(generation, sessionmaker, target, outcome))
+        finish = asyncio.create_task(_finish(generation, writer, target, outcome))
         self._finishing.add(finish)
         finish.add_done_callback(self._finishing.discard)
         try:
             await asyncio.shield(finish)
         except asyncio.CancelledError:
-            cancelled = True
-        if cancelled:
+            if generation.cancel_requested:
+                _uncancel()
+            else:
+                shutting_down = True
+        if shutting_down:
             raise asyncio.CancelledError
+
+    def _writer(self, generation: Generation, target: ReplyTarget | None) -> ReplyWriter | None:
+        if target is None or self._sessionmaker is None:
+            return None
+        writer = ReplyWriter(
+            self._sessionmaker,
+            target,
+            self._writer_settings,
+            on_cancel_requested=lambda: self.cancel(generation.key),
+        )
+        writer.start()
+        return writer
+
+    async def _stream_with_retries(
+        self,
+        generation: Generation,
+        provider: Provider,
+        prompt: PromptRequest,
+        on_text: Callable[[str], None],
+    ) -> Finished:
+        """Stream once; before any text, retry retryable failures with backoff and jitter."""
+        settings = self._settings
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        attempt = 0
+        while True:
+            try:
+                return await self._stream_once(provider, prompt, on_text)
+            except UpstreamError as exc:
+                if generation.text_length > 0 or not exc.retryable:
+                    raise  # after text, a retry would repeat what the user already saw
+                delay = _backoff(attempt, settings.upstream_retry_base_seconds, exc.retry_after)
+                spent = loop.time() - started
+                if (
+                    attempt >= settings.upstream_max_retries
+                    or spent + delay > settings.upstream_retry_budget_seconds
+                ):
+                    raise
+                attempt += 1
+                log.info(
+                    "retrying upstream",
+                    extra={"code": exc.code, "attempt": attempt, "delay_s": round(delay, 2)},
+                )
+                await asyncio.sleep(delay)
+
+    async def _stream_once(
+        self, provider: Provider, prompt: PromptRequest, on_text: Callable[[str], None]
+    ) -> Finished:
+        """One upstream call, bounded by the first-token and between-token timeouts."""
+        settings = self._settings
+        loop = asyncio.get_running_loop()
+        finished: Finished | None = None
+        got_text = False
+        try:
+            async with asyncio.timeout(settings.upstream_first_token_timeout_seconds) as deadline:
+                async for event in provider.stream(
+                    model=prompt.model,
+                    system=prompt.system,
+                    messages=prompt.messages,
+                    max_tokens=prompt.max_tokens,
+                ):
+                    if isinstance(event, TextDelta):
+                        got_text = True
+                        on_text(event.text)
+                        deadline.reschedule(loop.time() + settings.upstream_idle_timeout_seconds)
+                    elif isinstance(event, Finished):
+                        finished = event
+        except TimeoutError as exc:
+            which = "between tokens" if got_text else "before the first token"
+            raise UpstreamError(
+                "upstream_timeout",
+                f"The model provider went silent {which}.",
+                status_code=504,
+                retryable=True,
+            ) from exc
+        if finished is None:
+            raise UpstreamError(
+                "upstream_unavailable",
+                "The model provider ended the reply without finishing it.",
+                status_code=502,
+                retryable=True,
+            )
+        return finished
+
+
+def _backoff(attempt: int, base: float, retry_after: str | None) -> float:
+    """Exponential backoff with jitter, never sooner than the upstream's retry-after."""
+    jitter = random.uniform(0.5, 1.0)  # noqa: S311  # spreads retries, needs no secrecy
+    delay = float(min(MAX_BACKOFF_SECONDS, base * 2**attempt) * jitter)
+    if retry_after:
+        # An HTTP date instead of seconds: the exponential delay stands.
+        with contextlib.suppress(ValueError):
+            delay = max(delay, float(retry_after))
+    return delay
+
+
+def _uncancel() -> None:
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
 
 
 async def _finish(
     generation: Generation,
-    sessionmaker: async_sessionmaker[AsyncSession],
+    writer: ReplyWriter | None,
     target: ReplyTarget | None,
     outcome: Outcome,
 ) -> None:
     """Save the reply's final state, then send the stream's last event."""
-    saved = False
+    saved = True
     try:
-        saved = await _save(sessionmaker, target, outcome)
+        if writer is not None:
+            complete = outcome.status == Status.COMPLETE
+            saved = await writer.close(
+                content=outcome.content,
+                status=outcome.status,
+                model=outcome.model,
+                stop_reason=outcome.stop_reason,
+                input_tokens=outcome.input_tokens if complete else None,
+                output_tokens=outcome.output_tokens if complete else None,
+            )
     finally:
         if not saved and outcome.error is None:
             # The client has the text, but must not believe it is stored.
@@ -252,31 +408,6 @@ async def _finish(
                 retryable=True,
             )
         _end(generation, target, outcome)
-
-
-async def _save(
-    sessionmaker: async_sessionmaker[AsyncSession], target: ReplyTarget | None, outcome: Outcome
-) -> bool:
-    """Write the reply's final state (guests' replies are not saved); False if that failed."""
-    if target is None:
-        return True
-    try:
-        async with unit_of_work(sessionmaker, role="authenticated", claims=target.claims) as db:
-            await finish_reply(
-                db,
-                target.user_id,
-                target.message_id,
-                content=outcome.content,
-                status=outcome.status,
-                model=outcome.model,
-                stop_reason=outcome.stop_reason,
-                input_tokens=outcome.input_tokens if outcome.status == Status.COMPLETE else None,
-                output_tokens=outcome.output_tokens if outcome.status == Status.COMPLETE else None,
-            )
-    except Exception:
-        log.exception("saving the reply failed", extra={"message_id": str(target.message_id)})
-        return False
-    return True
 
 
 def _end(generation: Generation, target: ReplyTarget | None, outcome: Outcome) -> None:

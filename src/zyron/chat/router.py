@@ -33,6 +33,7 @@ from zyron.state import AppState, get_state
 router = APIRouter(tags=["chat"])
 
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+PING = b": ping\n\n"
 
 _STREAM_DOC = """Server-sent events, each with an `id:`:
 `session` (ids, `saved`), many `delta` (`text`), then `done` (`message_id`, `stop_reason`,
@@ -77,22 +78,14 @@ async def chat(body: ChatRequest, request: Request, principal: OptionalUser) -> 
     max_tokens = body.max_tokens or settings.max_tokens
 
     if principal is None:
-        generation, prompt, target = _guest(body, settings, max_tokens)
+        generation, prompt, target = _guest(body, state, max_tokens)
     else:
         generation, prompt, target = await _signed_in(body, principal, state, max_tokens)
 
-    state.generations.start(
-        generation,
-        provider=state.provider,
-        prompt=prompt,
-        target=target,
-        sessionmaker=state.sessionmaker,
-    )
+    state.generations.start(generation, provider=state.provider, prompt=prompt, target=target)
     if body.stream:
         return StreamingResponse(
-            _sse(generation, settings.stream_ping_seconds),
-            media_type="text/event-stream",
-            headers=STREAM_HEADERS,
+            _sse(state, generation), media_type="text/event-stream", headers=STREAM_HEADERS
         )
     return await _json_reply(generation, target)
 
@@ -114,7 +107,7 @@ def _check_limits(body: ChatRequest, settings: Settings) -> None:
 
 
 def _guest(
-    body: ChatRequest, settings: Settings, max_tokens: int
+    body: ChatRequest, state: AppState, max_tokens: int
 ) -> tuple[Generation, PromptRequest, None]:
     """Prepare a guest's reply: nothing is written anywhere."""
     if body.session_id is not None:
@@ -123,14 +116,13 @@ def _guest(
         )
     turns = [(turn.role, turn.content) for turn in body.history or []]
     prompt = PromptRequest(
-        model=body.model or settings.model,
+        model=body.model or state.settings.model,
         system=body.system,
         messages=build_prompt(turns, body.message),
         max_tokens=max_tokens,
     )
-    generation = Generation(key=uuid.uuid4())
-    generation.publish(
-        "session",
+    generation = state.generations.create(
+        uuid.uuid4(),
         {
             "session_id": None,
             "user_message_id": None,
@@ -168,6 +160,7 @@ async def _signed_in(
             text=body.message,
             model=model,
             parent_id=earlier[-1].id if earlier else None,
+            lease_seconds=settings.reply_lease_seconds,
         )
     prompt = PromptRequest(
         model=model,
@@ -175,15 +168,15 @@ async def _signed_in(
         messages=build_prompt(stored_turns(earlier), body.message),
         max_tokens=max_tokens,
     )
-    generation = Generation(key=reply.id, created_at=reply.created_at)
-    generation.publish(
-        "session",
+    generation = state.generations.create(
+        reply.id,
         {
             "session_id": str(chat.id),
             "user_message_id": str(user_message.id),
             "assistant_message_id": str(reply.id),
             "saved": True,
         },
+        created_at=reply.created_at,
     )
     target = ReplyTarget(
         user_id=principal.user_id,
@@ -194,10 +187,14 @@ async def _signed_in(
     return generation, prompt, target
 
 
-async def _sse(generation: Generation, ping_seconds: float) -> AsyncIterator[bytes]:
-    """Follow the reply's events; a disconnect stops following, not the reply."""
-    async for event in generation.follow(idle=ping_seconds):
-        yield b": ping\n\n" if event is None else event.encode()
+async def _sse(state: AppState, generation: Generation) -> AsyncIterator[bytes]:
+    """Follow the reply's events; a disconnect stops following, not the reply (by default)."""
+    try:
+        async for event in generation.follow(idle=state.settings.stream_ping_seconds):
+            yield PING if event is None else event.encode()
+    finally:
+        if not generation.finished and state.settings.cancel_on_disconnect:
+            state.generations.cancel(generation.key)
 
 
 async def _json_reply(generation: Generation, target: ReplyTarget | None) -> ChatResponse:

@@ -36,12 +36,16 @@ class AnthropicProvider:
         *,
         api_key: str,
         base_url: str | None,
-        max_retries: int,
         timeout_seconds: float,
+        connect_timeout_seconds: float,
     ) -> None:
-        # base_url None lets the SDK read ANTHROPIC_BASE_URL itself, as it documents.
+        # base_url None lets the SDK read ANTHROPIC_BASE_URL itself, as it documents. Retries
+        # are ours (zyron.chat.generation), so they can stop once text has reached the user.
         self._client = AsyncAnthropic(
-            api_key=api_key, base_url=base_url, max_retries=max_retries, timeout=timeout_seconds
+            api_key=api_key,
+            base_url=base_url,
+            max_retries=0,
+            timeout=httpx2.Timeout(timeout_seconds, connect=connect_timeout_seconds),
         )
 
     async def stream(

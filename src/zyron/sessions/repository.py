@@ -111,6 +111,7 @@ async def add_exchange(
     text: str,
     model: str,
     parent_id: uuid.UUID | None,
+    lease_seconds: float,
 ) -> tuple[Message, Message]:
     """Insert the user's message and the assistant's placeholder reply (status streaming)."""
     now = utcnow()
@@ -135,6 +136,8 @@ async def add_exchange(
         model=model,
         # One microsecond later: the reply sorts after its question even on a coarse clock.
         created_at=now + timedelta(microseconds=1),
+        # Until the producing task renews it, this says someone is working on the reply.
+        lease_expires_at=now + timedelta(seconds=lease_seconds),
     )
     db.add(reply)
     chat.updated_at = now

@@ -51,3 +51,14 @@ def parse_last_event_id(value: str | None) -> int:
         return max(-1, int(value.strip()))
     except ValueError:
         return -1
+
+
+def trim_delta(event: StreamEvent, after: int) -> StreamEvent:
+    """Cut a delta so a client that has the first `after` characters gets only the rest."""
+    if event.event != "delta" or after <= 0:
+        return event
+    text = event.data["text"]
+    start = event.id - len(text)
+    if start >= after:
+        return event
+    return StreamEvent(event.id, "delta", {**event.data, "text": text[after - start :]})

@@ -1,0 +1,176 @@
+"""Write a reply to its row while it streams: batched, with a lease that says it is alive."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from zyron.db.models import Message, Status
+from zyron.db.types import utcnow
+from zyron.db.unit_of_work import unit_of_work
+
+log = logging.getLogger("zyron.chat.writer")
+
+FINAL_WRITE_ATTEMPTS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class WriterSettings:
+    """How often the reply's row is written."""
+
+    flush_interval: float
+    flush_chars: int
+    lease_seconds: float
+    heartbeat_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyTarget:
+    """Where a signed-in user's reply is saved."""
+
+    user_id: uuid.UUID
+    session_id: uuid.UUID
+    message_id: uuid.UUID
+    claims: dict[str, Any]  # the user's verified claims: writes run under their RLS
+
+
+class ReplyWriter:
+    """Keep the row's text at most one batch behind the stream, and its lease fresh.
+
+    Writes go out when `flush_chars` characters are pending or `flush_interval` has passed,
+    never per token; with nothing to write, a heartbeat renews the lease. Each write reads
+    back `cancel_requested_at`, so a cancel sent to any replica reaches the one producing.
+    """
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        target: ReplyTarget,
+        settings: WriterSettings,
+        on_cancel_requested: Callable[[], object],
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._target = target
+        self._settings = settings
+        self._on_cancel = on_cancel_requested
+        self._text: list[str] = []
+        self._length = 0
+        self._written = 0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.writes = 0
+
+    def start(self) -> None:
+        """Start the background loop."""
+        self._task = asyncio.create_task(self._run(), name=f"writer-{self._target.message_id}")
+
+    def append(self, text: str) -> None:
+        """Add streamed text; never waits for the database."""
+        self._text.append(text)
+        self._length += len(text)
+        if self._length - self._written >= self._settings.flush_chars:
+            self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            pending = self._length > self._written
+            wait = self._settings.flush_interval if pending else self._settings.heartbeat_seconds
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+            self._wake.clear()
+            try:
+                await self._write_progress()
+            except Exception as exc:  # the next round retries; the final write settles it
+                log.warning(
+                    "reply progress not saved",
+                    extra={"message_id": str(self._target.message_id), "reason": str(exc)},
+                )
+
+    async def _write_progress(self) -> None:
+        text = "".join(self._text)
+        lease = utcnow() + timedelta(seconds=self._settings.lease_seconds)
+        async with unit_of_work(
+            self._sessionmaker, role="authenticated", claims=self._target.claims
+        ) as db:
+            values: dict[str, Any] = {"lease_expires_at": lease}
+            if len(text) > self._written:
+                values["content"] = text
+            result = await db.execute(
+                update(Message)
+                .where(
+                    Message.id == self._target.message_id,
+                    Message.user_id == self._target.user_id,
+                    Message.status == Status.STREAMING,
+                )
+                .values(**values)
+                .returning(Message.cancel_requested_at)
+            )
+            cancel_requested = result.scalar_one_or_none()
+        self._written = len(text)
+        self.writes += 1
+        if cancel_requested is not None:
+            self._on_cancel()
+
+    async def close(self, **final: Any) -> bool:
+        """Stop the loop and write the final state, retrying briefly; False if it never took."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        delay = 0.2
+        for attempt in range(FINAL_WRITE_ATTEMPTS):
+            try:
+                await self._write_final(final)
+                return True
+            except Exception as exc:
+                log.warning(
+                    "final reply write failed",
+                    extra={
+                        "message_id": str(self._target.message_id),
+                        "attempt": attempt + 1,
+                        "reason": str(exc),
+                    },
+                )
+                await asyncio.sleep(delay)
+                delay *= 2
+        return False
+
+    async def _write_final(self, final: dict[str, Any]) -> None:
+        async with unit_of_work(
+            self._sessionmaker, role="authenticated", claims=self._target.claims
+        ) as db:
+            await db.execute(
+                update(Message)
+                .where(
+                    Message.id == self._target.message_id,
+                    Message.user_id == self._target.user_id,
+                )
+                .values(lease_expires_at=None, **final)
+            )
+
+
+async def recover_abandoned(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
+    """Mark replies whose producing process died (lease expired) as interrupted; count them."""
+    now = utcnow()
+    async with unit_of_work(sessionmaker, role="service_role") as db:
+        result = await db.execute(
+            update(Message)
+            .where(
+                Message.status == Status.STREAMING,
+                (Message.lease_expires_at < now) | Message.lease_expires_at.is_(None),
+            )
+            .values(status=Status.INTERRUPTED, lease_expires_at=None)
+            .returning(Message.id)
+        )
+        recovered = list(result.scalars())
+    if recovered:
+        log.warning("interrupted replies recovered", extra={"count": len(recovered)})
+    return len(recovered)
