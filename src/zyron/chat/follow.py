@@ -14,7 +14,6 @@ from sqlalchemy import select, update
 
 from zyron.auth.deps import CurrentUser
 from zyron.auth.principal import Principal
-from zyron.chat.router import PING, STREAM_HEADERS
 from zyron.db.deps import UserDb
 from zyron.db.models import Message, Role, Status
 from zyron.db.types import utcnow
@@ -22,7 +21,13 @@ from zyron.db.unit_of_work import unit_of_work
 from zyron.errors import InvalidToken, NotAuthenticated, NotFound, error_responses
 from zyron.sessions.deps import OwnedSession
 from zyron.state import AppState, get_state
-from zyron.streams.events import StreamEvent, parse_last_event_id, trim_delta
+from zyron.streams.events import (
+    PING,
+    STREAM_HEADERS,
+    StreamEvent,
+    parse_last_event_id,
+    trim_delta,
+)
 
 router = APIRouter(tags=["chat"], responses=error_responses(NotAuthenticated, InvalidToken))
 
@@ -134,18 +139,19 @@ async def cancel_reply(
 
 def _stream(state: AppState, principal: Principal, reply: Message, after: int) -> StreamingResponse:
     return StreamingResponse(
-        _encode(_events(state, principal, reply, after), state.settings.stream_ping_seconds),
+        encode_events(reply_events(state, principal, reply, after)),
         media_type="text/event-stream",
         headers=STREAM_HEADERS,
     )
 
 
-async def _encode(events: AsyncIterator[StreamEvent | None], idle: float) -> AsyncIterator[bytes]:
+async def encode_events(events: AsyncIterator[StreamEvent | None]) -> AsyncIterator[bytes]:
+    """Render events as SSE, with a ping comment for every idle interval."""
     async for event in events:
         yield PING if event is None else event.encode()
 
 
-async def _events(
+async def reply_events(
     state: AppState, principal: Principal, reply: Message, after: int
 ) -> AsyncIterator[StreamEvent | None]:
     """Pick the freshest source of the reply's events: this process, Redis, or the database."""

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from sqlalchemy.exc import IntegrityError
 
 from zyron.auth.deps import OptionalUser
 from zyron.auth.principal import Principal
+from zyron.chat import idempotency
 from zyron.chat.context import build_prompt, stored_turns
+from zyron.chat.follow import encode_events, reply_events
 from zyron.chat.generation import Generation, PromptRequest, ReplyTarget
+from zyron.chat.idempotency import MAX_KEY_LENGTH, IdempotencyKeyReused
 from zyron.chat.schemas import ChatMessage, ChatRequest, ChatResponse
+from zyron.db.models import Message, Status
 from zyron.db.unit_of_work import unit_of_work
 from zyron.errors import (
     ErrorBody,
@@ -22,6 +28,7 @@ from zyron.errors import (
     NoProvider,
     NotAuthenticated,
     NotFound,
+    UpstreamError,
     error_responses,
 )
 from zyron.sessions import repository as repo
@@ -29,11 +36,10 @@ from zyron.sessions.router import DEFAULT_TITLE
 from zyron.sessions.schemas import Usage
 from zyron.settings import Settings
 from zyron.state import AppState, get_state
+from zyron.streams.events import PING, STREAM_HEADERS
 
 router = APIRouter(tags=["chat"])
 
-STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-PING = b": ping\n\n"
 
 _STREAM_DOC = """Server-sent events, each with an `id:`:
 `session` (ids, `saved`), many `delta` (`text`), then `done` (`message_id`, `stop_reason`,
@@ -63,7 +69,21 @@ _STREAM_DOC = """Server-sent events, each with an `id:`:
     },
     openapi_extra={"x-stream-events": _STREAM_DOC},
 )
-async def chat(body: ChatRequest, request: Request, principal: OptionalUser) -> Any:
+async def chat(
+    body: ChatRequest,
+    request: Request,
+    principal: OptionalUser,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=MAX_KEY_LENGTH,
+            description="Signed-in callers: a retry with the same key and body gets the first "
+            "request's reply (replayed, or followed live) instead of a new one.",
+        ),
+    ] = None,
+) -> Any:
     """Send a message and get the model's reply, streamed (default) or as JSON.
 
     With a bearer token the exchange is saved in a session (created when `session_id` is
@@ -80,7 +100,10 @@ async def chat(body: ChatRequest, request: Request, principal: OptionalUser) -> 
     if principal is None:
         generation, prompt, target = _guest(body, state, max_tokens)
     else:
-        generation, prompt, target = await _signed_in(body, principal, state, max_tokens)
+        prepared = await _signed_in(body, principal, state, max_tokens, idempotency_key)
+        if isinstance(prepared, Replay):
+            return await _replay(state, principal, prepared, stream=body.stream)
+        generation, prompt, target = prepared
 
     state.generations.start(generation, provider=state.provider, prompt=prompt, target=target)
     if body.stream:
@@ -133,14 +156,58 @@ def _guest(
     return generation, prompt, None
 
 
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """A retried request: answer with the exchange its Idempotency-Key already produced."""
+
+    user_message_id: uuid.UUID
+    assistant_message_id: uuid.UUID
+
+
 async def _signed_in(
-    body: ChatRequest, principal: Principal, state: AppState, max_tokens: int
-) -> tuple[Generation, PromptRequest, ReplyTarget]:
+    body: ChatRequest,
+    principal: Principal,
+    state: AppState,
+    max_tokens: int,
+    idempotency_key: str | None,
+) -> tuple[Generation, PromptRequest, ReplyTarget] | Replay:
     """Save the user's message and a placeholder reply, committed before the model is called."""
+    request_hash = idempotency.fingerprint(body)
+    try:
+        return await _save_exchange(body, principal, state, max_tokens, idempotency_key)
+    except IntegrityError:
+        if idempotency_key is None:
+            raise
+        # A concurrent request with the same key committed first: this one is its retry.
+        async with unit_of_work(
+            state.sessionmaker, role="authenticated", claims=principal.claims
+        ) as db:
+            seen = await idempotency.find(db, principal.user_id, idempotency_key)
+        if seen is None:
+            raise
+        if seen.request_hash != request_hash:
+            raise IdempotencyKeyReused() from None
+        return Replay(seen.user_message_id, seen.assistant_message_id)
+
+
+async def _save_exchange(
+    body: ChatRequest,
+    principal: Principal,
+    state: AppState,
+    max_tokens: int,
+    idempotency_key: str | None,
+) -> tuple[Generation, PromptRequest, ReplyTarget] | Replay:
+    """In one transaction: replay a known key, or save the exchange (and the key)."""
     settings = state.settings
     async with unit_of_work(
         state.sessionmaker, role="authenticated", claims=principal.claims
     ) as db:
+        if idempotency_key is not None:
+            seen = await idempotency.find(db, principal.user_id, idempotency_key)
+            if seen is not None:
+                if seen.request_hash != idempotency.fingerprint(body):
+                    raise IdempotencyKeyReused()
+                return Replay(seen.user_message_id, seen.assistant_message_id)
         if body.session_id is not None:
             chat = await repo.owned_session(db, principal.user_id, body.session_id)
             if chat is None:
@@ -162,6 +229,16 @@ async def _signed_in(
             parent_id=earlier[-1].id if earlier else None,
             lease_seconds=settings.reply_lease_seconds,
         )
+        if idempotency_key is not None:
+            idempotency.remember(
+                db,
+                user_id=principal.user_id,
+                key=idempotency_key,
+                request_hash=idempotency.fingerprint(body),
+                session_id=chat.id,
+                user_message_id=user_message.id,
+                assistant_message_id=reply.id,
+            )
     prompt = PromptRequest(
         model=model,
         system=body.system or chat.system_prompt,
@@ -220,3 +297,54 @@ async def _json_reply(generation: Generation, target: ReplyTarget | None) -> Cha
         ),
         usage=usage,
     )
+
+
+async def _replay(state: AppState, principal: Principal, replay: Replay, *, stream: bool) -> Any:
+    """Answer a retried request from the first one's reply: live if running, else from its row."""
+    headers = {"Idempotent-Replayed": "true"}
+    async with unit_of_work(
+        state.sessionmaker, role="authenticated", claims=principal.claims
+    ) as db:
+        reply = await db.get(Message, replay.assistant_message_id)
+    if reply is None:  # the session was deleted since
+        raise NotFound("The reply of the first request with this Idempotency-Key is gone.")
+    events = reply_events(state, principal, reply, after=-1)
+    if stream:
+        return StreamingResponse(
+            encode_events(events),
+            media_type="text/event-stream",
+            headers={**STREAM_HEADERS, **headers},
+        )
+    async for _ in events:  # wait for the reply to end, wherever it is produced
+        pass
+    async with unit_of_work(
+        state.sessionmaker, role="authenticated", claims=principal.claims
+    ) as db:
+        reply = await db.get(Message, replay.assistant_message_id)
+    if reply is None:
+        raise NotFound("The reply of the first request with this Idempotency-Key is gone.")
+    if reply.status not in (Status.COMPLETE, Status.CANCELLED):
+        raise UpstreamError(
+            "reply_interrupted" if reply.status == Status.INTERRUPTED else "reply_failed",
+            "The first request with this Idempotency-Key did not get a complete reply.",
+            status_code=502,
+            retryable=True,
+        )
+    usage = Usage(input_tokens=reply.input_tokens or 0, output_tokens=reply.output_tokens or 0)
+    body = ChatResponse(
+        session_id=reply.session_id,
+        user_message_id=replay.user_message_id,
+        saved=True,
+        message=ChatMessage(
+            id=reply.id,
+            session_id=reply.session_id,
+            content=reply.content,
+            status=reply.status,
+            model=reply.model or state.settings.model,
+            stop_reason=reply.stop_reason,
+            usage=usage,
+            created_at=reply.created_at,
+        ),
+        usage=usage,
+    )
+    return JSONResponse(body.model_dump(mode="json"), headers=headers)

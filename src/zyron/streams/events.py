@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 TERMINAL_EVENTS = frozenset({"done", "error"})
+# Stream responses must reach the client as written: no proxy buffering, no caching.
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+PING = b": ping\n\n"  # an SSE comment: keeps idle connections open, ignored by clients
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,7 +66,7 @@ def _error(exc: BaseException) -> str:
 
 def _encode(event: StreamEvent) -> dict[FieldT, EncodableT]:
     """Return an event's stream entry fields."""
-    return {name: value for name, value in event.to_fields().items()}  # noqa: C416 (typing)
+    return {name: value for name, value in event.to_fields().items()}  # noqa: C416 (widens the type)
 
 
 def _decode(fields: Mapping[Any, Any] | None) -> StreamEvent:
@@ -317,7 +317,7 @@ class RedisHub:
                 delay = min(delay * 2, _BACKOFF_MAX)
                 continue
             self._to_delete -= deletes
-            self._check(results, ops)
+            self._check(results, ops, finished={mid for mid, e in events if e.terminal})
             return
 
     def _keep(self, message_id: uuid.UUID, event: StreamEvent) -> bool:
@@ -344,6 +344,10 @@ class RedisHub:
                     id=_entry_id(event.id),
                     maxlen=self._maxlen,
                     approximate=True,
+                    # Only the first event creates the stream: if it vanished (Redis restarted
+                    # without persistence, a failover), later ones must not start a stream
+                    # with a hole at its beginning.
+                    nomkstream=event.id > 0,
                 )
                 ops.append((mid, "xadd"))
                 last_of[mid] = event
@@ -354,21 +358,25 @@ class RedisHub:
             results: list[Any] = await pipe.execute(raise_on_error=False)
         return results, ops
 
-    def _check(self, results: list[Any], ops: list[tuple[uuid.UUID, str]]) -> None:
+    def _check(
+        self, results: list[Any], ops: list[tuple[uuid.UUID, str]], *, finished: set[uuid.UUID]
+    ) -> None:
         for result, (mid, op) in zip(results, ops, strict=True):
-            if not isinstance(result, Exception):
+            if op == "xadd" and result is None:
+                problem = "the stream vanished mid-reply"  # NOMKSTREAM refused to recreate it
+            elif not isinstance(result, Exception):
                 continue
-            if (
-                op == "xadd"
-                and isinstance(result, ResponseError)
-                and "equal or smaller" in str(result)
-            ):
+            elif isinstance(result, ResponseError) and "equal or smaller" in str(result):
                 continue  # written by an earlier attempt whose answer was lost
-            log.warning(
-                "redis refused a stream write",
-                extra={"message_id": str(mid), "op": op, "error": _error(result)},
-            )
-            self._broken.add(mid)
+            else:
+                problem = _error(result)
+            if mid not in self._to_delete:
+                log.warning(
+                    "reply no longer mirrored to redis",
+                    extra={"message_id": str(mid), "op": op, "error": problem},
+                )
+            if mid not in finished:
+                self._broken.add(mid)  # skip what is still to come
             self._to_delete.add(mid)
 
     def _give_up(self, events: list[tuple[uuid.UUID, StreamEvent]], exc: BaseException) -> None:
@@ -413,7 +421,8 @@ class RedisHub:
                         delay = _BACKOFF_START
                     elif message["type"] == "message":
                         self._dispatch_cancel(message["data"])
-            except _TRANSIENT as exc:
+            except Exception as exc:
+                # Whatever Redis or redis-py throws, cancels must keep arriving: start over.
                 log.warning(
                     "redis cancel subscriber lost its connection; resubscribing",
                     extra={"redis": self._location, "error": _error(exc), "retry_in": delay},
