@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -10,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Request, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
+from redis.exceptions import RedisError
 from sqlalchemy import select, update
 
 from zyron.auth.deps import CurrentUser
@@ -28,6 +30,8 @@ from zyron.streams.events import (
     parse_last_event_id,
     trim_delta,
 )
+
+log = logging.getLogger("zyron.chat.follow")
 
 router = APIRouter(tags=["chat"], responses=error_responses(NotAuthenticated, InvalidToken))
 
@@ -161,10 +165,30 @@ async def reply_events(
         async for event in live.follow(after=after, idle=idle):
             yield event
         return
-    if state.hub is not None and await state.hub.exists(reply.id):
-        async for event in state.hub.follow(reply.id, after=after, idle=idle):
-            yield event if event is None else trim_delta(event, after)
-        return
+    if state.hub is not None:
+        sent = after
+        try:
+            if await state.hub.exists(reply.id):
+                async for event in state.hub.follow(reply.id, after=after, idle=idle):
+                    if event is None:
+                        yield None
+                        continue
+                    yield trim_delta(event, sent)
+                    sent = event.id
+                    if event.terminal:
+                        return
+        except RedisError as exc:
+            log.warning("redis follow failed; using the database", extra={"reason": str(exc)})
+        # Not in Redis (any more), or Redis failed: carry on from the row, from where we are.
+        if sent != after:
+            async with unit_of_work(
+                state.sessionmaker, role="authenticated", claims=principal.claims
+            ) as db:
+                fresh = await db.get(Message, reply.id, populate_existing=True)
+            if fresh is None:
+                return
+            reply = fresh
+        after = sent
     async for event in _from_database(state, principal, reply, after):
         yield event
 
