@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("zyron.errors")
@@ -189,6 +190,39 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code, detail, dict(exc.headers or {}))
 
 
+def _is_unreachable(exc: BaseException) -> bool:
+    """Tell whether an error means the database could not be reached (rather than a bug)."""
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        state = str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", ""))
+        # 08: connection failures; 53: out of connections or memory; 57P: shutdown, restart,
+        # admin termination; 55000 here: the database is not accepting connections.
+        if state.startswith(("08", "53", "57P")) or state == "55000":
+            return True
+        if isinstance(exc.orig, OSError):
+            return True
+    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError):
+        return True
+    # asyncpg reports a refused or timed-out connection as a plain OSError.
+    return isinstance(exc, OSError)
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    if _is_unreachable(exc):
+        log.warning(
+            "database unreachable",
+            extra={"path": request.url.path, "reason": type(exc).__name__},
+        )
+        return error_response(
+            503,
+            "database_unavailable",
+            "The database cannot be reached right now; try again in a moment.",
+            {"Retry-After": "2"},
+        )
+    return await _unexpected_error(request, exc)
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     # The trace goes to the log (never to the client); the path has no query string.
     log.error(
@@ -204,6 +238,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ZyronError, _zyron_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(sa_exc.SQLAlchemyError, _database_error)
+    app.add_exception_handler(OSError, _database_error)
     app.add_exception_handler(Exception, _unexpected_error)
 
 

@@ -38,6 +38,7 @@ class Health(BaseModel):
     database_dialect: str
     database_ms: float | None
     pool: PoolFigures
+    redis: Literal["ok", "failed"] | None
     provider: str | None
     version: str
     generations_running: int
@@ -69,12 +70,16 @@ async def health(request: Request) -> Any:
         elapsed = round((time.perf_counter() - started) * 1000, 2)
     except Exception:  # any failure to answer SELECT 1 in time means "failed"
         database = "failed"
+    redis: Literal["ok", "failed"] | None = None
+    if state.hub is not None:
+        redis = "ok" if await state.hub.ping() else "failed"
     body = Health(
-        status="ok" if database == "ok" else "degraded",
+        status="ok" if database == "ok" and redis != "failed" else "degraded",
         database=database,
         database_dialect=state.engine.dialect.name,
         database_ms=elapsed,
         pool=pool_figures(state.engine.pool),
+        redis=redis,
         provider=state.provider.name if state.provider else None,
         version=__version__,
         generations_running=state.generations.running,
