@@ -139,11 +139,16 @@ class Generations:
         )
 
     def create(
-        self, key: uuid.UUID, session: dict[str, Any], created_at: datetime | None = None
+        self,
+        key: uuid.UUID,
+        session: dict[str, Any],
+        created_at: datetime | None = None,
+        *,
+        resumable: bool = True,
     ) -> Generation:
-        """Make a reply's event log, mirrored to Redis when configured, starting with `session`."""
+        """Make a reply's event log, starting with `session`; resumable ones go to Redis too."""
         generation = Generation(key=key, created_at=created_at or utcnow())
-        if self._mirror is not None:
+        if self._mirror is not None and resumable:
             mirror = self._mirror
             generation.on_event = lambda event: mirror(key, event)
         generation.publish("session", session)

@@ -152,6 +152,7 @@ def _guest(
             "assistant_message_id": None,
             "saved": False,
         },
+        resumable=False,  # a guest's reply has no owner to resume it
     )
     return generation, prompt, None
 
