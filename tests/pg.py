@@ -73,6 +73,7 @@ class PostgresServer:
     _prefix: list[str] = field(default_factory=list)
     _bin: Path | None = None
     _databases: list[str] = field(default_factory=list)
+    _options: str = ""  # the postgres options of a throwaway cluster, to start it again
 
     @classmethod
     def start(cls) -> PostgresServer:
@@ -123,6 +124,7 @@ class PostgresServer:
             _cluster_dir=root,
             _prefix=prefix,
             _bin=bin_dir,
+            _options=options,
         )
 
     def stop(self) -> None:
@@ -137,6 +139,45 @@ class PostgresServer:
             return
         for name in self._databases:
             self.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    @property
+    def throwaway(self) -> bool:
+        """Tell whether this cluster was started here (and so can be paused and unpaused)."""
+        return self._cluster_dir is not None
+
+    def _pg_ctl(self, action: str) -> tuple[Path, Path]:
+        """Return pg_ctl and the directory of a throwaway cluster, or raise."""
+        if self._cluster_dir is None or self._bin is None:
+            raise PostgresUnavailable(
+                f"cannot {action} a server given by ZYRON_TEST_DATABASE_URL; "
+                "only a throwaway cluster can be stopped and started again"
+            )
+        return self._bin / "pg_ctl", self._cluster_dir
+
+    def pause(self) -> None:
+        """Stop the throwaway cluster (fast shutdown), keeping its data; unpause() restarts it."""
+        pg_ctl, root = self._pg_ctl("pause")
+        stopped = subprocess.run(
+            [*self._prefix, str(pg_ctl), "-D", str(root / "data"), "-m", "fast", "-w", "stop"],
+            capture_output=True,
+            text=True,
+        )
+        if stopped.returncode != 0:
+            raise PostgresUnavailable(f"pg_ctl stop failed: {stopped.stderr}")
+
+    def unpause(self) -> None:
+        """Start the paused throwaway cluster again on the same data directory and port."""
+        pg_ctl, root = self._pg_ctl("unpause")
+        log = root / "server.log"
+        started = subprocess.run(
+            [*self._prefix, str(pg_ctl), "-D", str(root / "data"), "-o", self._options, "-w",
+             "-l", str(log), "start"],
+            capture_output=True,
+            text=True,
+        )  # fmt: skip
+        if started.returncode != 0:
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise PostgresUnavailable(f"pg_ctl start failed: {started.stderr} {tail}")
 
     def execute(self, sql: str, database: str | None = None) -> None:
         """Run statements as the superuser."""

@@ -69,13 +69,13 @@ async def _start_hub(settings: Settings) -> RedisHub | None:
 
 
 async def _recover_periodically(
-    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
+    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, generations: Generations
 ) -> None:
     """Close replies whose lease expired, for as long as the server runs."""
     while True:
         await asyncio.sleep(settings.recovery_interval_seconds)
         try:
-            await recover_abandoned(sessionmaker)
+            await recover_abandoned(sessionmaker, alive=generations.live_keys())
         except Exception as exc:  # the database may be away for a while; try again later
             log.warning("recovery sweep failed", extra={"reason": str(exc)})
 
@@ -108,8 +108,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if hub is not None:
             hub.on_cancel(generations.cancel_here)
         # Replies left streaming by a process that died: at start, then every so often.
-        await recover_abandoned(sessionmaker)
-        recovery = asyncio.create_task(_recover_periodically(sessionmaker, settings))
+        try:
+            await recover_abandoned(sessionmaker)
+        except Exception as exc:  # never a reason not to start; the periodic sweep retries
+            log.warning("recovery at start failed", extra={"reason": str(exc)})
+        recovery = asyncio.create_task(_recover_periodically(sessionmaker, settings, generations))
         state = AppState(
             settings=settings,
             engine=engine,

@@ -154,6 +154,10 @@ class Generations:
         generation.publish("session", session)
         return generation
 
+    def live_keys(self) -> list[uuid.UUID]:
+        """Return the message ids of the replies this process is producing."""
+        return list(self._live)
+
     def get(self, key: uuid.UUID) -> Generation | None:
         """Return the live reply with this message id, if this process is producing it."""
         return self._live.get(key)

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -114,7 +114,23 @@ class ReplyWriter:
                 .values(**values)
                 .returning(Message.cancel_requested_at)
             )
-            cancel_requested = result.scalar_one_or_none()
+            row = result.one_or_none()
+            if row is None:
+                # Another replica's sweep marked the reply interrupted while this process could
+                # not renew the lease (the database was away): it is alive, so take it back.
+                row = (
+                    await db.execute(
+                        update(Message)
+                        .where(
+                            Message.id == self._target.message_id,
+                            Message.user_id == self._target.user_id,
+                            Message.status == Status.INTERRUPTED,
+                        )
+                        .values(status=Status.STREAMING, **values)
+                        .returning(Message.cancel_requested_at)
+                    )
+                ).one_or_none()
+            cancel_requested = row[0] if row is not None else None
         self._written = len(text)
         self.writes += 1
         if cancel_requested is not None:
@@ -157,16 +173,25 @@ class ReplyWriter:
             )
 
 
-async def recover_abandoned(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
-    """Mark replies whose producing process died (lease expired) as interrupted; count them."""
+async def recover_abandoned(
+    sessionmaker: async_sessionmaker[AsyncSession], alive: Collection[uuid.UUID] = ()
+) -> int:
+    """Mark replies whose producing process died (lease expired) as interrupted; count them.
+
+    `alive` are the replies this process is producing: never touched, even if the database
+    was away long enough for their leases to lapse.
+    """
     now = utcnow()
+    conditions = [
+        Message.status == Status.STREAMING,
+        (Message.lease_expires_at < now) | Message.lease_expires_at.is_(None),
+    ]
+    if alive:
+        conditions.append(Message.id.not_in(list(alive)))
     async with unit_of_work(sessionmaker, role="service_role") as db:
         result = await db.execute(
             update(Message)
-            .where(
-                Message.status == Status.STREAMING,
-                (Message.lease_expires_at < now) | Message.lease_expires_at.is_(None),
-            )
+            .where(*conditions)
             .values(status=Status.INTERRUPTED, lease_expires_at=None)
             .returning(Message.id)
         )

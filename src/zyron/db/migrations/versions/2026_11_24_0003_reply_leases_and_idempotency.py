@@ -63,11 +63,12 @@ def upgrade() -> None:
     statements += rls.reset_grants(
         "idempotency_keys", authenticated="SELECT, INSERT", service_role=""
     )
-    # Recovery of replies whose process died runs as service_role: it may see and close only
-    # rows still marked streaming, and only their status and lease columns.
+    # Recovery of replies whose process died runs as service_role: it may close only rows
+    # still marked streaming, and touch only their status and lease columns. Postgres checks
+    # an UPDATE's new row against the SELECT policy too, hence 'interrupted' there.
     statements += [
         "CREATE POLICY messages_recover_select ON messages AS PERMISSIVE FOR SELECT "
-        f"TO service_role USING ({ONLY_SERVICE} AND status = 'streaming')",
+        f"TO service_role USING ({ONLY_SERVICE} AND status IN ('streaming', 'interrupted'))",
         "CREATE POLICY messages_recover_update ON messages AS PERMISSIVE FOR UPDATE "
         f"TO service_role USING ({ONLY_SERVICE} AND status = 'streaming') "
         f"WITH CHECK ({ONLY_SERVICE})",
