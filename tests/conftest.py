@@ -12,6 +12,7 @@ import pytest
 from tests.backends import Backend
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.pg import PostgresServer, PostgresUnavailable
+from tests.redis_server import RedisServer, RedisUnavailable
 from tests.support import LiveServer, live_server
 
 REQUIRE_SERVICES = os.environ.get("ZYRON_REQUIRE_SERVICES") == "1"
@@ -34,6 +35,19 @@ def postgres() -> Iterator[PostgresServer]:
         server = PostgresServer.start()
     except PostgresUnavailable as exc:
         pytest.skip(f"no PostgreSQL for the tests: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real Redis server: ZYRON_TEST_REDIS_URL or a throwaway redis-server; else skip."""
+    try:
+        server = RedisServer.start()
+    except RedisUnavailable as exc:
+        pytest.skip(f"no Redis for the tests: {exc}")
     try:
         yield server
     finally:

@@ -28,7 +28,7 @@ import pytest
 
 from tests.fakes.anthropic_upstream import FakeAnthropic, TextReply
 from tests.pg import APP_ROLE, PostgresServer, sqlalchemy_url
-from tests.redis_server import RedisServer, RedisUnavailable
+from tests.redis_server import RedisServer
 from tests.support import PASSWORD, Account, SseEvent, free_port, signup, stream_chat
 from zyron.settings import Settings
 
@@ -288,19 +288,6 @@ class Deployment:
         """Stop every replica started here."""
         for replica in self.replicas:
             replica.stop()
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    """A Redis shared by this module's replicas: ZYRON_TEST_REDIS_URL or a throwaway one."""
-    try:
-        server = RedisServer.start()
-    except RedisUnavailable as exc:
-        pytest.skip(f"no Redis for the tests: {exc}")
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -20,19 +20,6 @@ from zyron.streams.redis_hub import CANCEL_CHANNEL, RedisHub, RedisHubUnavailabl
 WAIT = 30.0  # generous bound for anything that should happen "soon"
 
 
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    """A Redis shared by the tests of this module: ZYRON_TEST_REDIS_URL or a throwaway one."""
-    try:
-        server = RedisServer.start()
-    except RedisUnavailable as exc:
-        pytest.skip(f"no Redis for the tests: {exc}")
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture
 def own_redis() -> Iterator[RedisServer]:
     """A throwaway Redis of this test's own, which it may stop and restart."""
