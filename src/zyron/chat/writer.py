@@ -75,18 +75,24 @@ class ReplyWriter:
 
     def append(self, text: str) -> None:
         """Add streamed text; never waits for the database."""
+        was_idle = self._length == self._written
         self._text.append(text)
         self._length += len(text)
-        if self._length - self._written >= self._settings.flush_chars:
+        # The first text after a write starts the flush interval; enough text ends it early.
+        if was_idle or self._length - self._written >= self._settings.flush_chars:
             self._wake.set()
 
     async def _run(self) -> None:
+        settings = self._settings
         while True:
-            pending = self._length > self._written
-            wait = self._settings.flush_interval if pending else self._settings.heartbeat_seconds
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=wait)
-            self._wake.clear()
+            if self._length == self._written:  # idle: wait for text, or renew the lease
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=settings.heartbeat_seconds)
+                self._wake.clear()
+            if 0 < self._length - self._written < settings.flush_chars:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=settings.flush_interval)
+                self._wake.clear()
             try:
                 await self._write_progress()
             except Exception as exc:  # the next round retries; the final write settles it
@@ -94,6 +100,7 @@ class ReplyWriter:
                     "reply progress not saved",
                     extra={"message_id": str(self._target.message_id), "reason": str(exc)},
                 )
+                await asyncio.sleep(settings.flush_interval)  # never a tight retry loop
 
     async def _write_progress(self) -> None:
         text = "".join(self._text)
