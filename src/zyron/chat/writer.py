@@ -66,6 +66,7 @@ class ReplyWriter:
         self._length = 0
         self._written = 0
         self._wake = asyncio.Event()
+        self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self.writes = 0
 
@@ -84,7 +85,7 @@ class ReplyWriter:
 
     async def _run(self) -> None:
         settings = self._settings
-        while True:
+        while not self._stopping:
             if self._length == self._written:  # idle: wait for text, or renew the lease
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=settings.heartbeat_seconds)
@@ -93,6 +94,8 @@ class ReplyWriter:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=settings.flush_interval)
                 self._wake.clear()
+            if self._stopping:
+                return
             try:
                 await self._write_progress()
             except Exception as exc:  # the next round retries; the final write settles it
@@ -146,7 +149,10 @@ class ReplyWriter:
     async def close(self, **final: Any) -> bool:
         """Stop the loop and write the final state, retrying briefly; False if it never took."""
         if self._task is not None:
-            self._task.cancel()
+            # Never cancel a write midway: a driver interrupted mid-statement can leave its
+            # connection holding a lock. The loop finishes its current write and stops.
+            self._stopping = True
+            self._wake.set()
             await asyncio.gather(self._task, return_exceptions=True)
         delay = 0.2
         for attempt in range(FINAL_WRITE_ATTEMPTS):
