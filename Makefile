@@ -9,12 +9,13 @@ UV_VERSION := 0.13.9
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test lint typecheck format install clean help
+.PHONY: run test test-stress lint typecheck format install clean help
 
 help:
 	@echo "make run      serve on http://127.0.0.1:8000 (SQLite in ZYRON_DATA_DIR, default ./data)"
 	@echo "make test     the whole test suite, ruff and mypy --strict"
 	@echo "make lint     ruff and mypy only"
+	@echo "make test-stress  the long stress variants (CI runs them after make test)"
 
 # uv installs the locked dependencies; it is bootstrapped with the system's pip into .uv/.
 $(UV):
@@ -37,6 +38,9 @@ lint: install
 
 test: install lint
 	$(VENV)/bin/pytest
+
+test-stress: install
+	$(VENV)/bin/pytest -m stress
 
 format: install
 	$(VENV)/bin/ruff format src tests
