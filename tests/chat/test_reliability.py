@@ -551,6 +551,23 @@ def test_enough_pending_text_is_written_without_waiting_for_the_interval(
     assert min(len(text) for text in partial) >= 50
 
 
+def test_the_end_of_a_reply_does_not_wait_for_the_flush_interval(
+    chars_server: LiveServer, upstream: FakeAnthropic
+) -> None:
+    """Short replies are saved and ended at once, not after the 30 s flush interval."""
+    with chars_server.client() as http:
+        account = signup(http)
+        for trial in range(5):  # the wait depends on where the writer's loop is: try a few
+            upstream.enqueue(TextReply(chunks=("Hi", " there")))
+            started = time.monotonic()
+            events = stream_chat(http, {"message": "quick"}, account.headers)
+            elapsed = time.monotonic() - started
+            assert events[-1].event == "done"
+            mid = str(events[0].data["assistant_message_id"])
+            assert _row(chars_server, mid) == ("Hi there", "complete")
+            assert elapsed < 15, f"trial {trial}: done came after {elapsed:.1f} s"
+
+
 @pytest.fixture(scope="module")
 def default_writer_server(
     backend: Backend, fake_anthropic: FakeAnthropic, tmp_path_factory: pytest.TempPathFactory

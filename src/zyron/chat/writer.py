@@ -90,6 +90,8 @@ class ReplyWriter:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=settings.heartbeat_seconds)
                 self._wake.clear()
+            if self._stopping:
+                return  # close() writes the final state itself
             if 0 < self._length - self._written < settings.flush_chars:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=settings.flush_interval)
