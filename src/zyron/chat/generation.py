@@ -103,8 +103,11 @@ class Generation:
             if self.finished:
                 return
             wakeup = self._wakeup
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # arrives as the event is set, and a follower must always be cancellable.
             try:
-                await asyncio.wait_for(wakeup.wait(), timeout=idle)
+                async with asyncio.timeout(idle):
+                    await wakeup.wait()
             except TimeoutError:
                 yield None
 
