@@ -16,6 +16,8 @@ from pathlib import Path
 import asyncpg
 
 from tests.support import free_port
+from zyron.db.engine import create_engine
+from zyron.db.migrate import downgrade, upgrade
 
 APP_ROLE = "zyron_app"
 APP_PASSWORD = "zyron-test-password"
@@ -232,3 +234,16 @@ def _libpq(url: str) -> str:
 def sqlalchemy_url(dsn: str) -> str:
     """Turn a libpq URL into the SQLAlchemy asyncpg form."""
     return "postgresql+asyncpg://" + dsn.split("://", 1)[1]
+
+
+async def migrate(url: str, *steps: str) -> None:
+    """Run migration steps in order on `url`: a revision to upgrade to, or "base" to tear down."""
+    engine = create_engine(url)
+    try:
+        for step in steps:
+            if step == "base":
+                await downgrade(engine, "base")
+            else:
+                await upgrade(engine, step)
+    finally:
+        await engine.dispose()

@@ -15,9 +15,9 @@ import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import select, text
 
-from tests.pg import APP_ROLE, PostgresServer, sqlalchemy_url
+from tests.pg import APP_ROLE, PostgresServer, migrate, sqlalchemy_url
 from zyron.db.engine import create_engine, create_sessionmaker
-from zyron.db.migrate import alembic_config, downgrade, upgrade
+from zyron.db.migrate import alembic_config
 from zyron.db.models import ChatSession, Message, RefreshToken, User
 from zyron.db.unit_of_work import DbRole, unit_of_work
 from zyron.sessions import repository
@@ -116,23 +116,11 @@ async def _seed(admin_dsn: str, accounts: tuple[Account, ...]) -> None:
         await conn.close()
 
 
-async def _migrate(url: str, *steps: str) -> None:
-    engine = create_engine(url)
-    try:
-        for step in steps:
-            if step == "base":
-                await downgrade(engine, "base")
-            else:
-                await upgrade(engine, step)
-    finally:
-        await engine.dispose()
-
-
 @pytest.fixture(scope="module")
 def world(postgres: PostgresServer) -> World:
     """A database migrated to head by the app role, seeded with users A and B."""
     database = postgres.create_database()
-    asyncio.run(_migrate(sqlalchemy_url(postgres.dsn(database, user=APP_ROLE)), "head"))
+    asyncio.run(migrate(sqlalchemy_url(postgres.dsn(database, user=APP_ROLE)), "head"))
     a, b = new_account(), new_account()
     asyncio.run(_seed(postgres.dsn(database), (a, b)))
     return World(
@@ -786,7 +774,7 @@ def test_migrations_go_up_down_and_up_again_as_the_app_role(postgres: PostgresSe
     async def scenario() -> list[dict[str, Any]]:
         states = []
         for step in ("head", "base", "head"):
-            await _migrate(url, step)
+            await migrate(url, step)
             states.append(await state())
         return states
 

@@ -12,8 +12,8 @@ import pytest
 from alembic.script import ScriptDirectory
 
 from tests.pg import APP_ROLE, PostgresServer, sqlalchemy_url
-from zyron.db.engine import create_engine
-from zyron.db.migrate import alembic_config, downgrade, upgrade
+from tests.pg import migrate as migrate_url
+from zyron.db.migrate import alembic_config
 
 TABLES = ("users", "chat_sessions", "messages", "refresh_tokens")
 PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
@@ -123,21 +123,9 @@ def supabase_db(postgres: PostgresServer) -> str:
     return database
 
 
-async def _migrate(url: str, *steps: str) -> None:
-    engine = create_engine(url)
-    try:
-        for step in steps:
-            if step == "base":
-                await downgrade(engine, "base")
-            else:
-                await upgrade(engine, step)
-    finally:
-        await engine.dispose()
-
-
 def migrate(postgres: PostgresServer, database: str, *steps: str) -> None:
     """Migrate as the non-superuser app role, as a deployment would."""
-    asyncio.run(_migrate(sqlalchemy_url(postgres.dsn(database, user=APP_ROLE)), *steps))
+    asyncio.run(migrate_url(sqlalchemy_url(postgres.dsn(database, user=APP_ROLE)), *steps))
 
 
 async def _auth_state(dsn: str) -> dict[str, Any]:
