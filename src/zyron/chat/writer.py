@@ -68,7 +68,6 @@ class ReplyWriter:
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
-        self.writes = 0
 
     def start(self) -> None:
         """Start the background loop."""
@@ -144,7 +143,6 @@ class ReplyWriter:
                 ).one_or_none()
             cancel_requested = row[0] if row is not None else None
         self._written = len(text)
-        self.writes += 1
         if cancel_requested is not None:
             self._on_cancel()
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zyron.db.models import ChatSession, Message, Role, Status
@@ -143,28 +143,3 @@ async def add_exchange(
     chat.updated_at = now
     await db.flush()
     return user_message, reply
-
-
-async def finish_reply(
-    db: AsyncSession,
-    user_id: uuid.UUID,
-    message_id: uuid.UUID,
-    *,
-    content: str,
-    status: Status,
-    model: str | None,
-    stop_reason: str | None,
-    input_tokens: int | None,
-    output_tokens: int | None,
-) -> None:
-    """Write the reply's final text, status and usage."""
-    values: dict[str, Any] = {"content": content, "status": status, "stop_reason": stop_reason}
-    if model is not None:
-        values["model"] = model
-    if input_tokens is not None:
-        values["input_tokens"] = input_tokens
-    if output_tokens is not None:
-        values["output_tokens"] = output_tokens
-    await db.execute(
-        update(Message).where(Message.id == message_id, Message.user_id == user_id).values(**values)
-    )
