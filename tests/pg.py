@@ -78,15 +78,21 @@ class PostgresServer:
     _options: str = ""  # the postgres options of a throwaway cluster, to start it again
 
     @classmethod
-    def start(cls) -> PostgresServer:
-        """Use ZYRON_TEST_DATABASE_URL, else start a throwaway cluster; else PostgresUnavailable."""
-        url = os.environ.get("ZYRON_TEST_DATABASE_URL")
-        server = cls(admin_dsn=_libpq(url)) if url else cls._throwaway()
+    def start(
+        cls, *, url_variable: str = "ZYRON_TEST_DATABASE_URL", durable: bool = False
+    ) -> PostgresServer:
+        """Use the URL in `url_variable`, else start a throwaway cluster; else PostgresUnavailable.
+
+        A throwaway cluster skips fsync for speed unless `durable` (benchmarks want commits
+        to cost what they cost in production).
+        """
+        url = os.environ.get(url_variable)
+        server = cls(admin_dsn=_libpq(url)) if url else cls._throwaway(durable=durable)
         server._prepare_app_role()
         return server
 
     @classmethod
-    def _throwaway(cls) -> PostgresServer:
+    def _throwaway(cls, *, durable: bool) -> PostgresServer:
         bin_dir = _find_binaries()
         if bin_dir is None:
             raise PostgresUnavailable(
@@ -108,10 +114,9 @@ class PostgresServer:
             check=True,
             capture_output=True,
         )  # fmt: skip
-        options = (
-            f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-        )
+        options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c max_connections=200"
+        if not durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         started = subprocess.run(
             [*run, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-w",
              "-l", str(root / "server.log"), "start"],

@@ -1,0 +1,147 @@
+"""Run the benchmarks: `python -m bench [--quick] [--only ttft,sweep,memory,soak,history]`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+from bench import report
+from bench.context import Bench, machine
+from bench.harness import (
+    direct,
+    give_history,
+    litellm,
+    sign_up,
+    zyron_guest,
+    zyron_signed_in,
+)
+from bench.procs import LITELLM_BIN, ROOT, Server, start_litellm, start_upstream, start_zyron
+from bench.scenarios import history, memory, sweep, ttft
+from tests.pg import PostgresServer, sqlalchemy_url
+
+RESULTS = ROOT / "bench" / "results"
+SCENARIOS = ("ttft", "sweep", "memory", "soak", "history")
+
+
+async def main_async(quick: bool, only: set[str], workers: int) -> Path:
+    """Start everything, run the chosen scenarios, write the results JSON."""
+    work = Path(tempfile.mkdtemp(prefix="zyron-bench-"))
+    logs = work / "logs"
+    with ExitStack() as stack:
+        upstream = start_upstream(logs)
+        stack.callback(upstream.stop)
+        bench = Bench(quick=quick, logs=logs, upstream=upstream)
+        bench.progress(f"mode {'quick' if quick else 'full'}; logs in {logs}")
+        postgres = PostgresServer.start(url_variable="BENCH_DATABASE_URL", durable=True)
+        stack.callback(postgres.stop)
+
+        def zyron(name: str, database: str, workers_: int = 1) -> Server:
+            server = start_zyron(
+                name,
+                database_url=database,
+                upstream=upstream,
+                data_dir=work / name,
+                logs=logs,
+                workers=workers_,
+            )
+            stack.callback(server.stop)
+            return server
+
+        def postgres_url() -> str:
+            return sqlalchemy_url(postgres.dsn(postgres.create_database()))
+
+        lite: Server | None = None
+        if LITELLM_BIN.exists():
+            lite = start_litellm(upstream, logs)
+            stack.callback(lite.stop)
+        else:
+            bench.progress("LiteLLM is not installed (make bench installs it): compared to nothing")
+
+        results: dict[str, Any] = {
+            "quick": quick,
+            "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": machine(),
+            "postgres": postgres.admin_dsn.rsplit("@", 1)[-1].split("/")[0],
+        }
+        base = [direct(upstream)] + ([litellm(lite)] if lite else [])
+        await bench.pacing(first_token_ms=0, chunks=4, interval_ms=0)
+
+        if "ttft" in only:
+            sqlite = zyron("zyron-sqlite", f"sqlite+aiosqlite:///{work / 'ttft.db'}")
+            pg = zyron("zyron-postgres", postgres_url())
+            targets = [*base, zyron_guest("zyron-guest", pg)]
+            for label, server in (("sqlite", sqlite), ("postgres", pg)):
+                accounts = await sign_up(server, users=4, sessions=20, prefix=label)
+                target = zyron_signed_in(f"zyron-{label}", server, accounts)
+                await give_history(target, turns=10)
+                targets.append(target)
+            bench.results["ttft"] = await ttft.run(bench, targets)
+            for server in (sqlite, pg):
+                server.stop()
+
+        if "sweep" in only:
+            pg = zyron("zyron-postgres-sweep", postgres_url())
+            pg_workers = zyron("zyron-postgres-workers", postgres_url(), workers)
+            top = max(sweep.QUICK_LEVELS if quick else sweep.FULL_LEVELS)
+            targets = [*base, zyron_guest("zyron-guest", pg)]
+            for name, server in (
+                ("zyron-postgres", pg),
+                (f"zyron-postgres-{workers}w", pg_workers),
+            ):
+                accounts = await sign_up(server, users=10, sessions=top, prefix=name)
+                targets.append(zyron_signed_in(name, server, accounts))
+            targets.append(zyron_guest(f"zyron-guest-{workers}w", pg_workers))
+            bench.results["sweep"] = await sweep.run(bench, targets)
+            for server in (pg, pg_workers):
+                server.stop()
+
+        if "memory" in only or "soak" in only:
+            pg = zyron("zyron-postgres-memory", postgres_url())
+            accounts = await sign_up(pg, users=10, sessions=100 if quick else 1000, prefix="mem")
+            signed_in = zyron_signed_in("zyron-postgres", pg, accounts)
+            guest = zyron_guest("zyron-guest", pg)
+            if "memory" in only:
+                per = await memory.per_stream(bench, [*base[1:], guest, signed_in])
+                bench.results["memory"] = per
+            if "soak" in only:
+                soak_targets = [signed_in, *base[1:]]
+                bench.results["soak"] = await memory.soak(bench, soak_targets, users=50)
+            pg.stop()
+
+        if "history" in only:
+            bench.results["history"] = await history.run(bench, postgres, upstream, work, logs)
+
+        results.update(bench.results)
+        results["seconds"] = round(time.perf_counter() - bench.started, 1)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    name = "quick.json" if quick else "full.json"
+    path = RESULTS / name
+    path.write_text(json.dumps(results, indent=1))
+    bench.progress(f"results in {path.relative_to(ROOT)}")
+    return path
+
+
+def main() -> None:
+    """Parse arguments, run, and write the report for a full run."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a minute or two, smaller levels")
+    parser.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated scenarios")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--no-report", action="store_true", help="do not rewrite the docs")
+    args = parser.parse_args()
+    only = {name.strip() for name in args.only.split(",") if name.strip()}
+    unknown = only - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
+    path = uvloop.run(main_async(args.quick, only, args.workers))
+    if not args.no_report:
+        report.write(path)
