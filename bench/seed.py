@@ -333,13 +333,14 @@ async def seed(
     messages: int,
     progress: Progress | None = None,
     random_seed: int = 20261124,
-    workers: int = 2,
+    workers: int = 1,
 ) -> SeedResult:
     """Fill users, chat_sessions and messages of a migrated, empty database; ANALYZE them.
 
     Needs a superuser DSN (it loads with session_replication_role = replica and checks the
-    foreign keys afterwards). The rows are the same for the same arguments; with workers > 1
-    their physical order may differ slightly from run to run.
+    foreign keys afterwards). The rows are the same for the same arguments. `workers` > 1
+    copies messages over that many connections (their physical order then varies a little);
+    on a 2-core machine it gains nothing, as the Python side is half the work.
     """
     if users < 1 or sessions_per_user < 1 or messages < 0 or workers < 1:
         raise ValueError("need users >= 1, sessions_per_user >= 1, messages >= 0, workers >= 1")
@@ -387,19 +388,19 @@ async def seed(
 
         async def load(worker: int) -> None:
             nonlocal copied
-            own = await _connect(dsn)
+            loader = await _connect(dsn)
             try:
-                async with own.transaction():
+                async with loader.transaction():
                     for at in batches[worker::workers]:
                         records = plan.rows(at, at + BATCH)
-                        await own.copy_records_to_table(
+                        await loader.copy_records_to_table(
                             "messages", records=records, columns=MESSAGE_COLUMNS
                         )
                         copied += len(plan.keys[at : at + BATCH])
                         took = time.perf_counter() - mark
                         say(f"copied {copied:,}/{len(plan.keys):,} messages ({took:.1f}s)")
             finally:
-                await own.close()
+                await loader.close()
 
         async with asyncio.TaskGroup() as group:
             for worker in range(workers):
@@ -562,10 +563,10 @@ async def explain(
             if not generic:
                 continue
             async with conn.transaction():
+                await _as_user(conn, user_id)
                 await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
                 await conn.execute(f"PREPARE bench_generic AS {query.sql}")
                 try:
-                    await _as_user(conn, user_id)
                     args = ", ".join(map(_literal, query.params))
                     rows = await conn.fetch(
                         f"EXPLAIN (ANALYZE, BUFFERS) EXECUTE bench_generic({args})"
@@ -588,23 +589,21 @@ async def direct_latency(
     owned_session then list_messages, in one transaction). Statements are prepared and
     cached as SQLAlchemy's asyncpg dialect does; a short warm-up pass is not counted.
     """
-    results: dict[str, list[float]] = {
-        "list_sessions": [],
-        "list_messages": [],
-        "session_messages": [],
-    }
-    plan = {
-        "list_sessions": ("list_sessions",),
-        "list_messages": ("list_messages",),
-        "session_messages": ("owned_session", "list_messages"),
-    }
+    steps = [
+        ("list_sessions", ("list_sessions",)),
+        ("list_messages", ("list_messages",)),
+        ("session_messages", ("owned_session", "list_messages")),
+    ]
+    results: dict[str, list[float]] = {key: [] for key, _ in steps}
     conn = await asyncpg.connect(dsn)
     try:
         for round_ in range(repeats + 1):
             chosen = pairs[:20] if round_ == 0 else pairs
-            for user_id, session_id in chosen:
+            for i, (user_id, session_id) in enumerate(chosen):
                 queries = await zyron_queries(user_id, session_id)
-                for key, names in plan.items():
+                # Rotate the order, so no key always pays for fetching a pair's pages first.
+                turn = i % len(steps)
+                for key, names in steps[turn:] + steps[:turn]:
                     began = time.perf_counter()
                     async with conn.transaction():
                         await _as_user(conn, user_id)
@@ -707,18 +706,23 @@ async def _main(args: argparse.Namespace) -> None:
               f"({', '.join(f'{k} {v:.1f}s' for k, v in result.phases.items())})")  # fmt: skip
         print(f"long sessions (> {LONG_THRESHOLD} messages): {len(result.long_sessions):,}")
         print(f"database size: {size / 2**20:.0f} MiB")
-        user_id, session_id = result.sample_pairs(1, seed=1, long_only=bool(result.long_sessions))[
-            0
-        ]
+        has_long = bool(result.long_sessions)
+        user_id, session_id = result.sample_pairs(1, seed=1, long_only=has_long)[0]
         print(f"\nplans for user {user_id}, session {session_id} "
               f"({result.message_counts[session_id]} messages):")  # fmt: skip
         for name, plan in (await explain(dsn, user_id, session_id)).items():
             print(f"\n--- {name}\n{plan}")
-        pairs = result.sample_pairs(args.pairs, seed=2, long_only=bool(result.long_sessions))
-        latencies = await direct_latency(dsn, pairs, args.repeats)
-        print(f"\ndirect latency over {len(pairs)} random pairs x {args.repeats}:")
-        for name, samples in latencies.items():
-            print(f"  {name}: {_summary(samples)}")
+        for label, long_only in (
+            ("busiest session of random users", False),
+            ("long sessions", True),
+        ):
+            if long_only and not has_long:
+                continue
+            pairs = result.sample_pairs(args.pairs, seed=2, long_only=long_only)
+            latencies = await direct_latency(dsn, pairs, args.repeats)
+            print(f"\ndirect latency, {label}, {len(pairs)} random pairs x {args.repeats}:")
+            for name, samples in latencies.items():
+                print(f"  {name}: {_summary(samples)}")
     finally:
         if not args.keep:
             await drop_database(args.admin_dsn, args.database)
@@ -731,7 +735,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--admin-dsn", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--database", default="zyron_seed_dev", help="scratch database name")
     parser.add_argument("--users", type=int, default=10_000)
-    parser.add_argument("--sessions-per-user", type=int, default=10)
+    parser.add_argument("--sessions-per-user", type=int, default=5)
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--pairs", type=int, default=300, help="random pairs to time")
     parser.add_argument("--repeats", type=int, default=1)

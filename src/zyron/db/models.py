@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, MetaData, String, Text, Uuid
+from sqlalchemy import CheckConstraint, ForeignKey, Index, MetaData, String, Text, Uuid, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from zyron.db.types import UTCDateTime, utcnow
@@ -79,8 +79,16 @@ class Message(Base):
 
     __tablename__ = "messages"
     __table_args__ = (
-        Index(None, "session_id", "created_at"),
+        # A page of a session's messages: both filters, then the order, straight off the index.
+        Index(None, "session_id", "user_id", "created_at", "id"),
         Index(None, "user_id"),
+        Index(None, "parent_id"),
+        Index(
+            "ix_messages_streaming_lease",
+            "lease_expires_at",
+            postgresql_where=text("status = 'streaming'"),
+            sqlite_where=text("status = 'streaming'"),
+        ),
         CheckConstraint("role IN ('user', 'assistant')", name="role"),
         CheckConstraint(
             "status IN ('streaming', 'complete', 'cancelled', 'interrupted', 'error')",
@@ -114,6 +122,7 @@ class IdempotencyKey(Base):
     """A client's Idempotency-Key for POST /chat, tied to the exchange it produced."""
 
     __tablename__ = "idempotency_keys"
+    __table_args__ = (Index(None, "session_id"), Index(None, "assistant_message_id"))
 
     user_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
