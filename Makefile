@@ -52,7 +52,7 @@ format: install
 
 # LiteLLM, the peer the benchmarks compare against, in a locked virtualenv of its own.
 $(LITELLM_VENV)/.synced: $(UV) bench/litellm/pyproject.toml bench/litellm/uv.lock
-	UV_PROJECT_ENVIRONMENT=$(LITELLM_VENV) $(UV) sync --frozen --project bench/litellm --python $(PYTHON)
+	UV_PROJECT_ENVIRONMENT=$(CURDIR)/$(LITELLM_VENV) $(UV) sync --frozen --project bench/litellm --python $(PYTHON)
 	@touch $@
 
 bench: install $(LITELLM_VENV)/.synced

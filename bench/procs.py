@@ -179,7 +179,9 @@ def start_litellm(upstream: Server, logs: Path, *, workers: int = 1) -> Server:
         "BENCH_UPSTREAM_KEY": "sk-ant-bench",
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
         "LITELLM_LOG": "ERROR",
-        "TELEMETRY": "False",
+        "LITELLM_MASTER_KEY": "sk-bench-master",
+        "LITELLM_MODE": "PRODUCTION",
+        "LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS": "True",
     }
     argv = [
         str(LITELLM_BIN),

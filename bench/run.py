@@ -7,6 +7,7 @@ import json
 import os
 import tempfile
 import time
+import uuid
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 
 import uvloop
 
-from bench import report
+from bench import report, seed
 from bench.context import Bench, machine
 from bench.harness import (
     direct,
@@ -32,7 +33,9 @@ RESULTS = ROOT / "bench" / "results"
 SCENARIOS = ("ttft", "sweep", "memory", "soak", "history")
 
 
-async def main_async(quick: bool, only: set[str], workers: int) -> Path:
+async def main_async(
+    quick: bool, only: set[str], workers: int, postgres: PostgresServer
+) -> Path:
     """Start everything, run the chosen scenarios, write the results JSON."""
     work = Path(tempfile.mkdtemp(prefix="zyron-bench-"))
     logs = work / "logs"
@@ -41,8 +44,6 @@ async def main_async(quick: bool, only: set[str], workers: int) -> Path:
         stack.callback(upstream.stop)
         bench = Bench(quick=quick, logs=logs, upstream=upstream)
         bench.progress(f"mode {'quick' if quick else 'full'}; logs in {logs}")
-        postgres = PostgresServer.start(url_variable="BENCH_DATABASE_URL", durable=True)
-        stack.callback(postgres.stop)
 
         def zyron(name: str, database: str, workers_: int = 1) -> Server:
             server = start_zyron(
@@ -56,8 +57,9 @@ async def main_async(quick: bool, only: set[str], workers: int) -> Path:
             stack.callback(server.stop)
             return server
 
-        def postgres_url() -> str:
-            return sqlalchemy_url(postgres.dsn(postgres.create_database()))
+        async def postgres_url() -> str:
+            name = f"zyron_bench_{uuid.uuid4().hex[:8]}"
+            return sqlalchemy_url(await seed.create_database(postgres.admin_dsn, name))
 
         lite: Server | None = None
         if LITELLM_BIN.exists():
@@ -77,7 +79,7 @@ async def main_async(quick: bool, only: set[str], workers: int) -> Path:
 
         if "ttft" in only:
             sqlite = zyron("zyron-sqlite", f"sqlite+aiosqlite:///{work / 'ttft.db'}")
-            pg = zyron("zyron-postgres", postgres_url())
+            pg = zyron("zyron-postgres", await postgres_url())
             targets = [*base, zyron_guest("zyron-guest", pg)]
             for label, server in (("sqlite", sqlite), ("postgres", pg)):
                 accounts = await sign_up(server, users=4, sessions=20, prefix=label)
@@ -89,8 +91,8 @@ async def main_async(quick: bool, only: set[str], workers: int) -> Path:
                 server.stop()
 
         if "sweep" in only:
-            pg = zyron("zyron-postgres-sweep", postgres_url())
-            pg_workers = zyron("zyron-postgres-workers", postgres_url(), workers)
+            pg = zyron("zyron-postgres-sweep", await postgres_url())
+            pg_workers = zyron("zyron-postgres-workers", await postgres_url(), workers)
             top = max(sweep.QUICK_LEVELS if quick else sweep.FULL_LEVELS)
             targets = [*base, zyron_guest("zyron-guest", pg)]
             for name, server in (
@@ -105,7 +107,7 @@ async def main_async(quick: bool, only: set[str], workers: int) -> Path:
                 server.stop()
 
         if "memory" in only or "soak" in only:
-            pg = zyron("zyron-postgres-memory", postgres_url())
+            pg = zyron("zyron-postgres-memory", await postgres_url())
             accounts = await sign_up(pg, users=10, sessions=100 if quick else 1000, prefix="mem")
             signed_in = zyron_signed_in("zyron-postgres", pg, accounts)
             guest = zyron_guest("zyron-guest", pg)
@@ -142,6 +144,11 @@ def main() -> None:
     unknown = only - set(SCENARIOS)
     if unknown:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
-    path = uvloop.run(main_async(args.quick, only, args.workers))
+    # Postgres first, outside the event loop: starting a cluster blocks.
+    postgres = PostgresServer.start(url_variable="BENCH_DATABASE_URL", durable=True)
+    try:
+        path = uvloop.run(main_async(args.quick, only, args.workers, postgres))
+    finally:
+        postgres.stop()
     if not args.no_report:
         report.write(path)
