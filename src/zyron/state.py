@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import httpx
+from cachetools import TTLCache
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -21,6 +22,10 @@ if TYPE_CHECKING:
     from zyron.streams.redis_hub import RedisHub
 
 
+KNOWN_USERS_MAX = 100_000
+KNOWN_USERS_TTL_SECONDS = 300
+
+
 @dataclass
 class AppState:
     """The engine, clients and services wired once at start-up."""
@@ -34,8 +39,12 @@ class AppState:
     passwords: Passwords
     provider: Provider | None
     generations: Generations
-    # (issuer, user id) of accounts whose row is known to exist: checked once per process.
-    known_users: set[tuple[str, uuid.UUID]] = field(default_factory=set)
+    # (issuer, user id) of accounts whose row is known to exist. Bounded, so a server that
+    # sees millions of users keeps a constant size; a TTL, so an account deleted elsewhere
+    # stops being admitted within minutes even while its tokens are still valid.
+    known_users: TTLCache[tuple[str, uuid.UUID], bool] = field(
+        default_factory=lambda: TTLCache(maxsize=KNOWN_USERS_MAX, ttl=KNOWN_USERS_TTL_SECONDS)
+    )
 
 
 def get_state(request: Request) -> AppState:

@@ -35,7 +35,7 @@ async def _optional_principal(
     known = (principal.issuer, principal.user_id)
     if known not in state.known_users:
         await _check_account(state, principal)
-        state.known_users.add(known)
+        state.known_users[known] = True
     return principal
 
 

@@ -20,6 +20,7 @@ from zyron.chat.generation import Generation, PromptRequest, ReplyTarget
 from zyron.chat.idempotency import MAX_KEY_LENGTH, IdempotencyKeyReused
 from zyron.chat.schemas import ChatMessage, ChatRequest, ChatResponse
 from zyron.db.models import Message, Status
+from zyron.db.types import utcnow
 from zyron.db.unit_of_work import unit_of_work
 from zyron.errors import (
     ErrorBody,
@@ -209,16 +210,23 @@ async def _save_exchange(
                 if seen.request_hash != idempotency.fingerprint(body):
                     raise IdempotencyKeyReused()
                 return Replay(seen.user_message_id, seen.assistant_message_id)
+        # Every statement here delays the first token: one round trip each, no ORM objects
+        # where rows will do (see docs/benchmarks.md).
+        now = utcnow()
         if body.session_id is not None:
-            chat = await repo.owned_session(db, principal.user_id, body.session_id)
+            chat = await repo.touch_owned_session(db, principal.user_id, body.session_id, now)
             if chat is None:
                 raise NotFound("No such session.")
-            earlier = await repo.list_messages(
+            earlier = await repo.history_turns(
                 db, principal.user_id, chat.id, limit=settings.max_history_messages
             )
         else:
             chat = await repo.add_session(
-                db, principal.user_id, title=body.title or DEFAULT_TITLE, model=body.model
+                db,
+                principal.user_id,
+                title=body.title or DEFAULT_TITLE,
+                model=body.model,
+                now=now,
             )
             earlier = []
         model = body.model or chat.model or settings.model
@@ -229,6 +237,7 @@ async def _save_exchange(
             model=model,
             parent_id=earlier[-1].id if earlier else None,
             lease_seconds=settings.reply_lease_seconds,
+            now=now,
         )
         if idempotency_key is not None:
             idempotency.remember(

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import Row, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zyron.db.models import ChatSession, Message, Role, Status
@@ -20,6 +20,24 @@ async def owned_session(
     """Return the session if it exists and belongs to `user_id`."""
     result = await db.execute(
         select(ChatSession).where(ChatSession.id == session_id, ChatSession.user_id == user_id)
+    )
+    return result.scalar_one_or_none()
+
+
+async def touch_owned_session(
+    db: AsyncSession, user_id: uuid.UUID, session_id: uuid.UUID, now: datetime
+) -> ChatSession | None:
+    """Mark the user's session active now and return it; None if it is not theirs.
+
+    One round trip instead of a SELECT and, at flush, an UPDATE: this is on the path of
+    every message sent, before the model is called.
+    """
+    result = await db.execute(
+        update(ChatSession)
+        .where(ChatSession.id == session_id, ChatSession.user_id == user_id)
+        .values(updated_at=now)
+        .returning(ChatSession),
+        execution_options={"synchronize_session": False},
     )
     return result.scalar_one_or_none()
 
@@ -42,9 +60,10 @@ async def add_session(
     title: str,
     model: str | None = None,
     system_prompt: str | None = None,
+    now: datetime | None = None,
 ) -> ChatSession:
     """Insert a session."""
-    now = utcnow()
+    now = now or utcnow()
     chat = ChatSession(
         user_id=user_id,
         title=title,
@@ -94,6 +113,23 @@ async def list_messages(
     return list(reversed(result.scalars().all()))
 
 
+async def history_turns(
+    db: AsyncSession, user_id: uuid.UUID, session_id: uuid.UUID, *, limit: int
+) -> Sequence[Row[uuid.UUID, str, str, str]]:
+    """Return the newest `limit` turns (id, role, content, status), oldest first.
+
+    Plain rows, not ORM objects: building hundreds of Message instances to send their text
+    to the model cost more than the query itself.
+    """
+    result = await db.execute(
+        select(Message.id, Message.role, Message.content, Message.status)
+        .where(Message.session_id == session_id, Message.user_id == user_id)
+        .order_by(Message.created_at.desc(), Message.id.desc())
+        .limit(limit)
+    )
+    return list(reversed(result.all()))
+
+
 async def message_by_id(
     db: AsyncSession, user_id: uuid.UUID, message_id: uuid.UUID
 ) -> Message | None:
@@ -112,10 +148,12 @@ async def add_exchange(
     model: str,
     parent_id: uuid.UUID | None,
     lease_seconds: float,
+    now: datetime | None = None,
 ) -> tuple[Message, Message]:
     """Insert the user's message and the assistant's placeholder reply (status streaming)."""
-    now = utcnow()
+    now = now or utcnow()
     user_message = Message(
+        id=uuid.uuid4(),
         session_id=chat.id,
         user_id=chat.user_id,
         parent_id=parent_id,
@@ -124,8 +162,6 @@ async def add_exchange(
         status=Status.COMPLETE,
         created_at=now,
     )
-    db.add(user_message)
-    await db.flush()
     reply = Message(
         session_id=chat.id,
         user_id=chat.user_id,
@@ -139,7 +175,10 @@ async def add_exchange(
         # Until the producing task renews it, this says someone is working on the reply.
         lease_expires_at=now + timedelta(seconds=lease_seconds),
     )
-    db.add(reply)
-    chat.updated_at = now
+    # One flush, one INSERT of both rows (the reply's parent is checked at the statement's
+    # end). `updated_at` only moves forward: a caller that touched the session already set it.
+    db.add_all([user_message, reply])
+    if chat.updated_at < now:
+        chat.updated_at = now
     await db.flush()
     return user_message, reply
