@@ -56,6 +56,8 @@ def build_provider(settings: Settings) -> Provider | None:
         base_url=settings.anthropic_base_url,
         timeout_seconds=settings.upstream_timeout_seconds,
         connect_timeout_seconds=settings.upstream_connect_timeout_seconds,
+        http_client=settings.upstream_http_client,
+        max_connections=settings.upstream_max_connections,
     )
 
 

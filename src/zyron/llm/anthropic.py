@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import anthropic
 import httpx2
-from anthropic import AsyncAnthropic
+from anthropic import AsyncAnthropic, DefaultAioHttpClient, DefaultAsyncHttpxClient
 from anthropic.types import AssistantMessageParam, MessageParam, UserMessageParam
 
 from zyron.errors import UpstreamError
@@ -38,7 +38,20 @@ class AnthropicProvider:
         base_url: str | None,
         timeout_seconds: float,
         connect_timeout_seconds: float,
+        http_client: Literal["aiohttp", "httpx"] = "httpx",
+        max_connections: int = 1000,
     ) -> None:
+        limits = httpx2.Limits(
+            max_connections=max_connections,
+            max_keepalive_connections=min(max_connections, 1000),
+        )
+        # Both are the SDK's own clients with its defaults; aiohttp is its documented choice
+        # "for improved concurrency performance".
+        client = (
+            DefaultAioHttpClient(limits=limits)
+            if http_client == "aiohttp"
+            else DefaultAsyncHttpxClient(limits=limits)
+        )
         # base_url None lets the SDK read ANTHROPIC_BASE_URL itself, as it documents. Retries
         # are ours (zyron.chat.generation), so they can stop once text has reached the user.
         self._client = AsyncAnthropic(
@@ -46,6 +59,7 @@ class AnthropicProvider:
             base_url=base_url,
             max_retries=0,
             timeout=httpx2.Timeout(timeout_seconds, connect=connect_timeout_seconds),
+            http_client=client,
         )
 
     async def stream(
