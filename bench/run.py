@@ -33,9 +33,7 @@ RESULTS = ROOT / "bench" / "results"
 SCENARIOS = ("ttft", "sweep", "memory", "soak", "history")
 
 
-async def main_async(
-    quick: bool, only: set[str], workers: int, postgres: PostgresServer
-) -> Path:
+async def main_async(quick: bool, only: set[str], workers: int, postgres: PostgresServer) -> Path:
     """Start everything, run the chosen scenarios, write the results JSON."""
     work = Path(tempfile.mkdtemp(prefix="zyron-bench-"))
     logs = work / "logs"
