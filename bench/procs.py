@@ -161,6 +161,8 @@ def start_zyron(
         "ZYRON_DATA_DIR": str(data_dir),
         "SECRET_KEY": BENCH_SECRET_KEY,
         "RATE_LIMIT_ENABLED": "false",
+        # Tokens are minted once per scenario, and a sweep lasts longer than the default 15 min.
+        "ACCESS_TOKEN_TTL_SECONDS": "86400",
         **(extra_env or {}),
     }
     argv = [str(VENV_BIN / "zyron"), "serve", "--port", str(port)]

@@ -253,14 +253,23 @@ def render(results: dict[str, Any], *, plots: bool) -> str:
         out += [
             "",
             "### c. Memory per open stream",
-            f"RSS with {memory['streams']:,} streams held open (one chunk sent, the next 20 s "
-            "later), minus RSS after a warm-up at the same concurrency, divided by the open "
-            "streams.",
+            f"{memory['streams']:,} streams held open (one chunk sent, the next "
+            f"{memory.get('hold_seconds', 15):.0f} s later), twice. *KiB per stream* is (RSS "
+            "while open - RSS before) / streams open, in the second round; the first round "
+            "(*cold*) also pays for what a process grows once and keeps.",
             "",
             _table(
-                ["target", "idle MiB", "open MiB", "KiB per stream", "errors"],
+                ["target", "open", "idle MiB", "open MiB", "KiB per stream", "cold", "errors"],
                 [
-                    [name, r["rss_idle_mib"], r["rss_open_mib"], r["per_stream_kib"], r["errors"]]
+                    [
+                        name,
+                        r["open_when_measured"],
+                        r["rss_idle_mib"],
+                        r["rss_open_mib"],
+                        r["per_stream_kib"],
+                        r.get("cold_per_stream_kib"),
+                        r["errors"],
+                    ]
                     for name, r in memory["targets"].items()
                 ],
             ),

@@ -120,11 +120,18 @@ async def main_async(quick: bool, only: set[str], workers: int, postgres: Postgr
         if "history" in only:
             bench.results["history"] = await history.run(bench, postgres, upstream, work, logs)
 
+        for scenario in bench.results.values():
+            scenario["measured_at"] = results["started_at"]
         results.update(bench.results)
         results["seconds"] = round(time.perf_counter() - bench.started, 1)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    name = "quick.json" if quick else "full.json"
-    path = RESULTS / name
+    path = RESULTS / ("quick.json" if quick else "full.json")
+    if not quick and only != set(SCENARIOS) and path.exists():
+        # A partial full run replaces only its own scenarios in the published results.
+        earlier = json.loads(path.read_text())
+        for key in SCENARIOS:
+            if key in earlier and key not in only:
+                results[key] = earlier[key]
     path.write_text(json.dumps(results, indent=1))
     bench.progress(f"results in {path.relative_to(ROOT)}")
     return path

@@ -124,6 +124,8 @@ class Settings(BaseSettings):
         default=0.3, alias="REPLY_FLUSH_INTERVAL_SECONDS", gt=0
     )
     reply_flush_chars: int = Field(default=400, alias="REPLY_FLUSH_CHARS", ge=1)
+    # All progress writes of one process together: past this, each reply writes less often.
+    reply_writes_per_second: float = Field(default=200.0, alias="REPLY_WRITES_PER_SECOND", gt=0)
     reply_lease_seconds: float = Field(default=30.0, alias="REPLY_LEASE_SECONDS", ge=1)
     reply_heartbeat_seconds: float = Field(default=2.0, alias="REPLY_HEARTBEAT_SECONDS", gt=0)
     recovery_interval_seconds: float = Field(default=10.0, alias="RECOVERY_INTERVAL_SECONDS", gt=0)

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from zyron.chat.writer import ReplyTarget, ReplyWriter, WriterSettings
+from zyron.chat.writer import FlushPacer, ReplyTarget, ReplyWriter, WriterSettings
 from zyron.db.models import Status
 from zyron.db.types import utcnow
 from zyron.errors import UpstreamError
@@ -139,6 +139,11 @@ class Generations:
             flush_chars=settings.reply_flush_chars,
             lease_seconds=settings.reply_lease_seconds,
             heartbeat_seconds=settings.reply_heartbeat_seconds,
+        )
+        self._pacer = FlushPacer(
+            settings.reply_flush_interval_seconds,
+            settings.reply_writes_per_second,
+            settings.reply_lease_seconds,
         )
 
     def create(
@@ -298,6 +303,7 @@ class Generations:
             target,
             self._writer_settings,
             on_cancel_requested=lambda: self.cancel(generation.key),
+            pacer=self._pacer,
         )
         writer.start()
         return writer

@@ -33,6 +33,31 @@ class WriterSettings:
     heartbeat_seconds: float
 
 
+class FlushPacer:
+    """Spread one process's progress writes so together they stay within a rate.
+
+    Each streaming reply writes its row every `base` seconds; with many replies at once that
+    is more transactions than the pool and the database take, and the user's own requests
+    (the first token waits for one) queue behind them. Past `writes_per_second` in all, every
+    reply writes less often instead, never less often than a third of its lease.
+    """
+
+    def __init__(self, base: float, writes_per_second: float, lease_seconds: float) -> None:
+        self.base = base
+        self.writes_per_second = writes_per_second
+        self.longest = max(base, lease_seconds / 3)
+        self.active = 0
+
+    def interval(self) -> float:
+        """Return how long each reply should wait between progress writes now."""
+        return min(self.longest, max(self.base, self.active / self.writes_per_second))
+
+    @property
+    def throttled(self) -> bool:
+        """Tell whether replies are writing less often than `base`."""
+        return self.interval() > self.base
+
+
 @dataclass(frozen=True, slots=True)
 class ReplyTarget:
     """Where a signed-in user's reply is saved."""
@@ -57,8 +82,12 @@ class ReplyWriter:
         target: ReplyTarget,
         settings: WriterSettings,
         on_cancel_requested: Callable[[], object],
+        pacer: FlushPacer | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
+        self._pacer = pacer or FlushPacer(
+            settings.flush_interval, float("inf"), settings.lease_seconds
+        )
         self._target = target
         self._settings = settings
         self._on_cancel = on_cancel_requested
@@ -71,15 +100,23 @@ class ReplyWriter:
 
     def start(self) -> None:
         """Start the background loop."""
+        self._pacer.active += 1
         self._task = asyncio.create_task(self._run(), name=f"writer-{self._target.message_id}")
+        self._task.add_done_callback(self._stopped)
+
+    def _stopped(self, _: asyncio.Task[None]) -> None:
+        self._pacer.active -= 1
 
     def append(self, text: str) -> None:
         """Add streamed text; never waits for the database."""
         was_idle = self._length == self._written
         self._text.append(text)
         self._length += len(text)
-        # The first text after a write starts the flush interval; enough text ends it early.
-        if was_idle or self._length - self._written >= self._settings.flush_chars:
+        # The first text after a write starts the flush interval; enough text ends it early,
+        # unless the process is already writing as much as it may.
+        if was_idle or (
+            self._length - self._written >= self._settings.flush_chars and not self._pacer.throttled
+        ):
             self._wake.set()
 
     async def _run(self) -> None:
@@ -91,9 +128,10 @@ class ReplyWriter:
                 self._wake.clear()
             if self._stopping:
                 return  # close() writes the final state itself
-            if 0 < self._length - self._written < settings.flush_chars:
+            pending = self._length - self._written
+            if pending > 0 and (pending < settings.flush_chars or self._pacer.throttled):
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=settings.flush_interval)
+                    await asyncio.wait_for(self._wake.wait(), timeout=self._pacer.interval())
                 self._wake.clear()
             if self._stopping:
                 return
