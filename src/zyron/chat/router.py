@@ -230,7 +230,7 @@ async def _save_exchange(
             )
             earlier = []
         model = body.model or chat.model or settings.model
-        user_message, reply = await repo.add_exchange(
+        exchange = await repo.add_exchange(
             db,
             chat,
             text=body.message,
@@ -246,8 +246,8 @@ async def _save_exchange(
                 key=idempotency_key,
                 request_hash=idempotency.fingerprint(body),
                 session_id=chat.id,
-                user_message_id=user_message.id,
-                assistant_message_id=reply.id,
+                user_message_id=exchange.user_message_id,
+                assistant_message_id=exchange.reply_id,
             )
     prompt = PromptRequest(
         model=model,
@@ -256,19 +256,19 @@ async def _save_exchange(
         max_tokens=max_tokens,
     )
     generation = state.generations.create(
-        reply.id,
+        exchange.reply_id,
         {
             "session_id": str(chat.id),
-            "user_message_id": str(user_message.id),
-            "assistant_message_id": str(reply.id),
+            "user_message_id": str(exchange.user_message_id),
+            "assistant_message_id": str(exchange.reply_id),
             "saved": True,
         },
-        created_at=reply.created_at,
+        created_at=exchange.reply_created_at,
     )
     target = ReplyTarget(
         user_id=principal.user_id,
         session_id=chat.id,
-        message_id=reply.id,
+        message_id=exchange.reply_id,
         claims=principal.claims,
     )
     return generation, prompt, target

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Row, delete, select, update
+from sqlalchemy import Row, Table, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zyron.db.models import ChatSession, Message, Role, Status
@@ -140,6 +141,15 @@ async def message_by_id(
     return result.scalar_one_or_none()
 
 
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """The ids of a message and its placeholder reply, as inserted."""
+
+    user_message_id: uuid.UUID
+    reply_id: uuid.UUID
+    reply_created_at: datetime
+
+
 async def add_exchange(
     db: AsyncSession,
     chat: ChatSession,
@@ -148,37 +158,45 @@ async def add_exchange(
     model: str,
     parent_id: uuid.UUID | None,
     lease_seconds: float,
-    now: datetime | None = None,
-) -> tuple[Message, Message]:
-    """Insert the user's message and the assistant's placeholder reply (status streaming)."""
-    now = now or utcnow()
-    user_message = Message(
-        id=uuid.uuid4(),
-        session_id=chat.id,
-        user_id=chat.user_id,
-        parent_id=parent_id,
-        role=Role.USER,
-        content=text,
-        status=Status.COMPLETE,
-        created_at=now,
-    )
-    reply = Message(
-        session_id=chat.id,
-        user_id=chat.user_id,
-        parent_id=user_message.id,
-        role=Role.ASSISTANT,
-        content="",
-        status=Status.STREAMING,
-        model=model,
+    now: datetime,
+) -> Exchange:
+    """Insert the user's message and the assistant's placeholder reply (status streaming).
+
+    One INSERT of both rows, without ORM objects: this runs before every first token. The
+    caller has marked the session active at `now` (touch_owned_session, add_session).
+    """
+    exchange = Exchange(
+        user_message_id=uuid.uuid4(),
+        reply_id=uuid.uuid4(),
         # One microsecond later: the reply sorts after its question even on a coarse clock.
-        created_at=now + timedelta(microseconds=1),
-        # Until the producing task renews it, this says someone is working on the reply.
-        lease_expires_at=now + timedelta(seconds=lease_seconds),
+        reply_created_at=now + timedelta(microseconds=1),
     )
-    # One flush, one INSERT of both rows (the reply's parent is checked at the statement's
-    # end). `updated_at` only moves forward: a caller that touched the session already set it.
-    db.add_all([user_message, reply])
-    if chat.updated_at < now:
-        chat.updated_at = now
-    await db.flush()
-    return user_message, reply
+    common: dict[str, Any] = {"session_id": chat.id, "user_id": chat.user_id}
+    rows: list[dict[str, Any]] = [
+        {
+            **common,
+            "id": exchange.user_message_id,
+            "parent_id": parent_id,
+            "role": Role.USER,
+            "content": text,
+            "status": Status.COMPLETE,
+            "model": None,
+            "created_at": now,
+            "lease_expires_at": None,
+        },
+        {
+            **common,
+            "id": exchange.reply_id,
+            # Checked at the statement's end, so the reply may point at the row before it.
+            "parent_id": exchange.user_message_id,
+            "role": Role.ASSISTANT,
+            "content": "",
+            "status": Status.STREAMING,
+            "model": model,
+            "created_at": exchange.reply_created_at,
+            # Until the producing task renews it, this says someone is working on the reply.
+            "lease_expires_at": now + timedelta(seconds=lease_seconds),
+        },
+    ]
+    await db.execute(insert(cast(Table, Message.__table__)), rows)
+    return exchange
