@@ -6,13 +6,56 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from sqlalchemy import Row, Table, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zyron.db.models import ChatSession, Message, Role, Status
 from zyron.db.types import utcnow
+
+
+class MessageRow(Protocol):
+    """A message as GET /sessions/{id}/messages reads it: a Message, or a row of its columns."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def session_id(self) -> uuid.UUID: ...
+    @property
+    def parent_id(self) -> uuid.UUID | None: ...
+    @property
+    def role(self) -> str: ...
+    @property
+    def content(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def model(self) -> str | None: ...
+    @property
+    def stop_reason(self) -> str | None: ...
+    @property
+    def input_tokens(self) -> int | None: ...
+    @property
+    def output_tokens(self) -> int | None: ...
+    @property
+    def created_at(self) -> datetime: ...
+
+
+# The columns of MessageRow.
+MESSAGE_COLUMNS = (
+    Message.id,
+    Message.session_id,
+    Message.parent_id,
+    Message.role,
+    Message.content,
+    Message.status,
+    Message.model,
+    Message.stop_reason,
+    Message.input_tokens,
+    Message.output_tokens,
+    Message.created_at,
+)
 
 
 async def owned_session(
@@ -103,15 +146,22 @@ async def list_messages(
     *,
     limit: int,
     before: datetime | None = None,
-) -> list[Message]:
-    """Return the newest `limit` messages (older than `before`), oldest first."""
-    query = select(Message).where(Message.session_id == session_id, Message.user_id == user_id)
+) -> list[MessageRow]:
+    """Return the newest `limit` messages (older than `before`), oldest first.
+
+    Rows of the columns the API shows, not ORM objects: for a page of 100, building and
+    tracking instances cost more than the query (docs/benchmarks.md).
+    """
+    query = select(*MESSAGE_COLUMNS).where(
+        Message.session_id == session_id, Message.user_id == user_id
+    )
     if before is not None:
         query = query.where(Message.created_at < before)
     result = await db.execute(
         query.order_by(Message.created_at.desc(), Message.id.desc()).limit(limit)
     )
-    return list(reversed(result.scalars().all()))
+    rows: Sequence[MessageRow] = result.all()
+    return list(reversed(rows))
 
 
 async def history_turns(

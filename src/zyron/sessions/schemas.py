@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from zyron.db.models import Message
+if TYPE_CHECKING:
+    from zyron.sessions.repository import MessageRow
 
 
 class SessionBase(BaseModel):
@@ -71,14 +73,14 @@ class MessageRead(BaseModel):
     created_at: datetime
 
     @classmethod
-    def of(cls, message: Message) -> MessageRead:
-        """Build from a row, folding the token columns into `usage`."""
+    def of(cls, message: MessageRow) -> MessageRead:
+        """Build from a stored message (trusted: not validated again), folding in `usage`."""
         usage = None
         if message.input_tokens is not None or message.output_tokens is not None:
-            usage = Usage(
+            usage = Usage.model_construct(
                 input_tokens=message.input_tokens or 0, output_tokens=message.output_tokens or 0
             )
-        return cls(
+        return cls.model_construct(
             id=message.id,
             session_id=message.session_id,
             parent_id=message.parent_id,
