@@ -72,11 +72,13 @@ def _goals(results: dict[str, Any]) -> list[list[Any]]:
     memory = results.get("memory", {}).get("targets", {})
     for name in ("zyron-guest", "zyron-postgres"):
         if name in memory:
-            per = memory[name]["per_stream_kib"]
+            # The first time N streams open is the upper bound: it includes what the
+            # process grows once and keeps.
+            per = memory[name].get("cold_per_stream_kib", memory[name]["per_stream_kib"])
             met = per is not None and per <= MEMORY_TARGET_KIB
             rows.append(
                 [
-                    f"memory per open stream ({name})",
+                    f"memory per open stream, upper bound ({name})",
                     f"≤ {MEMORY_TARGET_KIB:.0f} KiB",
                     f"{per} KiB",
                     met,
@@ -254,20 +256,27 @@ def render(results: dict[str, Any], *, plots: bool) -> str:
             "",
             "### c. Memory per open stream",
             f"{memory['streams']:,} streams held open (one chunk sent, the next "
-            f"{memory.get('hold_seconds', 15):.0f} s later), twice. *KiB per stream* is (RSS "
-            "while open - RSS before) / streams open, in the second round; the first round "
-            "(*cold*) also pays for what a process grows once and keeps.",
+            f"{memory.get('hold_seconds', 15):.0f} s later), twice in a row. Per stream is "
+            "(RSS while open - RSS before) / streams open. The first time is an upper bound: it "
+            "includes what the process grows once (allocator arenas, pools) and keeps; the "
+            "second time shows that memory reused rather than grown again.",
             "",
             _table(
-                ["target", "open", "idle MiB", "open MiB", "KiB per stream", "cold", "errors"],
+                [
+                    "target",
+                    "open",
+                    "KiB/stream first",
+                    "KiB/stream second",
+                    "RSS open MiB",
+                    "errors",
+                ],
                 [
                     [
                         name,
                         r["open_when_measured"],
-                        r["rss_idle_mib"],
-                        r["rss_open_mib"],
-                        r["per_stream_kib"],
                         r.get("cold_per_stream_kib"),
+                        r["per_stream_kib"],
+                        r["rss_open_mib"],
                         r["errors"],
                     ]
                     for name, r in memory["targets"].items()
