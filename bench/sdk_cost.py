@@ -50,9 +50,11 @@ async def _measure(upstream: Server, backend: str) -> tuple[float, float]:
                 stream=True,
             )
             events = 0
+            seen_text = False
             async with stream:
                 async for event in stream:
-                    if events == 0 and event.type == "content_block_delta":
+                    if not seen_text and event.type == "content_block_delta":
+                        seen_text = True
                         first_tokens.append(time.perf_counter() - started)
                     events += 1
             return events
