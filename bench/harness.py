@@ -44,14 +44,19 @@ class Target:
         return Connection("127.0.0.1", self.port)
 
 
-def direct(upstream: Server) -> Target:
-    """The client talks to the fake upstream itself: the baseline."""
-    body = {
+def _upstream_body() -> dict[str, Any]:
+    """The streamed request both the upstream and LiteLLM take: the same prompt as Zyron's."""
+    return {
         "model": MODEL,
         "max_tokens": 1024,
         "stream": True,
         "messages": [{"role": "user", "content": PROMPT}],
     }
+
+
+def direct(upstream: Server) -> Target:
+    """The client talks to the fake upstream itself: the baseline."""
+    body = _upstream_body()
     headers = {"x-api-key": "sk-ant-bench", "anthropic-version": "2023-06-01"}
     return Target(
         "direct",
@@ -64,12 +69,7 @@ def direct(upstream: Server) -> Target:
 
 def litellm(server: Server) -> Target:
     """LiteLLM's OpenAI-style endpoint, the one its own benchmarks use."""
-    body = {
-        "model": MODEL,
-        "max_tokens": 1024,
-        "stream": True,
-        "messages": [{"role": "user", "content": PROMPT}],
-    }
+    body = _upstream_body()
     headers = {"Authorization": "Bearer sk-bench-master"}
     return Target(
         "litellm",

@@ -166,8 +166,6 @@ def start_zyron(
         **(extra_env or {}),
     }
     argv = [str(VENV_BIN / "zyron"), "serve", "--port", str(port)]
-    if os.environ.get("BENCH_GC_HOOK"):
-        env["PYTHONPATH"] = os.environ["BENCH_GC_HOOK"]
     if workers > 1:
         argv += ["--workers", str(workers)]
     return launch(name, argv, port=port, env=env, logs=logs, ready_path="/health")

@@ -31,7 +31,7 @@ async def per_stream(bench: Bench, targets: list[Target]) -> dict[str, Any]:
 async def _hold(bench: Bench, target: Target, count: int) -> dict[str, Any]:
     """Open `count` streams that each send one chunk and then wait; measure RSS then."""
     await asyncio.sleep(1)
-    idle = _settled_rss(target)
+    idle = await _settled_rss(target)
     await bench.pacing(first_token_ms=0, chunks=2, interval_ms=HOLD_MS)
     held = asyncio.create_task(
         run_streams(target, users=count, streams_per_user=1, ramp_seconds=4.0, expected_chunks=2)
@@ -43,7 +43,7 @@ async def _hold(bench: Bench, target: Target, count: int) -> dict[str, Any]:
             break
         await asyncio.sleep(0.25)
     await asyncio.sleep(1.0)  # let the first chunk reach every client
-    loaded = _settled_rss(target)
+    loaded = await _settled_rss(target)
     stats = await bench.upstream_stats()
     results = await held
     open_streams = min(count, stats["streams_open"])
@@ -57,12 +57,12 @@ async def _hold(bench: Bench, target: Target, count: int) -> dict[str, Any]:
     }
 
 
-def _settled_rss(target: Target) -> int:
+async def _settled_rss(target: Target) -> int:
     """Median of a few RSS readings."""
     readings = []
     for _ in range(5):
         readings.append(target.server.rss())
-        time.sleep(0.1)
+        await asyncio.sleep(0.1)  # never block the clients being measured
     value = median([float(r) for r in readings])
     return int(value or 0)
 

@@ -6,7 +6,6 @@ from typing import Any
 
 from bench.context import Bench
 from bench.harness import Sampler, Target, run_streams, summarise
-from bench.stats import ms
 
 CHUNKS = 64
 INTERVAL_MS = 20.0
@@ -73,14 +72,13 @@ async def run(bench: Bench, targets: list[Target]) -> dict[str, Any]:
                 if summary["errors"] > GIVE_UP_ERROR_RATE * summary["streams"] or too_slow:
                     given_up[target.name] = level
     direct = table.get("direct", {})
-    for name, by_level in table.items():
+    for by_level in table.values():
         for level_key, summary in by_level.items():
             base = direct.get(level_key)
             if base and base["ttft_p50_ms"] is not None and summary["ttft_p50_ms"] is not None:
                 summary["added_ttft_p50_ms"] = round(
                     summary["ttft_p50_ms"] - base["ttft_p50_ms"], 3
                 )
-        table[name] = by_level
     best = {name: _highest_clean(by_level) for name, by_level in table.items()}
     return {
         "levels": levels,
@@ -151,6 +149,3 @@ def _highest_clean(by_level: dict[str, dict[str, Any]]) -> int | None:
         if clean:
             best = max(best or 0, int(level_key))
     return best
-
-
-__all__ = ["ms", "run"]

@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Literal, Protocol
+from typing import Literal
 
 from zyron.db.models import Role, Status
 from zyron.llm.base import PromptMessage
+from zyron.sessions.repository import TurnRow
 
 # A reply cut short still carries what the user saw; an error or one in flight does not.
 _REPLY_STATUSES_SENT = {Status.COMPLETE, Status.INTERRUPTED, Status.CANCELLED}
 
 
-class StoredTurn(Protocol):
-    """What a prompt needs of a stored message: a Message, or a row of those columns."""
-
-    @property
-    def role(self) -> str: ...
-    @property
-    def content(self) -> str: ...
-    @property
-    def status(self) -> str: ...
-
-
-def stored_turns(messages: Iterable[StoredTurn]) -> list[tuple[str, str]]:
+def stored_turns(messages: Iterable[TurnRow]) -> list[tuple[str, str]]:
     """Keep the turns worth sending: user messages and replies that have text."""
     turns = []
     for message in messages:

@@ -15,7 +15,18 @@ from zyron.db.models import ChatSession, Message, Role, Status
 from zyron.db.types import utcnow
 
 
-class MessageRow(Protocol):
+class TurnRow(Protocol):
+    """What a prompt needs of a stored message: a Message, or a row of those columns."""
+
+    @property
+    def role(self) -> str: ...
+    @property
+    def content(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+
+
+class MessageRow(TurnRow, Protocol):
     """A message as GET /sessions/{id}/messages reads it: a Message, or a row of its columns."""
 
     @property
@@ -24,12 +35,6 @@ class MessageRow(Protocol):
     def session_id(self) -> uuid.UUID: ...
     @property
     def parent_id(self) -> uuid.UUID | None: ...
-    @property
-    def role(self) -> str: ...
-    @property
-    def content(self) -> str: ...
-    @property
-    def status(self) -> str: ...
     @property
     def model(self) -> str | None: ...
     @property
