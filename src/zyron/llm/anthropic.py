@@ -12,6 +12,13 @@ from anthropic.types import AssistantMessageParam, MessageParam, UserMessagePara
 
 from zyron.errors import UpstreamError
 from zyron.llm.base import Finished, PromptMessage, ProviderEvent, TextDelta
+from zyron.llm.errors import (
+    upstream_cut_off,
+    upstream_disconnected,
+    upstream_error_for_status,
+    upstream_malformed,
+    upstream_timeout,
+)
 
 # The error type in Anthropic's error body, for errors that arrive inside a 200 stream.
 _BODY_TYPES = {
@@ -105,34 +112,18 @@ class AnthropicProvider:
             raise upstream_error(exc) from exc
         except httpx2.TimeoutException as exc:
             # Failures while reading the stream reach us from the SDK's HTTP client, unwrapped.
-            raise UpstreamError(
-                "upstream_unavailable",
-                "The model provider stopped sending before the reply was complete.",
-                status_code=504,
-                retryable=True,
+            raise upstream_timeout(
+                "The model provider stopped sending before the reply was complete."
             ) from exc
         except httpx2.HTTPError as exc:
-            raise UpstreamError(
-                "upstream_unavailable",
-                "The model provider closed the connection before the reply was complete.",
-                status_code=502,
-                retryable=True,
+            raise upstream_disconnected(
+                "The model provider closed the connection before the reply was complete."
             ) from exc
         except ValueError as exc:  # a body or event that is not the JSON the protocol promises
-            raise UpstreamError(
-                "upstream_unavailable",
-                "The model provider sent a malformed response.",
-                status_code=502,
-                retryable=True,
-            ) from exc
+            raise upstream_malformed() from exc
         if stop_reason is None:
             # The stream ended cleanly but without message_delta/message_stop: a cut-off reply.
-            raise UpstreamError(
-                "upstream_unavailable",
-                "The model provider ended the stream before the reply was complete.",
-                status_code=502,
-                retryable=True,
-            )
+            raise upstream_cut_off()
         yield Finished(
             stop_reason=stop_reason,
             input_tokens=input_tokens,
@@ -148,19 +139,9 @@ class AnthropicProvider:
 def upstream_error(exc: anthropic.APIError) -> UpstreamError:
     """Map an SDK error to Zyron's upstream_* error, without echoing secrets."""
     if isinstance(exc, anthropic.APITimeoutError):
-        return UpstreamError(
-            "upstream_unavailable",
-            "The model provider timed out.",
-            status_code=504,
-            retryable=True,
-        )
+        return upstream_timeout()
     if isinstance(exc, anthropic.APIConnectionError):
-        return UpstreamError(
-            "upstream_unavailable",
-            "The model provider could not be reached or closed the connection.",
-            status_code=502,
-            retryable=True,
-        )
+        return upstream_disconnected()
     status = exc.status_code if isinstance(exc, anthropic.APIStatusError) else 500
     body_type = _error_type(exc.body)
     if status == 200 and body_type:  # an `error` event inside the stream
@@ -168,44 +149,12 @@ def upstream_error(exc: anthropic.APIError) -> UpstreamError:
     retry_after = None
     if isinstance(exc, anthropic.APIStatusError):
         retry_after = exc.response.headers.get("retry-after")
-    message = _error_message(exc.body)
-    if status == 529 or body_type == "overloaded_error":
-        return UpstreamError(
-            "upstream_overloaded",
-            f"The model provider is overloaded; try again shortly. ({message})",
-            status_code=503,
-            retryable=True,
-            retry_after=retry_after,
-        )
-    if status == 429:
-        return UpstreamError(
-            "upstream_rate_limited",
-            f"The model provider is rate limiting this server; try again later. ({message})",
-            status_code=429,
-            retryable=True,
-            retry_after=retry_after,
-        )
-    if status in (401, 403):
-        return UpstreamError(
-            "upstream_auth",
-            "The model provider rejected this server's API key; the operator must fix "
-            "ANTHROPIC_API_KEY.",
-            status_code=502,
-            retryable=False,
-        )
-    if 400 <= status < 500:
-        return UpstreamError(
-            "upstream_bad_request",
-            f"The model provider rejected the request: {message}",
-            status_code=400,
-            retryable=False,
-        )
-    return UpstreamError(
-        "upstream_unavailable",
-        f"The model provider failed ({status}); try again shortly.",
-        status_code=502,
-        retryable=True,
+    return upstream_error_for_status(
+        status,
+        _error_message(exc.body),
         retry_after=retry_after,
+        key_name="ANTHROPIC_API_KEY",
+        overloaded=status == 529 or body_type == "overloaded_error",
     )
 
 

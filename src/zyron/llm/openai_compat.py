@@ -1,0 +1,295 @@
+"""OpenAI and OpenAI-compatible servers (vLLM, Ollama, llama.cpp, OpenRouter) through the
+official OpenAI SDK's chat completions, streaming."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Literal
+
+import aiohttp
+import httpx2
+import openai
+from openai import AsyncOpenAI, DefaultAioHttpClient, DefaultAsyncHttpxClient, omit
+from openai.types.chat import (
+    ChatCompletionAssistantMessageParam,
+    ChatCompletionChunk,
+    ChatCompletionMessageParam,
+    ChatCompletionSystemMessageParam,
+    ChatCompletionUserMessageParam,
+)
+
+from zyron.errors import UpstreamError
+from zyron.llm.base import (
+    Finished,
+    PromptMessage,
+    ProviderEvent,
+    ProviderKind,
+    ProviderStatus,
+    TextDelta,
+)
+from zyron.llm.errors import (
+    upstream_cut_off,
+    upstream_disconnected,
+    upstream_error_for_status,
+    upstream_malformed,
+    upstream_timeout,
+)
+
+# Servers that need no key (Ollama, vLLM, llama.cpp) still get one: the SDK refuses to start
+# without a key, and an explicit placeholder keeps it from reading OPENAI_API_KEY by itself.
+NO_KEY_PLACEHOLDER = "not-needed"
+
+# OpenAI's finish_reason in the Anthropic-style stop reasons the rest of Zyron stores.
+_STOP_REASONS = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "content_filter": "refusal",
+    "tool_calls": "tool_use",
+    "function_call": "tool_use",
+}
+
+# The HTTP status an error sent inside a 200 stream stands for, by its `type` or `code` name,
+# for servers that do not put a numeric status in `code` (OpenAI, llama.cpp, vLLM's names).
+_ERROR_NAMES = {
+    "invalid_request_error": 400,
+    "BadRequestError": 400,
+    "context_length_exceeded": 400,
+    "authentication_error": 401,
+    "invalid_api_key": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "NotFoundError": 404,
+    "rate_limit_error": 429,
+    "rate_limit_exceeded": 429,
+    "insufficient_quota": 429,
+    "server_error": 500,
+    "InternalServerError": 500,
+    "overloaded_error": 503,
+    "unavailable_error": 503,
+    "ServiceUnavailableError": 503,
+}
+
+
+class OpenAICompatProvider:
+    """Stream replies from a chat completions endpoint."""
+
+    kind: ProviderKind = "openai"
+
+    def __init__(
+        self,
+        *,
+        name: str = "openai",
+        api_key: str | None,
+        base_url: str | None,
+        timeout_seconds: float,
+        connect_timeout_seconds: float,
+        http_client: Literal["aiohttp", "httpx"] = "aiohttp",
+        max_connections: int = 1000,
+        max_tokens_parameter: Literal["max_tokens", "max_completion_tokens"] = "max_tokens",
+        api_key_setting: str = "OPENAI_API_KEY",
+    ) -> None:
+        self.name = name
+        self.status = ProviderStatus()
+        self._max_tokens_parameter = max_tokens_parameter
+        # Named in the upstream_auth detail so the operator knows what to fix; never the key.
+        self._key_name = f"{api_key_setting} (provider '{name}')"
+        limits = httpx2.Limits(
+            max_connections=max_connections,
+            max_keepalive_connections=min(max_connections, 1000),
+        )
+        # Both are the SDK's own clients with its defaults (the SDK's keep-alive cap of 100
+        # raised with the connection limit); aiohttp reads a stream for less CPU.
+        client = (
+            DefaultAioHttpClient(limits=limits)
+            if http_client == "aiohttp"
+            else DefaultAsyncHttpxClient(limits=limits)
+        )
+        # base_url None lets the SDK read OPENAI_BASE_URL itself, else use api.openai.com.
+        # Retries are ours (zyron.chat.generation), so they can stop once text has reached
+        # the user.
+        self._client = AsyncOpenAI(
+            api_key=api_key or NO_KEY_PLACEHOLDER,
+            base_url=base_url,
+            max_retries=0,
+            timeout=httpx2.Timeout(timeout_seconds, connect=connect_timeout_seconds),
+            http_client=client,
+        )
+
+    async def stream(
+        self,
+        *,
+        model: str,
+        system: str | None,
+        messages: Sequence[PromptMessage],
+        max_tokens: int,
+    ) -> AsyncIterator[ProviderEvent]:
+        """Yield text deltas as they arrive, then Finished with usage and stop reason."""
+        prompt: list[ChatCompletionMessageParam] = []
+        if system:
+            prompt.append(ChatCompletionSystemMessageParam(role="system", content=system))
+        prompt.extend(_message_param(m) for m in messages)
+        use_completion_tokens = self._max_tokens_parameter == "max_completion_tokens"
+        model_used = model
+        finish_reason: str | None = None
+        usage: tuple[int, int] | None = None
+        content_chunks = 0
+        try:
+            stream = await self._client.chat.completions.create(
+                model=model,
+                messages=prompt,
+                stream=True,
+                stream_options={"include_usage": True},
+                max_tokens=omit if use_completion_tokens else max_tokens,
+                max_completion_tokens=max_tokens if use_completion_tokens else omit,
+            )
+            async with stream:
+                async for chunk in stream:
+                    if not isinstance(chunk, ChatCompletionChunk):
+                        # Valid JSON that is not an object: the SDK passes it through as is.
+                        raise self._failed(upstream_malformed())
+                    if chunk.model:
+                        model_used = chunk.model
+                    if chunk.usage is not None:
+                        usage = (
+                            chunk.usage.prompt_tokens or 0,
+                            chunk.usage.completion_tokens or 0,
+                        )
+                    # The usage chunk has no choices; vLLM sends it with `"choices": null`.
+                    for choice in chunk.choices or ():
+                        if choice.index != 0:  # only one completion is asked for
+                            continue
+                        text = choice.delta.content if choice.delta is not None else None
+                        if text:
+                            content_chunks += 1
+                            yield TextDelta(text)
+                        if choice.finish_reason is not None:
+                            finish_reason = choice.finish_reason
+        except openai.APIError as exc:
+            raise self._failed(self._upstream_error(exc)) from exc
+        except httpx2.TimeoutException as exc:
+            # The SDK wraps transport errors from connecting and reading; these can still come
+            # unwrapped from closing the response, as they do in the Anthropic SDK.
+            raise self._failed(
+                upstream_timeout(
+                    "The model provider stopped sending before the reply was complete."
+                )
+            ) from exc
+        except httpx2.HTTPError as exc:
+            raise self._failed(
+                upstream_disconnected(
+                    "The model provider closed the connection before the reply was complete."
+                )
+            ) from exc
+        except ValueError as exc:  # a body or event that is not the JSON the protocol promises
+            raise self._failed(upstream_malformed()) from exc
+        if finish_reason is None:
+            # The stream ended cleanly but no choice said why it stopped: a cut-off reply.
+            raise self._failed(upstream_cut_off())
+        # A server that ignores stream_options sends no usage. OpenAI, vLLM, llama.cpp and Ollama
+        # stream about one token per chunk, so the chunk count stands in for the reply's
+        # tokens; the prompt is left uncounted (0) rather than guessed.
+        input_tokens, output_tokens = usage if usage is not None else (0, content_chunks)
+        self.status.succeeded()
+        yield Finished(
+            stop_reason=_STOP_REASONS.get(finish_reason, finish_reason),
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            model=model_used,
+        )
+
+    def count_tokens(self, text: str) -> int | None:
+        """Return None: there is no local tokenizer for an arbitrary server's model."""
+        return None
+
+    def health(self) -> dict[str, Any]:
+        """Report the endpoint and what recent calls saw, without a request."""
+        return {"kind": self.kind, "base_url": self.public_base_url, **self.status.report()}
+
+    @property
+    def public_base_url(self) -> str:
+        """Return the base URL without user info, query or fragment, which may hold secrets."""
+        url = self._client.base_url
+        bare = url.copy_with(username=None, password=None, query=None, fragment=None)
+        return str(bare).rstrip("/")
+
+    async def aclose(self) -> None:
+        """Close the SDK's connection pool."""
+        await self._client.close()
+
+    def _failed(self, error: UpstreamError) -> UpstreamError:
+        self.status.failed(error.code)
+        return error
+
+    def _upstream_error(self, exc: openai.APIError) -> UpstreamError:
+        """Map an SDK error to Zyron's upstream_* error, without echoing secrets."""
+        if isinstance(exc, openai.APITimeoutError) and not _is_disconnect(exc):
+            return upstream_timeout()
+        if isinstance(exc, openai.APIConnectionError):
+            return upstream_disconnected()
+        retry_after = None
+        if isinstance(exc, openai.APIStatusError):
+            status = exc.status_code
+            retry_after = exc.response.headers.get("retry-after")
+        else:  # an `error` object inside the 200 stream
+            status = _stream_error_status(exc.body)
+        return upstream_error_for_status(
+            status,
+            _error_message(exc.body),
+            retry_after=retry_after,
+            key_name=self._key_name,
+            # vLLM, Ollama and llama.cpp answer 503 while loading a model or when full;
+            # 529 is what Anthropic-style gateways send for the same.
+            overloaded=status in (503, 529),
+        )
+
+
+def _message_param(message: PromptMessage) -> ChatCompletionMessageParam:
+    if message["role"] == "assistant":
+        return ChatCompletionAssistantMessageParam(role="assistant", content=message["content"])
+    return ChatCompletionUserMessageParam(role="user", content=message["content"])
+
+
+def _is_disconnect(exc: BaseException) -> bool:
+    """Tell whether a reported timeout was a refused or dropped connection.
+
+    The SDK's vendored aiohttp transport maps every aiohttp.ClientConnectionError, a refused
+    connection included, to a ConnectTimeout (Anthropic's copy maps it to ConnectError); the
+    causes still tell which it was.
+    """
+    causes: list[BaseException] = []
+    link: BaseException | None = exc
+    while link is not None and len(causes) < 10:
+        causes.append(link)
+        link = link.__cause__
+    if any(isinstance(cause, TimeoutError) for cause in causes):
+        return False
+    return any(
+        isinstance(cause, ConnectionError | aiohttp.ClientConnectionError) for cause in causes
+    )
+
+
+def _stream_error_status(body: object) -> int:
+    """Tell the HTTP status an in-stream error stands for; 500 when it does not say."""
+    if not isinstance(body, dict):
+        return 500
+    # OpenRouter, vLLM and llama.cpp put the HTTP status in `code`; OpenAI puts a name there.
+    for key in ("code", "status"):
+        value = body.get(key)
+        if isinstance(value, str) and value.isdigit():
+            value = int(value)
+        if isinstance(value, int) and 400 <= value < 600:
+            return value
+    for key in ("code", "type"):  # the code is the more specific name
+        value = body.get(key)
+        if isinstance(value, str) and value in _ERROR_NAMES:
+            return _ERROR_NAMES[value]
+    return 500
+
+
+def _error_message(body: object) -> str:
+    """Return the error's own message: the SDK hands over the body's `error` member."""
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return str(body["message"])[:300]
+    if isinstance(body, str) and body:  # Ollama: {"error": "model 'x' not found"}
+        return body[:300]
+    return "no details"
