@@ -28,8 +28,8 @@ from zyron.db.engine import create_engine, create_sessionmaker
 from zyron.db.migrate import upgrade
 from zyron.errors import install_error_handlers
 from zyron.health import router as health_router
-from zyron.llm.anthropic import AnthropicProvider
-from zyron.llm.base import Provider
+from zyron.llm.registry import build_registry
+from zyron.llm.router import router as models_router
 from zyron.middleware import AccessLog, BodySizeLimit
 from zyron.sessions.router import router as sessions_router
 from zyron.settings import Settings
@@ -46,20 +46,6 @@ and message, and authenticates users with its own accounts or Supabase Auth. Wit
 `Authorization` header, `POST /chat` runs in guest mode and saves nothing.
 
 Every error is JSON: `{"error": "<machine_code>", "detail": "<sentence>"}`."""
-
-
-def build_provider(settings: Settings) -> Provider | None:
-    """Create the model provider that the configuration asks for, if any."""
-    if settings.anthropic_api_key is None:
-        return None
-    return AnthropicProvider(
-        api_key=settings.anthropic_api_key.get_secret_value(),
-        base_url=settings.anthropic_base_url,
-        timeout_seconds=settings.upstream_timeout_seconds,
-        connect_timeout_seconds=settings.upstream_connect_timeout_seconds,
-        http_client=settings.upstream_http_client,
-        max_connections=settings.upstream_max_connections,
-    )
 
 
 async def _start_hub(settings: Settings) -> RedisHub | None:
@@ -93,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        models = build_registry(settings)  # first: a configuration mistake stops the start
         engine = create_engine(settings.resolved_database_url, settings)
         await upgrade(engine)
         http = httpx.AsyncClient(follow_redirects=False)
@@ -131,7 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 leeway_seconds=settings.jwt_leeway_seconds,
             ),
             passwords=Passwords(),
-            provider=build_provider(settings),
+            models=models,
             generations=generations,
         )
         app.state.zyron = state
@@ -140,12 +127,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "started",
             extra={
                 "database": engine.dialect.name,
-                "provider": state.provider.name if state.provider else None,
+                "providers": list(models.providers),
+                "models": len(models.models),
+                "default_model": models.default,
                 "supabase": bool(settings.supabase_url or secret),
             },
         )
-        if state.provider is None:
-            log.warning("no model provider: set ANTHROPIC_API_KEY to enable /chat")
+        if models.default is None:
+            log.warning("no model: /chat answers no_provider until one is configured (README)")
+        # Before serving: the first chat does not wait for the model, and llama.cpp silences
+        # the process's output while it loads (docs/local-model.md), so nothing else runs then.
+        await models.preload()
         # Everything made at start-up (modules, schemas, validators) lives as long as the
         # process: move it out of the collector's reach. Without this, each full collection
         # walked it all and paused every stream for 120-210 ms under load (docs/benchmarks.md).
@@ -158,8 +150,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await state.generations.shutdown(SHUTDOWN_GRACE_SECONDS)
             if hub is not None:
                 await hub.close()
-            if state.provider is not None:
-                await state.provider.aclose()
+            await models.aclose()
             await http.aclose()
             await engine.dispose()
 
@@ -179,7 +170,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_age=600,
     )
     app.add_middleware(AccessLog)
-    for router in (health_router, auth_router, sessions_router, chat_router, follow_router):
+    for router in (
+        health_router,
+        auth_router,
+        sessions_router,
+        chat_router,
+        follow_router,
+        models_router,
+    ):
         app.include_router(router)
     _refine_openapi(app)
     return app

@@ -51,6 +51,7 @@ def _serve(
     # Once, before any worker starts: workers then find the secret made and the schema current,
     # instead of racing each other to create them.
     settings.signing_key()
+    _check_models(settings)
     _migrate(settings, quiet=True)
     uvicorn.run(
         "zyron.app:create_app",
@@ -64,6 +65,16 @@ def _serve(
         proxy_headers=False,
     )
     return 0
+
+
+def _check_models(settings: Settings) -> None:
+    """Build the model registry once, so a mistake in it stops the start with its message."""
+    from zyron.llm.registry import build_registry
+
+    async def run() -> None:
+        await build_registry(settings).aclose()
+
+    asyncio.run(run())
 
 
 def _migrate(settings: Settings, *, quiet: bool = False) -> int:

@@ -106,9 +106,33 @@ class NoProvider(ZyronError):
     status_code = 503
     code = "no_provider"
     default_detail = (
-        "No model provider is configured: set ANTHROPIC_API_KEY (and ANTHROPIC_BASE_URL for an "
-        "Anthropic-compatible endpoint) and restart the server."
+        "No model is configured: set ANTHROPIC_API_KEY, or OPENAI_BASE_URL and OPENAI_MODELS, "
+        "or install the local model (make install without LOCAL_MODEL=0), and restart."
     )
+
+
+class UnknownModel(ZyronError):
+    """The request names a model this server does not offer."""
+
+    status_code = 422
+    code = "unknown_model"
+    default_detail = "Unknown model; GET /models lists the ones this server offers."
+
+
+class ContextTooLong(ZyronError):
+    """The new message alone does not fit the model's context window."""
+
+    status_code = 422
+    code = "context_too_long"
+    default_detail = "The message does not fit the model's context window."
+
+
+class ReplyInProgress(ZyronError):
+    """The reply to regenerate is still being produced."""
+
+    status_code = 409
+    code = "reply_in_progress"
+    default_detail = "That reply is still being produced; cancel it or wait for it to end."
 
 
 class UpstreamError(ZyronError):

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.pool import Pool, QueuePool
 
@@ -39,7 +39,11 @@ class Health(BaseModel):
     database_ms: float | None
     pool: PoolFigures
     redis: Literal["ok", "failed"] | None
-    provider: str | None
+    provider: str | None = Field(description="The provider of the default model.")
+    default_model: str | None
+    providers: dict[str, dict[str, Any]] = Field(
+        description="Each provider's state, from what it saw lately; no paid API is called."
+    )
     version: str
     generations_running: int
 
@@ -80,7 +84,11 @@ async def health(request: Request) -> Any:
         database_ms=elapsed,
         pool=pool_figures(state.engine.pool),
         redis=redis,
-        provider=state.provider.name if state.provider else None,
+        provider=(
+            state.models.models[state.models.default].provider if state.models.default else None
+        ),
+        default_model=state.models.default,
+        providers={name: p.health() for name, p in state.models.providers.items()},
         version=__version__,
         generations_running=state.generations.running,
     )

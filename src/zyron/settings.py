@@ -14,6 +14,10 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_CLAUDE_MODEL = "claude-sonnet-5"
+# The current Claude models (platform.claude.com/docs/en/models/overview, November 2026);
+# ANTHROPIC_MODELS replaces the list.
+DEFAULT_CLAUDE_MODELS = ["claude-sonnet-5", "claude-opus-5", "claude-haiku-4-5"]
+LOCAL_MODEL_ID = "smollm2-135m-instruct"
 
 # Values copied from tutorials and .env examples; a server signing tokens with one of these
 # would accept tokens anyone can forge.
@@ -47,7 +51,10 @@ class ConfigError(RuntimeError):
 class Settings(BaseSettings):
     """Every setting Zyron reads, with its default."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+    # env_ignore_empty: `NAME=` in a .env copied from .env.example means "not set".
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", populate_by_name=True, env_ignore_empty=True
+    )
 
     environment: Literal["development", "production", "test"] = Field(
         default="development", alias="ZYRON_ENV"
@@ -92,6 +99,37 @@ class Settings(BaseSettings):
     anthropic_api_key: SecretStr | None = Field(default=None, alias="ANTHROPIC_API_KEY")
     anthropic_base_url: str | None = Field(default=None, alias="ANTHROPIC_BASE_URL")
     default_model: str | None = Field(default=None, alias="DEFAULT_MODEL")
+    anthropic_models: Annotated[list[str], NoDecode] = Field(
+        default=DEFAULT_CLAUDE_MODELS, alias="ANTHROPIC_MODELS"
+    )
+    anthropic_context_window: int = Field(default=200_000, alias="ANTHROPIC_CONTEXT_WINDOW", ge=256)
+    anthropic_max_output: int = Field(default=64_000, alias="ANTHROPIC_MAX_OUTPUT", ge=1)
+    # Any server that speaks OpenAI's chat completions: vLLM, Ollama, llama.cpp, OpenRouter.
+    openai_api_key: SecretStr | None = Field(default=None, alias="OPENAI_API_KEY")
+    openai_base_url: str | None = Field(default=None, alias="OPENAI_BASE_URL")
+    openai_models: Annotated[list[str], NoDecode] = Field(default=[], alias="OPENAI_MODELS")
+    openai_context_window: int = Field(default=32_768, alias="OPENAI_CONTEXT_WINDOW", ge=256)
+    openai_max_output: int = Field(default=4096, alias="OPENAI_MAX_OUTPUT", ge=1)
+    openai_max_tokens_parameter: Literal["max_tokens", "max_completion_tokens"] = Field(
+        default="max_tokens", alias="OPENAI_MAX_TOKENS_PARAMETER"
+    )
+    # The in-process model (llama.cpp). None: used when installed (the `local` extra).
+    local_model: bool | None = Field(default=None, alias="LOCAL_MODEL")
+    local_model_path: Path | None = Field(default=None, alias="LOCAL_MODEL_PATH")
+    local_model_id: str = Field(default=LOCAL_MODEL_ID, alias="LOCAL_MODEL_ID", min_length=1)
+    local_context_window: int = Field(default=4096, alias="LOCAL_CONTEXT_WINDOW", ge=256)
+    local_max_output: int = Field(default=512, alias="LOCAL_MAX_OUTPUT", ge=1)
+    local_threads: int | None = Field(default=None, alias="LOCAL_THREADS", ge=1)
+    local_max_queue: int = Field(default=32, alias="LOCAL_MAX_QUEUE", ge=0)
+    # More providers and models, with their limits (docs/models.md).
+    models_file: Path | None = Field(default=None, alias="MODELS_FILE")
+    # Prompt size estimate where a provider has no local tokenizer; calibrated by usage.
+    chars_per_token: float = Field(default=3.0, alias="CHARS_PER_TOKEN", gt=0.5, le=10)
+    auto_titles: bool = Field(default=True, alias="AUTO_TITLES")
+    title_model: str | None = Field(default=None, alias="TITLE_MODEL")
+    title_timeout_seconds: float = Field(default=20.0, alias="TITLE_TIMEOUT_SECONDS", gt=0)
+    # How long a stream stays open after `done` for the session's generated title.
+    title_wait_seconds: float = Field(default=10.0, alias="TITLE_WAIT_SECONDS", ge=0)
     max_tokens: int = Field(default=4096, alias="MAX_TOKENS", ge=1)
     # Retries happen only before the first token; after text has been sent there is none.
     upstream_max_retries: int = Field(default=3, alias="UPSTREAM_MAX_RETRIES", ge=0, le=10)
@@ -143,9 +181,9 @@ class Settings(BaseSettings):
     max_history_messages: int = Field(default=200, alias="MAX_HISTORY_MESSAGES", ge=0)
     stream_ping_seconds: float = Field(default=15.0, alias="STREAM_PING_SECONDS", gt=0)
 
-    @field_validator("allowed_origins", mode="before")
+    @field_validator("allowed_origins", "anthropic_models", "openai_models", mode="before")
     @classmethod
-    def _split_origins(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
@@ -156,11 +194,6 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'zyron.db').resolve()}"
-
-    @cached_property
-    def model(self) -> str:
-        """Return the model used when neither the request nor the session names one."""
-        return self.default_model or DEFAULT_CLAUDE_MODEL
 
     def signing_key(self) -> str:
         """Return the built-in token key: configured, or generated once in the data directory."""

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import uuid
 
     from zyron.chat.generation import Generations
-    from zyron.llm.base import Provider
+    from zyron.llm.registry import Registry
     from zyron.streams.redis_hub import RedisHub
 
 
@@ -37,7 +37,7 @@ class AppState:
     http: httpx.AsyncClient
     verifier: TokenVerifier
     passwords: Passwords
-    provider: Provider | None
+    models: Registry
     generations: Generations
     # (issuer, user id) of accounts whose row is known to exist. Bounded, so a server that
     # sees millions of users keeps a constant size; a TTL, so an account deleted elsewhere

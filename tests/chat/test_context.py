@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import uuid
 
-from zyron.chat.context import build_prompt, stored_turns
+import pytest
+
+from zyron.chat.context import FittedPrompt, build_prompt, fit_prompt, stored_turns
 from zyron.db.models import Message, Role, Status
+from zyron.errors import ContextTooLong
 
 
 def _message(role: Role, content: str, status: Status = Status.COMPLETE) -> Message:
@@ -70,3 +73,96 @@ def test_consecutive_assistant_turns_are_merged() -> None:
     prompt = build_prompt(history, "d")
     assert prompt[1] == {"role": "assistant", "content": "b\n\nc"}
     assert [turn["role"] for turn in prompt] == ["user", "assistant", "user"]
+
+
+class _Chars:
+    """A counter where a token is a character: sizes are easy to reason about."""
+
+    def count(self, text: str) -> int:
+        return len(text)
+
+
+def _conversation(turns: int, size: int) -> list[tuple[str, str]]:
+    history = []
+    for index in range(turns):
+        history.append(("user", f"q{index}".ljust(size, ".")))
+        history.append(("assistant", f"a{index}".ljust(size, ".")))
+    return history
+
+
+def _fit(history: list[tuple[str, str]], message: str, **kwargs: int) -> FittedPrompt:
+    options = {"window": 1000, "reply_budget": 100} | kwargs
+    return fit_prompt(
+        build_prompt(history, message),
+        system=None,
+        window=options["window"],
+        reply_budget=options["reply_budget"],
+        counter=_Chars(),
+        model="tiny",
+    )
+
+
+def test_everything_fits_in_a_large_window() -> None:
+    """A window with room for it all sends it all."""
+    fitted = _fit(_conversation(3, 10), "now", window=10_000)
+    assert fitted.turns_sent == 6
+    assert fitted.turns_omitted == 0
+    assert [m["content"][:2] for m in fitted.messages] == ["q0", "a0", "q1", "a1", "q2", "a2", "no"]
+
+
+def test_long_history_keeps_the_newest_whole_turns() -> None:
+    """Oldest turns go first; what is kept is whole and starts with a user turn."""
+    # 200 turns of 100 characters; 900 characters of room for history and the message.
+    fitted = _fit(_conversation(100, 100), "now", window=1000, reply_budget=100)
+    assert fitted.turns_sent == 8  # 4 pairs of 200: 803 of 900 used, a 5th pair would not fit
+    assert fitted.turns_omitted == 192
+    assert fitted.messages[0]["role"] == "user"
+    assert fitted.messages[0]["content"].startswith("q96")
+    assert fitted.messages[-1] == {"role": "user", "content": "now"}
+    assert all(len(m["content"]) == 100 for m in fitted.messages[:-1])  # never cut mid-turn
+    assert fitted.input_tokens <= 900
+
+
+def test_a_turn_is_never_split_from_its_reply() -> None:
+    """If the reply fits but its question does not, neither is sent."""
+    history = [("user", "x" * 500), ("assistant", "y" * 10)]
+    fitted = _fit(history, "now", window=600, reply_budget=100)
+    assert fitted.messages == [{"role": "user", "content": "now"}]
+    assert (fitted.turns_sent, fitted.turns_omitted) == (0, 2)
+
+
+def test_system_prompt_is_always_kept_and_counted() -> None:
+    """The system prompt's size comes off the room for history."""
+    history = _conversation(5, 100)
+    without = _fit(history, "now", window=1000)
+    fitted = fit_prompt(
+        build_prompt(history, "now"),
+        system="s" * 300,
+        window=1000,
+        reply_budget=100,
+        counter=_Chars(),
+        model="tiny",
+    )
+    assert fitted.turns_sent < without.turns_sent
+    assert fitted.input_tokens <= 900
+
+
+def test_tiny_window_sends_only_the_message() -> None:
+    """A window that fits only the message sends it alone."""
+    fitted = _fit(_conversation(5, 50), "hello", window=110, reply_budget=100)
+    assert fitted.messages == [{"role": "user", "content": "hello"}]
+    assert fitted.turns_omitted == 10
+
+
+def test_message_that_cannot_fit_is_a_clear_error() -> None:
+    """A message larger than the window minus the reply is refused, naming the model."""
+    with pytest.raises(ContextTooLong, match="tiny"):
+        _fit([], "x" * 1000, window=1000, reply_budget=100)
+
+
+def test_failed_turn_merged_before_fitting_keeps_alternation() -> None:
+    """Two user turns in a row (a failed reply) are one turn, so pairs stay aligned."""
+    history = [("user", "a" * 50), ("assistant", "b" * 50), ("user", "lost" * 10)]
+    fitted = _fit(history, "now", window=10_000)
+    assert [m["role"] for m in fitted.messages] == ["user", "assistant", "user"]
+    assert fitted.messages[-1]["content"].endswith("now")

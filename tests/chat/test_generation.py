@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any, Literal
 
 import pytest
 from sqlalchemy import select
@@ -18,7 +19,7 @@ from zyron.db.engine import create_engine, create_sessionmaker
 from zyron.db.migrate import upgrade
 from zyron.db.models import ChatSession, Message, Role, Status, User
 from zyron.db.types import utcnow
-from zyron.llm.base import Finished, PromptMessage, ProviderEvent, TextDelta
+from zyron.llm.base import Finished, PromptMessage, ProviderEvent, ProviderStatus, TextDelta
 
 PROMPT = PromptRequest(
     model="m", system=None, messages=[{"role": "user", "content": "hi"}], max_tokens=10
@@ -29,10 +30,12 @@ class SlowProvider:
     """Sends `chunks` text deltas `delay` seconds apart, then finishes."""
 
     name = "slow"
+    kind: Literal["anthropic"] = "anthropic"
 
     def __init__(self, chunks: int, delay: float) -> None:
         self.chunks = chunks
         self.delay = delay
+        self.status = ProviderStatus()
 
     async def stream(
         self,
@@ -47,6 +50,14 @@ class SlowProvider:
             await asyncio.sleep(self.delay)
             yield TextDelta(f"t{index} ")
         yield Finished(stop_reason="end_turn", input_tokens=1, output_tokens=1, model=model)
+
+    def count_tokens(self, text: str) -> int | None:
+        """No tokenizer."""
+        return None
+
+    def health(self) -> dict[str, Any]:
+        """Nothing to report."""
+        return {}
 
     async def aclose(self) -> None:
         """Nothing to close."""

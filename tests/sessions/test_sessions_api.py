@@ -105,10 +105,10 @@ def test_create_with_fields(client: httpx.Client) -> None:
     """Title, model and system prompt given at creation are kept and read back."""
     alice = signup(client)
     created = create_session(
-        client, alice, title="Trip plans", model="claude-test-model", system_prompt="Be brief."
+        client, alice, title="Trip plans", model="claude-haiku-4-5", system_prompt="Be brief."
     )
     assert created["title"] == "Trip plans"
-    assert created["model"] == "claude-test-model"
+    assert created["model"] == "claude-haiku-4-5"
     assert created["system_prompt"] == "Be brief."
     assert get_session(client, alice, created["id"]) == created
 
@@ -159,7 +159,7 @@ def test_patch_changes_only_sent_fields(client: httpx.Client) -> None:
     """PATCH changes the fields sent, leaves the others, and bumps updated_at."""
     alice = signup(client)
     created = create_session(
-        client, alice, title="Original", model="claude-test-model", system_prompt="Be brief."
+        client, alice, title="Original", model="claude-haiku-4-5", system_prompt="Be brief."
     )
     sid = created["id"]
 
@@ -167,7 +167,7 @@ def test_patch_changes_only_sent_fields(client: httpx.Client) -> None:
     assert response.status_code == 200, response.text
     renamed = response.json()
     assert renamed["title"] == "Renamed"
-    assert renamed["model"] == "claude-test-model"
+    assert renamed["model"] == "claude-haiku-4-5"
     assert renamed["system_prompt"] == "Be brief."
     assert renamed["created_at"] == created["created_at"]
     assert assert_utc(renamed["updated_at"]) > assert_utc(created["updated_at"])
@@ -179,14 +179,14 @@ def test_patch_changes_only_sent_fields(client: httpx.Client) -> None:
     assert response.status_code == 200, response.text
     assert response.json()["title"] == "Renamed"
     assert response.json()["system_prompt"] == "Be thorough."
-    assert response.json()["model"] == "claude-test-model"
+    assert response.json()["model"] == "claude-haiku-4-5"
 
 
 def test_patch_null_model_clears_it(client: httpx.Client) -> None:
     """`model: null` clears the model; `system_prompt: null` clears the prompt."""
     alice = signup(client)
     sid = create_session(
-        client, alice, title="Keep me", model="claude-test-model", system_prompt="Be brief."
+        client, alice, title="Keep me", model="claude-haiku-4-5", system_prompt="Be brief."
     )["id"]
     response = client.patch(f"/sessions/{sid}", json={"model": None}, headers=alice.headers)
     assert response.status_code == 200, response.text
@@ -205,7 +205,7 @@ def test_patch_null_model_clears_it(client: httpx.Client) -> None:
 def test_patch_null_title_is_rejected(client: httpx.Client) -> None:
     """`title: null` is a 422 naming `title`, and the session is unchanged."""
     alice = signup(client)
-    created = create_session(client, alice, title="Keep me", model="claude-test-model")
+    created = create_session(client, alice, title="Keep me", model="claude-haiku-4-5")
     response = client.patch(
         f"/sessions/{created['id']}", json={"title": None, "model": None}, headers=alice.headers
     )
@@ -247,7 +247,7 @@ def test_delete_removes_session_and_its_messages(client: httpx.Client, server: L
 def test_messages_oldest_first_with_fields(client: httpx.Client, upstream: FakeAnthropic) -> None:
     """Messages come oldest first, alternating user and assistant, with every documented field."""
     alice = signup(client)
-    sid = create_session(client, alice, model="claude-test-model")["id"]
+    sid = create_session(client, alice, model="claude-haiku-4-5")["id"]
     for text in ("one", "two", "three"):
         say(client, alice, sid, text)
 
@@ -265,12 +265,12 @@ def test_messages_oldest_first_with_fields(client: httpx.Client, upstream: FakeA
     for reply in messages[1::2]:
         assert reply["status"] == "complete"
         assert reply["content"] == "Hello, world!"
-        assert reply["model"] == "claude-test-model"
+        assert reply["model"] == "claude-haiku-4-5"
         assert reply["usage"] == {"input_tokens": 12, "output_tokens": 4}
     for question in messages[::2]:
         assert question["status"] == "complete"
         assert question["usage"] is None
-    assert [r.body["model"] for r in upstream.requests] == ["claude-test-model"] * 3
+    assert [r.body["model"] for r in upstream.requests] == ["claude-haiku-4-5"] * 3
 
 
 def test_messages_limit_and_before(client: httpx.Client) -> None:
@@ -331,7 +331,7 @@ def test_other_user_gets_404_for_everything(
     """User B gets 404 for each of A's ids; A's session, messages and every table stay unchanged."""
     alice = signup(client)
     bob = signup(client)
-    sid = create_session(client, alice, title="Alice's", model="claude-test-model")["id"]
+    sid = create_session(client, alice, title="Alice's", model="claude-haiku-4-5")["id"]
     say(client, alice, sid, "secret plans")
     session_before = get_session(client, alice, sid)
     messages_before = list_messages(client, alice, sid)

@@ -250,6 +250,9 @@ def _terminal(reply: Message) -> StreamEvent:
                     "input_tokens": reply.input_tokens or 0,
                     "output_tokens": reply.output_tokens or 0,
                 },
+                # Not stored: known only to the stream that produced the reply.
+                "turns_sent": None,
+                "turns_omitted": None,
             },
         )
     interrupted = reply.status == Status.INTERRUPTED

@@ -14,11 +14,15 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from zyron.chat.titles import TitleRequest, make_title
 from zyron.chat.writer import FlushPacer, ReplyTarget, ReplyWriter, WriterSettings
 from zyron.db.models import Status
 from zyron.db.types import utcnow
+from zyron.db.unit_of_work import unit_of_work
 from zyron.errors import UpstreamError
 from zyron.llm.base import Finished, PromptMessage, Provider, TextDelta
+from zyron.llm.tokens import TokenCounter
+from zyron.sessions.repository import set_generated_title
 from zyron.settings import Settings
 from zyron.streams.events import StreamEvent, trim_delta
 
@@ -26,17 +30,20 @@ log = logging.getLogger("zyron.chat")
 
 MAX_BACKOFF_SECONDS = 8.0
 
-__all__ = ["Generation", "Generations", "Outcome", "PromptRequest", "ReplyTarget"]
+__all__ = ["Generation", "Generations", "Outcome", "PromptRequest", "ReplyTarget", "TitleRequest"]
 
 
 @dataclass(frozen=True, slots=True)
 class PromptRequest:
-    """What goes to the model."""
+    """What goes to the model, and what the stream reports about it."""
 
-    model: str
+    model: str  # the provider's name for the model
     system: str | None
     messages: Sequence[PromptMessage]
     max_tokens: int
+    turns_sent: int = 0  # earlier turns in the prompt
+    turns_omitted: int = 0  # earlier turns left out to fit the context window
+    counter: TokenCounter | None = None  # calibrated by the usage the provider reports
 
 
 @dataclass(slots=True)
@@ -49,6 +56,8 @@ class Outcome:
     stop_reason: str | None = None
     input_tokens: int = 0
     output_tokens: int = 0
+    turns_sent: int = 0
+    turns_omitted: int = 0
     error: UpstreamError | None = None
 
 
@@ -63,12 +72,27 @@ class Generation:
     text_length: int = 0
     cancel_requested: bool = False
     on_event: Callable[[StreamEvent], None] | None = None
+    # Set while the session's title is being made: the stream stays open after `done` for
+    # its `title` event (at most TITLE_WAIT_SECONDS).
+    held: bool = False
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def finished(self) -> bool:
         """Tell whether the reply has ended (done or error sent)."""
         return self.outcome is not None
+
+    @property
+    def closed(self) -> bool:
+        """Tell whether the stream has ended: the reply, and the title if one was awaited."""
+        return self.outcome is not None and not self.held
+
+    def release(self) -> None:
+        """End the stream after `done` (the title came, or waiting for it stopped)."""
+        if self.held:
+            self.held = False
+            wakeup, self._wakeup = self._wakeup, asyncio.Event()
+            wakeup.set()
 
     def publish(self, event: str, data: dict[str, Any]) -> None:
         """Append an event (its id is the text offset) and wake every follower."""
@@ -77,6 +101,8 @@ class Generation:
             event_id = self.text_length
         elif event == "session":
             event_id = 0
+        elif event == "title":  # after `done`, so a client resuming from `done` still gets it
+            event_id = self.text_length + 2
         else:
             event_id = self.text_length + 1
         stream_event = StreamEvent(event_id, event, data)
@@ -100,7 +126,7 @@ class Generation:
                 position += 1
                 if event.id > after:
                     yield trim_delta(event, after)
-            if self.finished:
+            if self.closed:
                 return
             wakeup = self._wakeup
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
@@ -112,9 +138,10 @@ class Generation:
                 yield None
 
     async def wait(self) -> Outcome:
-        """Wait for the reply to end and return how it ended."""
+        """Wait for the reply to end and return how it ended (not for the title)."""
         async for _ in self.follow(idle=3600):
-            pass
+            if self.outcome is not None:
+                break
         assert self.outcome is not None
         return self.outcome
 
@@ -134,6 +161,7 @@ class Generations:
         self._tasks: dict[asyncio.Task[None], Generation] = {}
         self._live: dict[uuid.UUID, Generation] = {}
         self._finishing: set[asyncio.Task[None]] = set()
+        self._titles: set[asyncio.Task[None]] = set()
         self._writer_settings = WriterSettings(
             flush_interval=settings.reply_flush_interval_seconds,
             flush_chars=settings.reply_flush_chars,
@@ -177,9 +205,16 @@ class Generations:
         provider: Provider,
         prompt: PromptRequest,
         target: ReplyTarget | None,
+        title: TitleRequest | None = None,
     ) -> None:
-        """Run the reply as a task that outlives the request that asked for it."""
-        job = self._produce(generation, provider, prompt, target)
+        """Run the reply as a task that outlives the request that asked for it.
+
+        With `title`, the session gets a generated title once the reply is complete, and the
+        stream stays open after `done` for its `title` event.
+        """
+        if title is not None and target is not None:
+            generation.held = True
+        job = self._produce(generation, provider, prompt, target, title)
         task = asyncio.create_task(job, name=f"generation-{generation.key}")
         self._tasks[task] = generation
         self._live[generation.key] = generation
@@ -221,6 +256,11 @@ class Generations:
         # Final saves run shielded from cancellation: wait for them before the engine goes.
         if self._finishing:
             await asyncio.wait(list(self._finishing), timeout=15)
+        # A title is a nicety: not worth holding up a shutdown.
+        for task in list(self._titles):
+            task.cancel()
+        if self._titles:
+            await asyncio.wait(list(self._titles), timeout=5)
 
     async def _produce(
         self,
@@ -228,8 +268,60 @@ class Generations:
         provider: Provider,
         prompt: PromptRequest,
         target: ReplyTarget | None,
+        title: TitleRequest | None,
     ) -> None:
         """Call the model and publish its text; then save the reply and end the stream."""
+        try:
+            await self._reply(generation, provider, prompt, target)
+        finally:
+            outcome = generation.outcome
+            if (
+                generation.held
+                and title is not None
+                and target is not None
+                and outcome is not None
+                and outcome.status == Status.COMPLETE
+            ):
+                task = asyncio.create_task(self._title(generation, target, title, outcome.content))
+                self._titles.add(task)
+                task.add_done_callback(self._titles.discard)
+            else:
+                generation.release()
+
+    async def _title(
+        self, generation: Generation, target: ReplyTarget, request: TitleRequest, reply: str
+    ) -> None:
+        """Make and save the session's title; send it if the stream is still open."""
+        settings = self._settings
+        # Clients are not kept waiting after `done` for long: the title is still made and
+        # saved after the stream ends; GET /sessions shows it.
+        give_up = asyncio.get_running_loop().call_later(
+            settings.title_wait_seconds, generation.release
+        )
+        try:
+            title = await make_title(request, reply, within=settings.title_timeout_seconds)
+            if self._sessionmaker is None:
+                return
+            async with unit_of_work(
+                self._sessionmaker, role="authenticated", claims=target.claims
+            ) as db:
+                saved = await set_generated_title(db, target.user_id, target.session_id, title)
+            if saved and generation.held:
+                generation.publish("title", {"session_id": str(target.session_id), "title": title})
+        except Exception as exc:  # a failed title leaves the placeholder; the next reply retries
+            log.warning("title failed", extra={"reason": type(exc).__name__})
+        finally:
+            give_up.cancel()
+            generation.release()
+
+    async def _reply(
+        self,
+        generation: Generation,
+        provider: Provider,
+        prompt: PromptRequest,
+        target: ReplyTarget | None,
+    ) -> None:
+        """Stream the reply, save it, and send its last event."""
         parts: list[str] = []
         writer = self._writer(generation, target)
 
@@ -251,8 +343,12 @@ class Generations:
                 input_tokens=finished.input_tokens,
                 output_tokens=finished.output_tokens,
             )
+            provider.status.succeeded()
+            if prompt.counter is not None:
+                prompt.counter.observe(_prompt_chars(prompt), finished.input_tokens, _turns(prompt))
         except UpstreamError as exc:
             outcome.error = exc
+            provider.status.failed(exc.code)
             log.warning("upstream failed", extra={"code": exc.code, "model": prompt.model})
         except asyncio.CancelledError:
             if generation.cancel_requested:
@@ -280,6 +376,7 @@ class Generations:
         if outcome.error is not None:
             outcome.status = Status.INTERRUPTED if parts else Status.ERROR
         outcome.content = "".join(parts)
+        outcome.turns_sent, outcome.turns_omitted = prompt.turns_sent, prompt.turns_omitted
         # Saving and ending the stream must happen even if this task is cancelled meanwhile:
         # they run as a task of their own, tracked so that shutdown waits for it.
         finish = asyncio.create_task(_finish(generation, writer, target, outcome))
@@ -400,6 +497,14 @@ def _backoff(attempt: int, base: float, retry_after: str | None) -> float:
     return delay
 
 
+def _prompt_chars(prompt: PromptRequest) -> int:
+    return len(prompt.system or "") + sum(len(m["content"]) for m in prompt.messages)
+
+
+def _turns(prompt: PromptRequest) -> int:
+    return len(prompt.messages) + (1 if prompt.system else 0)
+
+
 def _uncancel() -> None:
     task = asyncio.current_task()
     if task is not None:
@@ -451,6 +556,9 @@ def _end(generation: Generation, target: ReplyTarget | None, outcome: Outcome) -
                     "input_tokens": outcome.input_tokens,
                     "output_tokens": outcome.output_tokens,
                 },
+                # How much of the conversation the model saw (the rest did not fit its window).
+                "turns_sent": outcome.turns_sent,
+                "turns_omitted": outcome.turns_omitted,
             },
         )
         return

@@ -30,6 +30,10 @@ class IdempotencyKeyReused(ZyronError):
 def fingerprint(body: ChatRequest) -> str:
     """Hash what the request asks for; `stream` only chooses the answer's form, so it is out."""
     canonical = body.model_dump(mode="json", exclude={"stream"})
+    # Left out and null differ for parent_id (continue vs. a new first message); left out, it
+    # is absent, so keys stored before the field existed still match.
+    if "parent_id" not in body.model_fields_set:
+        del canonical["parent_id"]
     encoded = json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(encoded).hexdigest()
 

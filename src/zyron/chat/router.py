@@ -3,37 +3,44 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from zyron.auth.deps import OptionalUser
+from zyron.auth.deps import CurrentUser, OptionalUser
 from zyron.auth.principal import Principal
 from zyron.chat import idempotency
-from zyron.chat.context import build_prompt, stored_turns
+from zyron.chat.context import build_prompt, fit_prompt, stored_turns
 from zyron.chat.follow import encode_events, reply_events
 from zyron.chat.generation import Generation, PromptRequest, ReplyTarget
 from zyron.chat.idempotency import MAX_KEY_LENGTH, IdempotencyKeyReused
-from zyron.chat.schemas import ChatMessage, ChatRequest, ChatResponse
-from zyron.db.models import Message, Status
+from zyron.chat.schemas import ChatMessage, ChatRequest, ChatResponse, RegenerateRequest
+from zyron.chat.titles import TitleRequest
+from zyron.db.models import Message, Role, Status
 from zyron.db.types import utcnow
 from zyron.db.unit_of_work import unit_of_work
 from zyron.errors import (
+    ContextTooLong,
     ErrorBody,
     InvalidInput,
     InvalidToken,
-    NoProvider,
     NotAuthenticated,
     NotFound,
+    ReplyInProgress,
+    UnknownModel,
     UpstreamError,
     error_responses,
 )
+from zyron.llm.base import ModelSpec, Provider
+from zyron.sessions import branches
 from zyron.sessions import repository as repo
-from zyron.sessions.router import DEFAULT_TITLE
+from zyron.sessions.repository import DEFAULT_TITLE
 from zyron.sessions.schemas import Usage
 from zyron.settings import Settings
 from zyron.state import AppState, get_state
@@ -44,7 +51,9 @@ router = APIRouter(tags=["chat"])
 
 _STREAM_DOC = """Server-sent events, each with an `id:`:
 `session` (ids, `saved`), many `delta` (`text`), then `done` (`message_id`, `stop_reason`,
-`usage`) or `error` (`error`, `detail`, `retryable`); `: ping` comments while idle."""
+`model`, `usage`, `turns_sent`, `turns_omitted`) or `error` (`error`, `detail`, `retryable`);
+for a session still titled "New chat", a `title` (`session_id`, `title`) may follow `done`;
+`: ping` comments while idle."""
 
 
 @router.post(
@@ -56,6 +65,12 @@ _STREAM_DOC = """Server-sent events, each with an `id:`:
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
         },
         **error_responses(NotAuthenticated, InvalidToken, NotFound, InvalidInput),
+        422: {
+            "model": ErrorBody,
+            "description": f"`{UnknownModel.code}`: {UnknownModel.default_detail} "
+            f"`{ContextTooLong.code}`: {ContextTooLong.default_detail} "
+            "`validation_error`, `invalid_json`: the detail names the field",
+        },
         503: {
             "model": ErrorBody,
             "description": "`no_provider`: no model is configured; `upstream_overloaded` "
@@ -94,19 +109,24 @@ async def chat(
     state = get_state(request)
     settings = state.settings
     _check_limits(body, settings)
-    if state.provider is None:
-        raise NoProvider()
-    max_tokens = body.max_tokens or settings.max_tokens
+    state.models.check(body.model)
 
     if principal is None:
-        generation, prompt, target = _guest(body, state, max_tokens)
+        prepared = _guest(body, state)
     else:
-        prepared = await _signed_in(body, principal, state, max_tokens, idempotency_key)
-        if isinstance(prepared, Replay):
-            return await _replay(state, principal, prepared, stream=body.stream)
-        generation, prompt, target = prepared
+        replay_or_prepared = await _signed_in(body, principal, state, idempotency_key)
+        if isinstance(replay_or_prepared, Replay):
+            return await _replay(state, principal, replay_or_prepared, stream=body.stream)
+        prepared = replay_or_prepared
+    generation, target = prepared.generation, prepared.target
 
-    state.generations.start(generation, provider=state.provider, prompt=prompt, target=target)
+    state.generations.start(
+        generation,
+        provider=prepared.provider,
+        prompt=prepared.prompt,
+        target=target,
+        title=prepared.title,
+    )
     if body.stream:
         return StreamingResponse(
             _sse(state, generation), media_type="text/event-stream", headers=STREAM_HEADERS
@@ -130,20 +150,65 @@ def _check_limits(body: ChatRequest, settings: Settings) -> None:
             )
 
 
-def _guest(
-    body: ChatRequest, state: AppState, max_tokens: int
-) -> tuple[Generation, PromptRequest, None]:
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A reply ready to start: its event log, what goes to which provider, where it is saved."""
+
+    generation: Generation
+    provider: Provider
+    prompt: PromptRequest
+    target: ReplyTarget | None
+    title: TitleRequest | None = None
+
+
+def fitted_prompt(
+    state: AppState,
+    model_id: str | None,
+    *,
+    system: str | None,
+    turns: Sequence[tuple[str, str]],
+    message: str,
+    max_tokens: int | None,
+) -> tuple[ModelSpec, Provider, PromptRequest]:
+    """Pick the model and fit the conversation into its window, with room for the reply."""
+    spec, provider = state.models.resolve(model_id)
+    # A request may ask for less than the model's most, never more.
+    reply_budget = min(max_tokens or state.settings.max_tokens, spec.max_output)
+    fitted = fit_prompt(
+        build_prompt(turns, message),
+        system=system,
+        window=spec.context_window,
+        reply_budget=reply_budget,
+        counter=state.models.counter(spec),
+        model=spec.id,
+    )
+    prompt = PromptRequest(
+        model=spec.upstream_id,
+        system=system,
+        messages=fitted.messages,
+        max_tokens=reply_budget,
+        turns_sent=fitted.turns_sent,
+        turns_omitted=fitted.turns_omitted,
+        counter=state.models.counter(spec),
+    )
+    return spec, provider, prompt
+
+
+def _guest(body: ChatRequest, state: AppState) -> Prepared:
     """Prepare a guest's reply: nothing is written anywhere."""
     if body.session_id is not None:
         raise NotAuthenticated(
             "Sign in to continue a saved session; guests send earlier turns in `history`."
         )
-    turns = [(turn.role, turn.content) for turn in body.history or []]
-    prompt = PromptRequest(
-        model=body.model or state.settings.model,
+    if "parent_id" in body.model_fields_set:
+        raise InvalidInput("parent_id: guests have no saved messages to branch from")
+    _, provider, prompt = fitted_prompt(
+        state,
+        body.model,
         system=body.system,
-        messages=build_prompt(turns, body.message),
-        max_tokens=max_tokens,
+        turns=[(turn.role, turn.content) for turn in body.history or []],
+        message=body.message,
+        max_tokens=body.max_tokens,
     )
     generation = state.generations.create(
         uuid.uuid4(),
@@ -155,7 +220,7 @@ def _guest(
         },
         resumable=False,  # a guest's reply has no owner to resume it
     )
-    return generation, prompt, None
+    return Prepared(generation, provider, prompt, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,13 +235,12 @@ async def _signed_in(
     body: ChatRequest,
     principal: Principal,
     state: AppState,
-    max_tokens: int,
     idempotency_key: str | None,
-) -> tuple[Generation, PromptRequest, ReplyTarget] | Replay:
+) -> Prepared | Replay:
     """Save the user's message and a placeholder reply, committed before the model is called."""
     request_hash = idempotency.fingerprint(body)
     try:
-        return await _save_exchange(body, principal, state, max_tokens, idempotency_key)
+        return await _save_exchange(body, principal, state, idempotency_key)
     except IntegrityError:
         if idempotency_key is None:
             raise
@@ -196,11 +260,11 @@ async def _save_exchange(
     body: ChatRequest,
     principal: Principal,
     state: AppState,
-    max_tokens: int,
     idempotency_key: str | None,
-) -> tuple[Generation, PromptRequest, ReplyTarget] | Replay:
+) -> Prepared | Replay:
     """In one transaction: replay a known key, or save the exchange (and the key)."""
     settings = state.settings
+    branching = "parent_id" in body.model_fields_set
     async with unit_of_work(
         state.sessionmaker, role="authenticated", claims=principal.claims
     ) as db:
@@ -217,10 +281,10 @@ async def _save_exchange(
             chat = await repo.touch_owned_session(db, principal.user_id, body.session_id, now)
             if chat is None:
                 raise NotFound("No such session.")
-            earlier = await repo.history_turns(
-                db, principal.user_id, chat.id, limit=settings.max_history_messages
-            )
+            earlier = await _branch_before(db, principal, chat.id, body, settings)
         else:
+            if branching and body.parent_id is not None:
+                raise InvalidInput("parent_id: only with the session_id it belongs to")
             chat = await repo.add_session(
                 db,
                 principal.user_id,
@@ -229,12 +293,20 @@ async def _save_exchange(
                 now=now,
             )
             earlier = []
-        model = body.model or chat.model or settings.model
+        # Fitted before anything is written: a message too long for the model changes nothing.
+        spec, provider, prompt = fitted_prompt(
+            state,
+            body.model or chat.model,
+            system=body.system or chat.system_prompt,
+            turns=stored_turns(earlier),
+            message=body.message,
+            max_tokens=body.max_tokens,
+        )
         exchange = await repo.add_exchange(
             db,
             chat,
             text=body.message,
-            model=model,
+            model=spec.id,
             parent_id=earlier[-1].id if earlier else None,
             lease_seconds=settings.reply_lease_seconds,
             now=now,
@@ -249,12 +321,6 @@ async def _save_exchange(
                 user_message_id=exchange.user_message_id,
                 assistant_message_id=exchange.reply_id,
             )
-    prompt = PromptRequest(
-        model=model,
-        system=body.system or chat.system_prompt,
-        messages=build_prompt(stored_turns(earlier), body.message),
-        max_tokens=max_tokens,
-    )
     generation = state.generations.create(
         exchange.reply_id,
         {
@@ -271,7 +337,155 @@ async def _save_exchange(
         message_id=exchange.reply_id,
         claims=principal.claims,
     )
-    return generation, prompt, target
+    title = None
+    if settings.auto_titles and chat.title == DEFAULT_TITLE:
+        title = title_request(state, spec, provider, body.message)
+    return Prepared(generation, provider, prompt, target, title)
+
+
+async def _branch_before(
+    db: AsyncSession,
+    principal: Principal,
+    session_id: uuid.UUID,
+    body: ChatRequest,
+    settings: Settings,
+) -> Sequence[Row[Any]]:
+    """The turns the new message follows: the active branch, or the one ending at parent_id."""
+    if "parent_id" not in body.model_fields_set:
+        return await branches.branch(
+            db,
+            principal.user_id,
+            session_id,
+            leaf_id=None,
+            limit=settings.max_history_messages,
+            columns=branches.TURN_COLUMNS,
+        )
+    if body.parent_id is None:  # an edit of the session's first message: a new root
+        return []
+    earlier = await branches.branch(
+        db,
+        principal.user_id,
+        session_id,
+        leaf_id=body.parent_id,
+        limit=settings.max_history_messages,
+        columns=branches.TURN_COLUMNS,
+    )
+    if not earlier:
+        raise NotFound("No such message in this session.")
+    if earlier[-1].role != Role.ASSISTANT:
+        raise InvalidInput(
+            "parent_id: must be a reply (assistant message); to edit a message, branch from "
+            "the reply before it, or send parent_id null to edit the first message"
+        )
+    return earlier
+
+
+def title_request(
+    state: AppState, spec: ModelSpec, provider: Provider, message: str
+) -> TitleRequest:
+    """Say which model titles a new session: TITLE_MODEL, or the one that replied."""
+    if state.models.title_model is not None:
+        spec, provider = state.models.resolve(state.models.title_model)
+    return TitleRequest(provider=provider, model=spec.upstream_id, message=message)
+
+
+@router.post(
+    "/chat/{message_id}/regenerate",
+    response_model=ChatResponse,
+    responses={
+        200: {
+            "description": "`stream: false`: the new reply as JSON. Otherwise an event stream "
+            "like POST /chat's.",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+        **error_responses(NotAuthenticated, InvalidToken, NotFound, ReplyInProgress),
+        422: {
+            "model": ErrorBody,
+            "description": f"`{UnknownModel.code}`, `{ContextTooLong.code}`, "
+            "`validation_error` (e.g. not a reply's id)",
+        },
+    },
+    openapi_extra={"x-stream-events": _STREAM_DOC},
+)
+async def regenerate(
+    message_id: uuid.UUID,
+    request: Request,
+    principal: CurrentUser,
+    body: RegenerateRequest | None = None,
+) -> Any:
+    """Answer the same message again: a new reply beside `message_id` (a sibling in the tree).
+
+    The new reply becomes the newest message, so its branch becomes the active one.
+    """
+    state = get_state(request)
+    settings = state.settings
+    options = body or RegenerateRequest()
+    if options.max_tokens is not None and options.max_tokens > settings.max_tokens:
+        raise InvalidInput(f"max_tokens: at most {settings.max_tokens}")
+    state.models.check(options.model)
+    async with unit_of_work(
+        state.sessionmaker, role="authenticated", claims=principal.claims
+    ) as db:
+        reply = await repo.message_by_id(db, principal.user_id, message_id)
+        if reply is None:
+            raise NotFound("No such message.")
+        if reply.role != Role.ASSISTANT or reply.parent_id is None:
+            raise InvalidInput("message_id: regenerate takes the id of a reply (assistant message)")
+        if reply.status == Status.STREAMING:
+            raise ReplyInProgress()
+        now = utcnow()
+        chat = await repo.touch_owned_session(db, principal.user_id, reply.session_id, now)
+        if chat is None:
+            raise NotFound("No such message.")
+        earlier = await branches.branch(
+            db,
+            principal.user_id,
+            chat.id,
+            leaf_id=reply.parent_id,
+            limit=settings.max_history_messages + 1,
+            columns=branches.TURN_COLUMNS,
+        )
+        if not earlier:
+            raise NotFound("No such message.")
+        question = earlier[-1]
+        spec, provider, prompt = fitted_prompt(
+            state,
+            options.model or chat.model,
+            system=options.system or chat.system_prompt,
+            turns=stored_turns(earlier[:-1]),
+            message=question.content,
+            max_tokens=options.max_tokens,
+        )
+        exchange = await repo.add_reply(
+            db,
+            chat,
+            parent_id=question.id,
+            model=spec.id,
+            lease_seconds=settings.reply_lease_seconds,
+            now=now,
+        )
+    generation = state.generations.create(
+        exchange.reply_id,
+        {
+            "session_id": str(chat.id),
+            "user_message_id": str(question.id),
+            "assistant_message_id": str(exchange.reply_id),
+            "saved": True,
+        },
+        created_at=exchange.reply_created_at,
+    )
+    target = ReplyTarget(
+        user_id=principal.user_id,
+        session_id=chat.id,
+        message_id=exchange.reply_id,
+        claims=principal.claims,
+    )
+    state.generations.start(generation, provider=provider, prompt=prompt, target=target)
+    if options.stream:
+        return StreamingResponse(
+            _sse(state, generation), media_type="text/event-stream", headers=STREAM_HEADERS
+        )
+    return await _json_reply(generation, target)
 
 
 async def _sse(state: AppState, generation: Generation) -> AsyncIterator[bytes]:
@@ -306,6 +520,8 @@ async def _json_reply(generation: Generation, target: ReplyTarget | None) -> Cha
             created_at=generation.created_at,
         ),
         usage=usage,
+        turns_sent=outcome.turns_sent,
+        turns_omitted=outcome.turns_omitted,
     )
 
 
@@ -350,7 +566,7 @@ async def _replay(state: AppState, principal: Principal, replay: Replay, *, stre
             session_id=reply.session_id,
             content=reply.content,
             status=reply.status,
-            model=reply.model or state.settings.model,
+            model=reply.model or "",
             stop_reason=reply.stop_reason,
             usage=usage,
             created_at=reply.created_at,

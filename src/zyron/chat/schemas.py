@@ -25,6 +25,12 @@ class ChatRequest(BaseModel):
     session_id: uuid.UUID | None = Field(
         default=None, description="Continue this session; without it a new one is created."
     )
+    parent_id: uuid.UUID | None = Field(
+        default=None,
+        description="Branch from this reply of the session (an edit: the new message follows "
+        "it instead of the newest message). null: a new first message. Left out: continue "
+        "the active branch.",
+    )
     title: str | None = Field(
         default=None, min_length=1, max_length=200, description="Title of a new session."
     )
@@ -46,6 +52,19 @@ class ChatRequest(BaseModel):
         if not value.strip():
             raise ValueError("message must not be blank")
         return value
+
+
+class RegenerateRequest(BaseModel):
+    """Options for a new reply to the same message; all optional."""
+
+    stream: bool = Field(default=True, description="false: one JSON response instead of SSE.")
+    model: str | None = Field(default=None, min_length=1, max_length=200)
+    system: str | None = Field(
+        default=None, description="System prompt for this reply (overrides the session's)."
+    )
+    max_tokens: int | None = Field(
+        default=None, ge=1, description="Reply length cap, at most the server's MAX_TOKENS."
+    )
 
 
 class ChatMessage(BaseModel):
@@ -70,3 +89,7 @@ class ChatResponse(BaseModel):
     saved: bool
     message: ChatMessage
     usage: Usage
+    turns_sent: int = Field(default=0, description="Earlier turns the model was sent.")
+    turns_omitted: int = Field(
+        default=0, description="Earlier turns left out to fit the model's context window."
+    )

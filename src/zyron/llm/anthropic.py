@@ -11,7 +11,14 @@ from anthropic import AsyncAnthropic, DefaultAioHttpClient, DefaultAsyncHttpxCli
 from anthropic.types import AssistantMessageParam, MessageParam, UserMessageParam
 
 from zyron.errors import UpstreamError
-from zyron.llm.base import Finished, PromptMessage, ProviderEvent, TextDelta
+from zyron.llm.base import (
+    Finished,
+    PromptMessage,
+    ProviderEvent,
+    ProviderStatus,
+    TextDelta,
+    public_url,
+)
 from zyron.llm.errors import (
     upstream_cut_off,
     upstream_disconnected,
@@ -36,11 +43,12 @@ _BODY_TYPES = {
 class AnthropicProvider:
     """Stream replies from the Messages API."""
 
-    name = "anthropic"
+    kind: Literal["anthropic"] = "anthropic"
 
     def __init__(
         self,
         *,
+        name: str = "anthropic",
         api_key: str,
         base_url: str | None,
         timeout_seconds: float,
@@ -48,6 +56,9 @@ class AnthropicProvider:
         http_client: Literal["aiohttp", "httpx"] = "httpx",
         max_connections: int = 1000,
     ) -> None:
+        self.name = name
+        self.status = ProviderStatus()
+        self._base_url = base_url
         limits = httpx2.Limits(
             max_connections=max_connections,
             max_keepalive_connections=min(max_connections, 1000),
@@ -130,6 +141,18 @@ class AnthropicProvider:
             output_tokens=output_tokens,
             model=model_used,
         )
+
+    def count_tokens(self, text: str) -> int | None:
+        """Return None: Anthropic's counter is an API call, so prompts are estimated."""
+        return None
+
+    def health(self) -> dict[str, Any]:
+        """Report what recent replies saw; the API is not called (it could cost money)."""
+        return {
+            "kind": self.kind,
+            "base_url": public_url(str(self._client.base_url)),
+            **self.status.report(),
+        }
 
     async def aclose(self) -> None:
         """Close the SDK's connection pool."""

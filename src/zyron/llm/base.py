@@ -6,6 +6,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypedDict
+from urllib.parse import urlsplit, urlunsplit
 
 ProviderKind = Literal["anthropic", "openai", "local"]
 
@@ -84,6 +85,17 @@ class ProviderStatus:
         }
 
 
+def public_url(url: str | None) -> str | None:
+    """Return a URL fit for /health: no credentials, query or fragment."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
 def _iso(stamp: float | None) -> str | None:
     if stamp is None:
         return None
@@ -94,8 +106,12 @@ class Provider(Protocol):
     """Something that streams a model's reply; failures raise zyron.errors.UpstreamError."""
 
     name: str
-    kind: ProviderKind
     status: ProviderStatus
+
+    @property
+    def kind(self) -> ProviderKind:
+        """Which protocol it speaks: anthropic, openai (compatible) or local."""
+        ...
 
     def stream(
         self,

