@@ -37,9 +37,17 @@ def test_clean_title(answer: str, title: str | None) -> None:
     assert clean_title(answer) == title
 
 
+def test_an_answer_instead_of_a_title_is_refused() -> None:
+    """More than ten words is a reply, not a title: None, so the fallback is used."""
+    assert (
+        clean_title("Baking sourdough bread is a fun and rewarding process that needs time") is None
+    )
+    assert clean_title("The capital of France is Paris.") == "The capital of France is Paris"
+
+
 def test_long_title_is_cut_at_a_word() -> None:
-    """A rambling answer is cut to the limit at a word boundary."""
-    title = clean_title("word " * 50)
+    """Few but long words are cut to the limit at a word boundary."""
+    title = clean_title("extraordinarily " * 8)
     assert title is not None
     assert len(title) <= MAX_TITLE_CHARS
     assert title.endswith("…")

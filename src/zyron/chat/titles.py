@@ -13,6 +13,9 @@ from zyron.llm.base import Provider, TextDelta
 log = logging.getLogger("zyron.chat")
 
 MAX_TITLE_CHARS = 80
+# Longer than this, the answer is a reply rather than a title (small local models often
+# answer the question instead): the message's first words make a better title.
+MAX_TITLE_WORDS = 10
 TITLE_MAX_TOKENS = 24
 FALLBACK_WORDS = 8
 # Enough of the exchange to say what it is about; a title needs no more.
@@ -60,12 +63,15 @@ async def make_title(request: TitleRequest, reply: str, *, within: float) -> str
 
 
 def clean_title(text: str) -> str | None:
-    """Reduce a model's answer to one tidy line: no quotes, labels or markdown; None if empty."""
+    """Reduce a model's answer to one tidy line (no quotes, labels or markdown); None if unfit."""
     for line in text.splitlines():
         line = _PREFIX.sub("", line.strip()).strip(_WRAPPING).rstrip(".!:;,").strip(_WRAPPING)
-        line = " ".join(line.split())
-        if line:
-            return _shorten(line)
+        words = line.split()
+        if not words:
+            continue
+        if len(words) > MAX_TITLE_WORDS:
+            return None
+        return _shorten(" ".join(words))
     return None
 
 
