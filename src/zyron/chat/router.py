@@ -118,20 +118,7 @@ async def chat(
         if isinstance(replay_or_prepared, Replay):
             return await _replay(state, principal, replay_or_prepared, stream=body.stream)
         prepared = replay_or_prepared
-    generation, target = prepared.generation, prepared.target
-
-    state.generations.start(
-        generation,
-        provider=prepared.provider,
-        prompt=prepared.prompt,
-        target=target,
-        title=prepared.title,
-    )
-    if body.stream:
-        return StreamingResponse(
-            _sse(state, generation), media_type="text/event-stream", headers=STREAM_HEADERS
-        )
-    return await _json_reply(generation, target)
+    return await _respond(state, prepared, stream=body.stream)
 
 
 def _check_limits(body: ChatRequest, settings: Settings) -> None:
@@ -321,10 +308,21 @@ async def _save_exchange(
                 user_message_id=exchange.user_message_id,
                 assistant_message_id=exchange.reply_id,
             )
+    title = None
+    if settings.auto_titles and chat.title == DEFAULT_TITLE:
+        title = title_request(state, spec, provider, body.message)
+    generation, target = _saved_reply(state, principal, chat.id, exchange)
+    return Prepared(generation, provider, prompt, target, title)
+
+
+def _saved_reply(
+    state: AppState, principal: Principal, session_id: uuid.UUID, exchange: repo.Exchange
+) -> tuple[Generation, ReplyTarget]:
+    """Make the event log of a reply that is saved, and say where it is saved."""
     generation = state.generations.create(
         exchange.reply_id,
         {
-            "session_id": str(chat.id),
+            "session_id": str(session_id),
             "user_message_id": str(exchange.user_message_id),
             "assistant_message_id": str(exchange.reply_id),
             "saved": True,
@@ -333,14 +331,31 @@ async def _save_exchange(
     )
     target = ReplyTarget(
         user_id=principal.user_id,
-        session_id=chat.id,
+        session_id=session_id,
         message_id=exchange.reply_id,
         claims=principal.claims,
     )
-    title = None
-    if settings.auto_titles and chat.title == DEFAULT_TITLE:
-        title = title_request(state, spec, provider, body.message)
-    return Prepared(generation, provider, prompt, target, title)
+    return generation, target
+
+
+async def _respond(
+    state: AppState, prepared: Prepared, *, stream: bool
+) -> StreamingResponse | ChatResponse:
+    """Start the reply, and answer with its event stream or, once it ends, as JSON."""
+    state.generations.start(
+        prepared.generation,
+        provider=prepared.provider,
+        prompt=prepared.prompt,
+        target=prepared.target,
+        title=prepared.title,
+    )
+    if stream:
+        return StreamingResponse(
+            _sse(state, prepared.generation),
+            media_type="text/event-stream",
+            headers=STREAM_HEADERS,
+        )
+    return await _json_reply(prepared.generation, prepared.target)
 
 
 async def _branch_before(
@@ -464,28 +479,10 @@ async def regenerate(
             lease_seconds=settings.reply_lease_seconds,
             now=now,
         )
-    generation = state.generations.create(
-        exchange.reply_id,
-        {
-            "session_id": str(chat.id),
-            "user_message_id": str(question.id),
-            "assistant_message_id": str(exchange.reply_id),
-            "saved": True,
-        },
-        created_at=exchange.reply_created_at,
+    generation, target = _saved_reply(state, principal, chat.id, exchange)
+    return await _respond(
+        state, Prepared(generation, provider, prompt, target), stream=options.stream
     )
-    target = ReplyTarget(
-        user_id=principal.user_id,
-        session_id=chat.id,
-        message_id=exchange.reply_id,
-        claims=principal.claims,
-    )
-    state.generations.start(generation, provider=provider, prompt=prompt, target=target)
-    if options.stream:
-        return StreamingResponse(
-            _sse(state, generation), media_type="text/event-stream", headers=STREAM_HEADERS
-        )
-    return await _json_reply(generation, target)
 
 
 async def _sse(state: AppState, generation: Generation) -> AsyncIterator[bytes]:

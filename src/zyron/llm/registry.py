@@ -6,9 +6,10 @@ import importlib.util
 import logging
 import os
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -148,15 +149,7 @@ def build_registry(settings: Settings) -> Registry:
     if settings.anthropic_api_key is not None:
         providers["anthropic"] = _anthropic(settings, "anthropic", None, None)
         for model_id in settings.anthropic_models or DEFAULT_CLAUDE_MODELS:
-            add_model(
-                ModelSpec(
-                    id=model_id,
-                    provider="anthropic",
-                    context_window=settings.anthropic_context_window,
-                    max_output=settings.anthropic_max_output,
-                    upstream_id=model_id,
-                )
-            )
+            add_model(_claude(settings, model_id))
     if settings.openai_base_url or settings.openai_api_key is not None:
         providers["openai"] = _openai(
             settings,
@@ -207,15 +200,7 @@ def build_registry(settings: Settings) -> Registry:
         # DEFAULT_MODEL names a Claude model not in the list: the seed backend sent whatever
         # it named to Anthropic, so it is offered there.
         if "anthropic" in providers:
-            add_model(
-                ModelSpec(
-                    id=default,
-                    provider="anthropic",
-                    context_window=settings.anthropic_context_window,
-                    max_output=settings.anthropic_max_output,
-                    upstream_id=default,
-                )
-            )
+            add_model(_claude(settings, default))
         else:
             raise ConfigError(_not_offered("DEFAULT_MODEL", default, models))
     if default is None and models:
@@ -232,6 +217,17 @@ def build_registry(settings: Settings) -> Registry:
         default=default,
         title_model=title_model,
         counters=counters,
+    )
+
+
+def _claude(settings: Settings, model_id: str) -> ModelSpec:
+    """A Claude model with the limits from the environment."""
+    return ModelSpec(
+        id=model_id,
+        provider="anthropic",
+        context_window=settings.anthropic_context_window,
+        max_output=settings.anthropic_max_output,
+        upstream_id=model_id,
     )
 
 
@@ -253,7 +249,7 @@ def _add_from_file(
     extra: ModelsFile,
     settings: Settings,
     providers: dict[str, Provider],
-    add_model: Any,
+    add_model: Callable[[ModelSpec], None],
 ) -> None:
     for entry in extra.providers:
         if entry.name in providers:
