@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio
 
 from tests.backends import Backend
 from tests.fakes.anthropic_upstream import FakeAnthropic, HttpError, TextReply
+from tests.redis_server import RedisServer
 from tests.support import Account, LiveServer, live_server, signup, stream_chat
+from zyron.streams.redis_hub import reply_key
 
 TITLE_WAIT = 0.5
 
@@ -145,3 +151,47 @@ def test_failed_reply_gets_no_title_until_one_succeeds(
     events = stream_chat(http, {"message": "again", "session_id": sid}, alice.headers)
     assert events[-1].event == "title"
     assert _title(http, alice, str(sid)) == "Second try"
+
+
+def test_title_is_not_mirrored_to_redis(
+    backend: Backend,
+    fake_anthropic: FakeAnthropic,
+    upstream: FakeAnthropic,
+    redis_server: RedisServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """With Redis, the reply's stream there ends at `done` and keeps its retention."""
+    settings = backend.settings(
+        tmp_path_factory.mktemp("titles-redis"),
+        anthropic_api_key="sk-ant-test",
+        anthropic_base_url=fake_anthropic.base_url,
+        auto_titles=True,
+        redis_url=redis_server.url,
+        stream_retention_seconds=60,
+    )
+    with live_server(settings) as running, running.client() as http:
+        account = signup(http)
+        upstream.enqueue(TextReply(chunks=("ok",)), TextReply(chunks=("A title",)))
+        events = stream_chat(http, {"message": "hello"}, account.headers)
+        assert events[-1].event == "title"
+        key = reply_key(uuid.UUID(str(events[0].data["assistant_message_id"])))
+
+        async def read() -> tuple[list[Any], int]:
+            client = redis.asyncio.Redis.from_url(redis_server.url)
+            try:
+                deadline = time.monotonic() + 5
+                entries: list[Any] = []
+                while time.monotonic() < deadline:  # the mirror writes in the background
+                    entries = list(await client.xrange(key) or [])
+                    if entries and entries[-1][1][b"event"] == b"done":
+                        break
+                    await asyncio.sleep(0.05)
+                return entries, int(await client.ttl(key))
+            finally:
+                await client.aclose()
+
+        entries, ttl = asyncio.run(read())
+    kinds = [fields[b"event"] for _, fields in entries]
+    assert kinds[-1] == b"done"
+    assert b"title" not in kinds
+    assert 0 < ttl <= 60

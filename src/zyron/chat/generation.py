@@ -186,7 +186,12 @@ class Generations:
         generation = Generation(key=key, created_at=created_at or utcnow())
         if self._mirror is not None and resumable:
             mirror = self._mirror
-            generation.on_event = lambda event: mirror(key, event)
+            # A `title` comes after `done`, the stream's end for Redis followers on other
+            # replicas: they read the title from GET /sessions, and the finished stream keeps
+            # its retention instead of being extended as if still live.
+            generation.on_event = lambda event: (
+                None if event.event == "title" else mirror(key, event)
+            )
         generation.publish("session", session)
         return generation
 
