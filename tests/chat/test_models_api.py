@@ -175,3 +175,50 @@ def test_max_tokens_is_capped_by_the_model(
         assert upstream.requests[-1].body["max_tokens"] == 50
         stream_chat(http, {"message": "hi", "max_tokens": 1000})
         assert upstream.requests[-1].body["max_tokens"] == 100
+
+
+def test_session_with_a_model_no_longer_offered_uses_the_default(
+    server: LiveServer, client: httpx.Client, alice: Account, upstream: FakeAnthropic
+) -> None:
+    """A session stored with a retired model still chats, on the default model."""
+    created = client.post("/sessions", json={"model": "claude-opus-5"}, headers=alice.headers)
+    sid = created.json()["id"]
+    server.query(
+        "UPDATE chat_sessions SET model = 'claude-retired' WHERE id = :i", i=server.id(sid)
+    )
+    upstream.enqueue(TextReply())
+    events = stream_chat(client, {"message": "hi", "session_id": sid}, alice.headers)
+    assert events[-1].event == "done"
+    assert upstream.requests[-1].body["model"] == DEFAULT_CLAUDE_MODELS[0]
+
+
+@pytest.fixture(scope="module")
+def no_history(
+    backend: Backend, fake_anthropic: FakeAnthropic, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """A server that sends no earlier turns (MAX_HISTORY_MESSAGES=0)."""
+    settings = backend.settings(
+        tmp_path_factory.mktemp("nohistory"),
+        anthropic_api_key="sk-ant-test",
+        anthropic_base_url=fake_anthropic.base_url,
+        max_history_messages=0,
+    )
+    with live_server(settings) as running:
+        yield running
+
+
+def test_no_history_still_links_messages_into_one_branch(
+    no_history: LiveServer, upstream: FakeAnthropic
+) -> None:
+    """Only the new message is sent, but it still follows the newest reply in the tree."""
+    with no_history.client() as http:
+        account = signup(http)
+        upstream.enqueue(TextReply(), TextReply())
+        first = stream_chat(http, {"message": "one"}, account.headers)
+        sid = first[0].data["session_id"]
+        second = stream_chat(http, {"message": "two", "session_id": sid}, account.headers)
+        assert upstream.requests[-1].body["messages"] == [{"role": "user", "content": "two"}]
+        assert second[-1].data["turns_sent"] == 0
+        page = http.get(f"/sessions/{sid}/messages", headers=account.headers).json()
+        assert [m["content"] for m in page][::2] == ["one", "two"]
+        assert page[2]["parent_id"] == first[0].data["assistant_message_id"]

@@ -234,20 +234,34 @@ def test_local_model_left_unset_is_only_the_fallback(
     assert "local" not in registry.providers
 
 
-def test_counter_estimates_high_then_calibrates_from_usage() -> None:
-    """With no tokenizer the estimate starts conservative and moves toward what usage says."""
-    registry_provider = _registry_provider()
-    counter = TokenCounter(registry_provider, chars_per_token=3.0)
+def test_counter_rises_fast_to_what_usage_says() -> None:
+    """Text denser than the configured ratio is caught up with in a few replies."""
+    counter = TokenCounter(_registry_provider(), chars_per_token=4.0)
     text = "x" * 3000
     first = counter.count(text)
-    assert first >= 1000  # 3 characters a token, with a margin: never under
-    for _ in range(60):
-        counter.observe(chars=4000, input_tokens=1000 + 4, messages=1)  # 4 characters a token
+    assert 750 <= first <= 900  # 4 characters a token, with a 10% margin
+    for _ in range(6):
+        counter.observe(chars=3000, input_tokens=1500 + 4, messages=1)  # 2 characters a token
     calibrated = counter.count(text)
-    assert calibrated < first
-    assert 750 <= calibrated <= 900
+    assert calibrated >= 1500  # never under what the provider counted
     counter.observe(chars=10, input_tokens=10_000, messages=1)  # too small to say anything
     assert counter.count(text) == calibrated
+
+
+def test_counter_falls_slowly_and_never_below_the_configured_ratio() -> None:
+    """Sparser text lowers the estimate a little at a time, down to CHARS_PER_TOKEN only."""
+    counter = TokenCounter(_registry_provider(), chars_per_token=3.0)
+    text = "x" * 3000
+    start = counter.count(text)
+    for _ in range(3):
+        counter.observe(chars=3000, input_tokens=3000 + 4, messages=1)  # 1 character a token
+    high = counter.count(text)
+    assert high > start
+    counter.observe(chars=3000, input_tokens=600 + 4, messages=1)  # 5 characters a token
+    assert counter.count(text) > high * 0.9  # one sparse reply moves it 5% of the way
+    for _ in range(300):
+        counter.observe(chars=3000, input_tokens=600 + 4, messages=1)
+    assert counter.count(text) == start  # back at the configured ratio, not below
 
 
 def _registry_provider() -> Any:
@@ -256,3 +270,13 @@ def _registry_provider() -> Any:
             return None
 
     return NoTokenizer()
+
+
+@pytest.mark.parametrize("prefix", ["anthropic", "openai"])
+def test_reply_budget_must_leave_room_for_the_prompt(tmp_path: Path, prefix: str) -> None:
+    """A max output as large as the window is refused at start, naming both settings."""
+    with pytest.raises(ConfigError, match=f"{prefix.upper()}_MAX_OUTPUT"):
+        _registry(
+            tmp_path,
+            **{f"{prefix}_context_window": 4096, f"{prefix}_max_output": 4096},
+        )

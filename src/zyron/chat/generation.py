@@ -101,7 +101,7 @@ class Generation:
             event_id = self.text_length
         elif event == "session":
             event_id = 0
-        elif event == "title":  # after `done`, so a client resuming from `done` still gets it
+        elif event == "title":  # after `done`: ids stay increasing for Last-Event-ID
             event_id = self.text_length + 2
         else:
             event_id = self.text_length + 1
@@ -286,6 +286,7 @@ class Generations:
                 and target is not None
                 and outcome is not None
                 and outcome.status == Status.COMPLETE
+                and outcome.error is None  # saved, too: not a persist_failed
             ):
                 task = asyncio.create_task(self._title(generation, target, title, outcome.content))
                 self._titles.add(task)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ from zyron.state import AppState, get_state
 from zyron.streams.events import PING, STREAM_HEADERS
 
 router = APIRouter(tags=["chat"])
+log = logging.getLogger("zyron.chat")
 
 
 _STREAM_DOC = """Server-sent events, each with an `id:`:
@@ -283,9 +285,9 @@ async def _save_exchange(
         # Fitted before anything is written: a message too long for the model changes nothing.
         spec, provider, prompt = fitted_prompt(
             state,
-            body.model or chat.model,
+            body.model or _session_model(state, chat.model),
             system=body.system or chat.system_prompt,
-            turns=stored_turns(earlier),
+            turns=stored_turns(_newest(earlier, settings.max_history_messages)),
             message=body.message,
             max_tokens=body.max_tokens,
         )
@@ -372,7 +374,8 @@ async def _branch_before(
             principal.user_id,
             session_id,
             leaf_id=None,
-            limit=settings.max_history_messages,
+            # At least the leaf: the new message's parent, even with no history sent.
+            limit=max(1, settings.max_history_messages),
             columns=branches.TURN_COLUMNS,
         )
     if body.parent_id is None:  # an edit of the session's first message: a new root
@@ -382,7 +385,7 @@ async def _branch_before(
         principal.user_id,
         session_id,
         leaf_id=body.parent_id,
-        limit=settings.max_history_messages,
+        limit=max(1, settings.max_history_messages),
         columns=branches.TURN_COLUMNS,
     )
     if not earlier:
@@ -393,6 +396,23 @@ async def _branch_before(
             "the reply before it, or send parent_id null to edit the first message"
         )
     return earlier
+
+
+def _newest(turns: Sequence[Row[Any]], count: int) -> Sequence[Row[Any]]:
+    """Return the last `count` turns (none for 0)."""
+    return turns[len(turns) - count :] if count else []
+
+
+def _session_model(state: AppState, model: str | None) -> str | None:
+    """The session's model, or None (the default) if the server no longer offers it.
+
+    A session keeps the model it was created with; one removed from the configuration since
+    (or stored before models were checked) must not make the session unusable.
+    """
+    if model is not None and model not in state.models.models:
+        log.warning("session model not offered; using the default", extra={"model": model})
+        return None
+    return model
 
 
 def title_request(
@@ -465,7 +485,7 @@ async def regenerate(
         question = earlier[-1]
         spec, provider, prompt = fitted_prompt(
             state,
-            options.model or chat.model,
+            options.model or _session_model(state, chat.model),
             system=options.system or chat.system_prompt,
             turns=stored_turns(earlier[:-1]),
             message=question.content,

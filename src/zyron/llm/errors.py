@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 from zyron.errors import UpstreamError
+
+# Provider keys (sk-ant-..., sk-proj-..., sk-or-v1-...) and bearer tokens, should a provider
+# ever echo one back in an error message that is passed on to clients.
+_API_KEY = re.compile(r"\b(sk-[A-Za-z0-9_-]{8,}|Bearer\s+\S+)", re.IGNORECASE)
 
 
 def upstream_error_for_status(
@@ -15,10 +21,11 @@ def upstream_error_for_status(
 ) -> UpstreamError:
     """Map an upstream HTTP status (or the status an in-stream error stands for) to an error.
 
-    `message` is the provider's own explanation, already stripped of anything secret; it is
-    shown only where it helps the client fix its request. `key_name` names the setting the
+    `message` is the provider's own explanation, shown only where it helps the client fix its
+    request; anything shaped like an API key is masked first. `key_name` names the setting the
     operator must fix when the provider rejects the API key; the key itself is never shown.
     """
+    message = _API_KEY.sub("[redacted]", message)
     if overloaded:
         return UpstreamError(
             "upstream_overloaded",

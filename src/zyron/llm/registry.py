@@ -146,6 +146,8 @@ def build_registry(settings: Settings) -> Registry:
             raise ConfigError(f"model '{spec.id}' is configured twice")
         models[spec.id] = spec
 
+    _check_limits("ANTHROPIC", settings.anthropic_context_window, settings.anthropic_max_output)
+    _check_limits("OPENAI", settings.openai_context_window, settings.openai_max_output)
     if settings.anthropic_api_key is not None:
         providers["anthropic"] = _anthropic(settings, "anthropic", None, None)
         for model_id in settings.anthropic_models or DEFAULT_CLAUDE_MODELS:
@@ -185,6 +187,8 @@ def build_registry(settings: Settings) -> Registry:
     if settings.local_model or (settings.local_model is None and not providers):
         local = _local(settings, "local", settings.local_model_path)
     if local is not None:
+        if "local" in providers:
+            raise ConfigError("MODELS_FILE: provider 'local' is the name of the local model")
         providers["local"] = local
         add_model(
             ModelSpec(
@@ -218,6 +222,15 @@ def build_registry(settings: Settings) -> Registry:
         title_model=title_model,
         counters=counters,
     )
+
+
+def _check_limits(prefix: str, window: int, max_output: int) -> None:
+    """Refuse a reply budget that leaves no room for the prompt."""
+    if max_output >= window:
+        raise ConfigError(
+            f"{prefix}_MAX_OUTPUT ({max_output}) must be below {prefix}_CONTEXT_WINDOW "
+            f"({window}): the window holds the prompt and the reply"
+        )
 
 
 def _claude(settings: Settings, model_id: str) -> ModelSpec:

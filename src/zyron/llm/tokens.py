@@ -8,9 +8,11 @@ from zyron.llm.base import Provider
 
 # Chat formats wrap every message in a few tokens of markup (role names, separators).
 MESSAGE_OVERHEAD_TOKENS = 4
-# A sample's weight in the running ratio: enough to follow a model's tokenizer within a few
-# dozen replies, little enough that one odd prompt (code, another language) moves it slightly.
-CALIBRATION_WEIGHT = 0.1
+# A sample's weight in the running ratio. Up fast: a prompt denser than estimated (code,
+# another script) must not stay under-counted, or the next one overflows the window. Down
+# slowly, and never below the configured start: one model's counter serves every user, and
+# a run of plain prose must not leave it short for the next user's code.
+RISE_WEIGHT, FALL_WEIGHT = 0.5, 0.05
 # Samples below this size are mostly markup and say little about the text's ratio.
 MIN_CALIBRATION_CHARS = 200
 # Keeps one absurd usage report from making the estimate useless.
@@ -25,7 +27,8 @@ class TokenCounter:
 
     def __init__(self, provider: Provider, chars_per_token: float) -> None:
         self._provider = provider
-        self.tokens_per_char = 1 / chars_per_token
+        self.floor = 1 / chars_per_token
+        self.tokens_per_char = self.floor
         self.samples = 0
 
     def count(self, text: str) -> int:
@@ -43,5 +46,7 @@ class TokenCounter:
         if chars < MIN_CALIBRATION_CHARS or text_tokens <= 0:
             return
         ratio = min(MAX_TOKENS_PER_CHAR, max(MIN_TOKENS_PER_CHAR, text_tokens / chars))
-        self.tokens_per_char += CALIBRATION_WEIGHT * (ratio - self.tokens_per_char)
+        weight = RISE_WEIGHT if ratio > self.tokens_per_char else FALL_WEIGHT
+        self.tokens_per_char += weight * (ratio - self.tokens_per_char)
+        self.tokens_per_char = max(self.floor, self.tokens_per_char)
         self.samples += 1
