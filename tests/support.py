@@ -53,6 +53,8 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
         "default_model": None,
         "title_model": None,
         "auto_titles": False,
+        # Tests sign up hundreds of accounts from one address; tests/limits turn limits on.
+        "rate_limit_enabled": False,
         "supabase_url": None,
         "supabase_jwt_secret": None,
         "redis_url": None,
@@ -82,6 +84,9 @@ class LiveServer:
             log_config=None,
             access_log=False,
             lifespan="on",
+            # As `zyron serve` runs it: the client address is decided by TRUSTED_PROXIES, not
+            # by uvicorn believing X-Forwarded-For from 127.0.0.1.
+            proxy_headers=False,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)

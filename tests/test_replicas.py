@@ -263,6 +263,7 @@ class Deployment:
             REPLY_LEASE_SECONDS="2",
             REPLY_HEARTBEAT_SECONDS="0.5",
             RECOVERY_INTERVAL_SECONDS="0.5",
+            RATE_LIMIT_ENABLED="false",  # limits have tests of their own (tests/limits)
         )
         if redis_url is not None:
             env["REDIS_URL"] = redis_url

@@ -28,6 +28,8 @@ from zyron.db.engine import create_engine, create_sessionmaker
 from zyron.db.migrate import upgrade
 from zyron.errors import install_error_handlers
 from zyron.health import router as health_router
+from zyron.limits.client_ip import parse_networks
+from zyron.limits.rates import RateLimiter
 from zyron.llm.registry import build_registry
 from zyron.llm.router import router as models_router
 from zyron.middleware import AccessLog, BodySizeLimit
@@ -119,6 +121,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ),
             passwords=Passwords(),
             models=models,
+            limiter=RateLimiter(settings),
+            trusted=parse_networks(settings.trusted_proxies),
             generations=generations,
         )
         app.state.zyron = state

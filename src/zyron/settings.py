@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import secrets
 import tempfile
@@ -10,6 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
+from limits import parse as parse_rate
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -175,13 +177,43 @@ class Settings(BaseSettings):
     )
     redis_url: str | None = Field(default=None, alias="REDIS_URL")
     rate_limit_enabled: bool = Field(default=True, alias="RATE_LIMIT_ENABLED")
+    # Rates in the `limits` notation ("20/hour", "10 per 15 minutes"), moving windows.
+    guest_chat_rate: str = Field(default="20/hour", alias="GUEST_CHAT_RATE")
+    user_chat_rate: str = Field(default="300/hour", alias="USER_CHAT_RATE")
+    login_ip_rate: str = Field(default="30 per 15 minutes", alias="LOGIN_IP_RATE")
+    login_email_rate: str = Field(default="10 per 15 minutes", alias="LOGIN_EMAIL_RATE")
+    signup_ip_rate: str = Field(default="10/hour", alias="SIGNUP_IP_RATE")
+    # Proxies whose X-Forwarded-For is believed (addresses or CIDR ranges); none by default.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default=[], alias="TRUSTED_PROXIES")
 
     max_body_bytes: int = Field(default=1_000_000, alias="MAX_BODY_BYTES", ge=1024)
     max_message_chars: int = Field(default=100_000, alias="MAX_MESSAGE_CHARS", ge=1)
     max_history_messages: int = Field(default=200, alias="MAX_HISTORY_MESSAGES", ge=0)
     stream_ping_seconds: float = Field(default=15.0, alias="STREAM_PING_SECONDS", gt=0)
 
-    @field_validator("allowed_origins", "anthropic_models", "openai_models", mode="before")
+    @field_validator(
+        "guest_chat_rate", "user_chat_rate", "login_ip_rate", "login_email_rate", "signup_ip_rate"
+    )
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        try:
+            parse_rate(value)
+        except ValueError as exc:
+            raise ValueError(
+                f"{value!r} is not a rate like '20/hour' or '10 per 15 minutes'"
+            ) from exc
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            ipaddress.ip_network(entry, strict=False)  # ValueError names the entry
+        return value
+
+    @field_validator(
+        "allowed_origins", "anthropic_models", "openai_models", "trusted_proxies", mode="before"
+    )
     @classmethod
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     import uuid
 
     from zyron.chat.generation import Generations
+    from zyron.limits.client_ip import Network
+    from zyron.limits.rates import RateLimiter
     from zyron.llm.registry import Registry
     from zyron.streams.redis_hub import RedisHub
 
@@ -39,6 +41,8 @@ class AppState:
     passwords: Passwords
     models: Registry
     generations: Generations
+    limiter: RateLimiter
+    trusted: list[Network]  # proxies whose X-Forwarded-For is believed
     # (issuer, user id) of accounts whose row is known to exist. Bounded, so a server that
     # sees millions of users keeps a constant size; a TTL, so an account deleted elsewhere
     # stops being admitted within minutes even while its tokens are still valid.

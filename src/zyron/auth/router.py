@@ -20,6 +20,8 @@ from zyron.errors import (
     NotAuthenticated,
     error_responses,
 )
+from zyron.limits.deps import hit
+from zyron.limits.rates import RateLimited
 from zyron.state import get_state
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -36,16 +38,23 @@ Service = Annotated[AuthService, Depends(_service)]
 @router.post(
     "/signup",
     status_code=status.HTTP_201_CREATED,
-    responses=error_responses(EmailTaken),
+    responses=error_responses(EmailTaken, RateLimited),
 )
-async def signup(body: SignupRequest, db: ServiceDb, service: Service) -> TokenPair:
+async def signup(
+    body: SignupRequest, request: Request, db: ServiceDb, service: Service
+) -> TokenPair:
     """Create an account with email and password; returns tokens for it."""
+    await hit(request, "signup_ip")
     return await service.signup(db, body.email, body.password)
 
 
-@router.post("/login", responses=error_responses(InvalidCredentials))
-async def login(body: LoginRequest, db: ServiceDb, service: Service) -> TokenPair:
+@router.post("/login", responses=error_responses(InvalidCredentials, RateLimited))
+async def login(body: LoginRequest, request: Request, db: ServiceDb, service: Service) -> TokenPair:
     """Sign in with email and password."""
+    # Per address (one client trying many accounts) and per account (many addresses trying
+    # one): every attempt counts, right or wrong, before the password is checked.
+    await hit(request, "login_ip")
+    await hit(request, "login_email", body.email)
     return await service.login(db, body.email, body.password)
 
 

@@ -38,6 +38,8 @@ from zyron.errors import (
     UpstreamError,
     error_responses,
 )
+from zyron.limits.deps import hit
+from zyron.limits.rates import RateLimited
 from zyron.llm.base import ModelSpec, Provider
 from zyron.sessions import branches
 from zyron.sessions import repository as repo
@@ -79,7 +81,11 @@ for a session still titled "New chat", a `title` (`session_id`, `title`) may fol
             "(stream: false)",
         },
         400: {"model": ErrorBody, "description": "`upstream_bad_request` (stream: false)"},
-        429: {"model": ErrorBody, "description": "`upstream_rate_limited` (stream: false)"},
+        429: {
+            "model": ErrorBody,
+            "description": f"`{RateLimited.code}`: too many chats from this user or guest "
+            "address (Retry-After, RateLimit-* headers); `upstream_rate_limited` (stream: false)",
+        },
         502: {
             "model": ErrorBody,
             "description": "`upstream_auth`, `upstream_unavailable` (stream: false)",
@@ -112,6 +118,11 @@ async def chat(
     settings = state.settings
     _check_limits(body, settings)
     state.models.check(body.model)
+    # Before anything is written or any model called.
+    if principal is None:
+        await hit(request, "guest_chat")
+    else:
+        await hit(request, "user_chat", str(principal.user_id))
 
     if principal is None:
         prepared = _guest(body, state)
@@ -458,6 +469,7 @@ async def regenerate(
     if options.max_tokens is not None and options.max_tokens > settings.max_tokens:
         raise InvalidInput(f"max_tokens: at most {settings.max_tokens}")
     state.models.check(options.model)
+    await hit(request, "user_chat", str(principal.user_id))
     async with unit_of_work(
         state.sessionmaker, role="authenticated", claims=principal.claims
     ) as db:

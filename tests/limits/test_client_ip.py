@@ -1,0 +1,52 @@
+"""Which address a request is limited by: the peer, or a trusted proxy's X-Forwarded-For."""
+
+from __future__ import annotations
+
+import pytest
+from starlette.requests import Request
+
+from zyron.limits.client_ip import client_ip, parse_networks
+
+
+def _request(peer: str, *forwarded: str) -> Request:
+    headers = [(b"x-forwarded-for", value.encode()) for value in forwarded]
+    return Request({"type": "http", "client": (peer, 50000), "headers": headers})
+
+
+PROXIES = parse_networks(["10.0.0.0/8", "192.0.2.1"])
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "expected"),
+    [
+        # No trusted proxies configured: the header is never read.
+        ("198.51.100.9", ("203.0.113.7",), "198.51.100.9"),
+        # An untrusted peer's header is a lie it told: ignored.
+        ("198.51.100.9", ("10.0.0.3, 203.0.113.7",), "198.51.100.9"),
+        # Through one trusted proxy: the address it saw.
+        ("10.0.0.3", ("203.0.113.7",), "203.0.113.7"),
+        # Through two: read right to left, skipping our own proxies.
+        ("10.0.0.3", ("203.0.113.7, 10.1.2.3",), "203.0.113.7"),
+        # The client's own entries (left) prove nothing: the first untrusted from the right.
+        ("10.0.0.3", ("1.1.1.1, 203.0.113.7",), "203.0.113.7"),
+        # Several headers count as one list, in order.
+        ("192.0.2.1", ("1.1.1.1", "203.0.113.8, 10.0.0.9"), "203.0.113.8"),
+        # Garbage where the client should be: the proxy itself is the key.
+        ("10.0.0.3", ("not-an-ip",), "10.0.0.3"),
+        # No header, or only our proxies: the peer.
+        ("10.0.0.3", (), "10.0.0.3"),
+        ("10.0.0.3", ("10.0.0.4, 10.0.0.5",), "10.0.0.3"),
+        # IPv6.
+        ("10.0.0.3", ("2001:db8::1",), "2001:db8::1"),
+    ],
+)
+def test_client_ip(peer: str, forwarded: tuple[str, ...], expected: str) -> None:
+    """The client address as the issue defines it."""
+    trusted = [] if peer == "198.51.100.9" and forwarded == ("203.0.113.7",) else PROXIES
+    assert client_ip(_request(peer, *forwarded), trusted) == expected
+
+
+def test_bad_proxy_entry_is_named() -> None:
+    """A TRUSTED_PROXIES entry that is not an address says which."""
+    with pytest.raises(ValueError, match=r"'proxy\.example'"):
+        parse_networks(["10.0.0.0/8", "proxy.example"])

@@ -1,0 +1,230 @@
+"""Rate limits over real HTTP: 429 rate_limited with headers, before anything is written."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.backends import Backend
+from tests.fakes.anthropic_upstream import FakeAnthropic, TextReply
+from tests.redis_server import RedisServer
+from tests.support import PASSWORD, LiveServer, live_server, signup, stream_chat, unique_email
+from tests.test_replicas import Replica, replica_env
+
+RATES = {
+    "guest_chat_rate": "2/minute",
+    "user_chat_rate": "2/minute",
+    "login_ip_rate": "6/minute",
+    "login_email_rate": "3/minute",
+    "signup_ip_rate": "4/minute",
+}
+
+
+@pytest.fixture(scope="module")
+def limited(
+    backend: Backend, fake_anthropic: FakeAnthropic, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """Small limits, behind a trusted proxy (the test client's address), so each test can play
+    a client address of its own with X-Forwarded-For."""
+    settings = backend.settings(
+        tmp_path_factory.mktemp("limited"),
+        anthropic_api_key="sk-ant-test",
+        anthropic_base_url=fake_anthropic.base_url,
+        rate_limit_enabled=True,
+        trusted_proxies=["127.0.0.1"],
+        **RATES,
+    )
+    with live_server(settings) as running:
+        yield running
+
+
+def _address() -> str:
+    """A client address no other test uses."""
+    return f"198.18.{random.randrange(256)}.{random.randrange(1, 255)}"
+
+
+def _from(address: str, **headers: str) -> dict[str, str]:
+    return {"X-Forwarded-For": address, **headers}
+
+
+def _assert_limited(response: httpx.Response, limit: int) -> None:
+    assert response.status_code == 429, response.text
+    assert response.json()["error"] == "rate_limited"
+    retry_after = int(response.headers["retry-after"])
+    assert 1 <= retry_after <= 60
+    assert response.headers["ratelimit-limit"] == str(limit)
+    assert response.headers["ratelimit-remaining"] == "0"
+    assert int(response.headers["ratelimit-reset"]) == retry_after
+
+
+def test_guest_chats_are_limited_per_address(limited: LiveServer, upstream: FakeAnthropic) -> None:
+    """The third guest chat in a minute from one address is refused before the model."""
+    address = _address()
+    with limited.client() as http:
+        for _ in range(2):
+            upstream.enqueue(TextReply())
+            stream_chat(http, {"message": "hi"}, _from(address))
+        before = limited.counts()
+        response = http.post("/chat", json={"message": "hi"}, headers=_from(address))
+        _assert_limited(response, 2)
+        assert "guest chats" in response.json()["detail"]
+        assert len(upstream.requests) == 2
+        assert limited.counts() == before
+        # Another client behind the same proxy has its own count.
+        upstream.enqueue(TextReply())
+        stream_chat(http, {"message": "hi"}, _from(_address()))
+
+
+def test_signed_in_chats_are_limited_per_user(limited: LiveServer, upstream: FakeAnthropic) -> None:
+    """A user's third chat in a minute is refused, and nothing of it is saved."""
+    with limited.client() as http:
+        alice = signup(http)
+        bob = signup(http)
+        for _ in range(2):
+            upstream.enqueue(TextReply())
+            stream_chat(http, {"message": "hi"}, _from(_address(), **alice.headers))
+        before = limited.counts()
+        # A new address does not help: the limit follows the account.
+        response = http.post(
+            "/chat", json={"message": "hi"}, headers=_from(_address(), **alice.headers)
+        )
+        _assert_limited(response, 2)
+        assert limited.counts() == before
+        upstream.enqueue(TextReply())
+        stream_chat(http, {"message": "hi"}, _from(_address(), **bob.headers))
+        assert len(upstream.requests) == 3
+
+
+def test_login_attempts_are_limited_per_email(limited: LiveServer) -> None:
+    """Wrong or right, the fourth attempt on one account in a minute is refused."""
+    with limited.client() as http:
+        account = signup(http)
+        for _ in range(3):
+            wrong = http.post(
+                "/auth/login",
+                json={"email": account.email, "password": "wrong password!"},
+                headers=_from(_address()),
+            )
+            assert wrong.status_code == 401
+        right = http.post(
+            "/auth/login",
+            json={"email": account.email.upper(), "password": PASSWORD},
+            headers=_from(_address()),
+        )
+        _assert_limited(right, 3)
+        assert "this email" in right.json()["detail"]
+
+
+def test_login_attempts_are_limited_per_address(limited: LiveServer) -> None:
+    """One address trying many accounts is stopped after six attempts."""
+    address = _address()
+    with limited.client() as http:
+        for _ in range(6):
+            response = http.post(
+                "/auth/login",
+                json={"email": unique_email(), "password": "wrong password!"},
+                headers=_from(address),
+            )
+            assert response.status_code == 401
+        response = http.post(
+            "/auth/login",
+            json={"email": unique_email(), "password": "wrong password!"},
+            headers=_from(address),
+        )
+        _assert_limited(response, 6)
+
+
+def test_signups_are_limited_per_address(limited: LiveServer) -> None:
+    """The fifth signup in a minute from one address creates no account."""
+    address = _address()
+    with limited.client() as http:
+        for _ in range(4):
+            response = http.post(
+                "/auth/signup",
+                json={"email": unique_email(), "password": PASSWORD},
+                headers=_from(address),
+            )
+            assert response.status_code == 201
+        before = limited.counts()
+        response = http.post(
+            "/auth/signup",
+            json={"email": unique_email(), "password": PASSWORD},
+            headers=_from(address),
+        )
+        _assert_limited(response, 4)
+        assert limited.counts() == before
+
+
+@pytest.fixture(scope="module")
+def no_proxy(
+    backend: Backend, fake_anthropic: FakeAnthropic, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """Small limits, and no trusted proxies."""
+    settings = backend.settings(
+        tmp_path_factory.mktemp("noproxy"),
+        anthropic_api_key="sk-ant-test",
+        anthropic_base_url=fake_anthropic.base_url,
+        rate_limit_enabled=True,
+        **RATES,
+    )
+    with live_server(settings) as running:
+        yield running
+
+
+def test_spoofed_forwarded_for_is_ignored(no_proxy: LiveServer, upstream: FakeAnthropic) -> None:
+    """From an untrusted peer, a new X-Forwarded-For per request does not reset the count."""
+    with no_proxy.client() as http:
+        for _ in range(2):
+            upstream.enqueue(TextReply())
+            stream_chat(http, {"message": "hi"}, _from(_address()))
+        response = http.post("/chat", json={"message": "hi"}, headers=_from(_address()))
+        _assert_limited(response, 2)
+
+
+def test_limits_off_when_disabled(server: LiveServer, upstream: FakeAnthropic) -> None:
+    """RATE_LIMIT_ENABLED=false (the shared test server): far past every limit, no 429."""
+    assert server.settings.rate_limit_enabled is False
+    with server.client() as http:
+        email = signup(http).email
+        for _ in range(15):  # the default allows 10 per 15 minutes per email
+            response = http.post(
+                "/auth/login", json={"email": email, "password": "wrong password!"}
+            )
+            assert response.status_code == 401
+
+
+def test_two_processes_share_one_limit_through_redis(
+    redis_server: RedisServer, fake_anthropic: FakeAnthropic, tmp_path: Path
+) -> None:
+    """Attempts on one email, spread over two server processes, meet one limit."""
+    env = replica_env(
+        DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}",
+        ANTHROPIC_API_KEY="sk-test",
+        ANTHROPIC_BASE_URL=fake_anthropic.base_url,
+        ZYRON_DATA_DIR=str(tmp_path / "data"),
+        SECRET_KEY="x" * 48,
+        ZYRON_ENV="test",
+        REDIS_URL=redis_server.url,
+        RATE_LIMIT_ENABLED="true",
+        LOGIN_EMAIL_RATE="3/minute",
+    )
+    first = Replica("first", env, tmp_path).start()
+    second = Replica("second", env, tmp_path).start()
+    try:
+        email = f"shared-{uuid.uuid4().hex[:12]}@example.com"  # a count of its own in Redis
+        statuses = []
+        for replica in (first, second, first, second):
+            with replica.client() as http:
+                response = http.post(
+                    "/auth/login", json={"email": email, "password": "wrong password!"}
+                )
+                statuses.append(response.status_code)
+        assert statuses == [401, 401, 401, 429]
+    finally:
+        first.stop()
+        second.stop()
