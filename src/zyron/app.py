@@ -29,6 +29,7 @@ from zyron.db.migrate import upgrade
 from zyron.errors import install_error_handlers
 from zyron.health import router as health_router
 from zyron.limits.client_ip import parse_networks
+from zyron.limits.concurrency import ConcurrencyLimiter
 from zyron.limits.rates import RateLimiter
 from zyron.llm.registry import build_registry
 from zyron.llm.router import router as models_router
@@ -95,6 +96,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
         secret = settings.supabase_jwt_secret
         sessionmaker = create_sessionmaker(engine)
+        running = ConcurrencyLimiter(
+            enabled=settings.rate_limit_enabled,
+            maximum={
+                "user": settings.user_max_concurrent,
+                "guest": settings.guest_max_concurrent,
+            },
+            redis_url=settings.redis_url,
+            hold_seconds=settings.upstream_timeout_seconds + settings.title_timeout_seconds,
+        )
         hub = await _start_hub(settings)
         generations = Generations(settings, sessionmaker, mirror=hub.publish if hub else None)
         if hub is not None:
@@ -122,6 +132,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             passwords=Passwords(),
             models=models,
             limiter=RateLimiter(settings),
+            running=running,
             trusted=parse_networks(settings.trusted_proxies),
             generations=generations,
         )
@@ -155,6 +166,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if hub is not None:
                 await hub.close()
             await models.aclose()
+            await running.aclose()
             await http.aclose()
             await engine.dispose()
 

@@ -183,6 +183,9 @@ class Settings(BaseSettings):
     login_ip_rate: str = Field(default="30 per 15 minutes", alias="LOGIN_IP_RATE")
     login_email_rate: str = Field(default="10 per 15 minutes", alias="LOGIN_EMAIL_RATE")
     signup_ip_rate: str = Field(default="10/hour", alias="SIGNUP_IP_RATE")
+    # Replies running at once per signed-in user, and per guest address.
+    user_max_concurrent: int = Field(default=3, alias="USER_MAX_CONCURRENT", ge=1)
+    guest_max_concurrent: int = Field(default=2, alias="GUEST_MAX_CONCURRENT", ge=1)
     # Proxies whose X-Forwarded-For is believed (addresses or CIDR ranges); none by default.
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default=[], alias="TRUSTED_PROXIES")
 

@@ -22,6 +22,8 @@ RATES = {
     "login_ip_rate": "6/minute",
     "login_email_rate": "3/minute",
     "signup_ip_rate": "4/minute",
+    "guest_max_concurrent": 1,
+    "user_max_concurrent": 1,
 }
 
 

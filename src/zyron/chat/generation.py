@@ -7,7 +7,7 @@ import contextlib
 import logging
 import random
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -211,19 +211,30 @@ class Generations:
         prompt: PromptRequest,
         target: ReplyTarget | None,
         title: TitleRequest | None = None,
+        on_end: Callable[[], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
         """Run the reply as a task that outlives the request that asked for it.
 
         With `title`, the session gets a generated title once the reply is complete, and the
-        stream stays open after `done` for its `title` event.
+        stream stays open after `done` for its `title` event. `on_end` (giving back the owner's
+        concurrency slot) runs just before the last event is sent, and again, harmlessly, when
+        the task ends: a task cancelled before it got that far still gives the slot back.
         """
         if title is not None and target is not None:
             generation.held = True
-        job = self._produce(generation, provider, prompt, target, title)
+        job = self._produce(generation, provider, prompt, target, title, on_end)
         task = asyncio.create_task(job, name=f"generation-{generation.key}")
         self._tasks[task] = generation
         self._live[generation.key] = generation
         task.add_done_callback(self._forget)
+        if on_end is not None:
+            task.add_done_callback(lambda _: self._run_finishing(on_end()))
+
+    def _run_finishing(self, job: Coroutine[Any, Any, None]) -> None:
+        """Run `job` as a task that shutdown waits for."""
+        task = asyncio.create_task(job)
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         generation = self._tasks.pop(task)
@@ -274,10 +285,11 @@ class Generations:
         prompt: PromptRequest,
         target: ReplyTarget | None,
         title: TitleRequest | None,
+        on_end: Callable[[], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
         """Call the model and publish its text; then save the reply and end the stream."""
         try:
-            await self._reply(generation, provider, prompt, target)
+            await self._reply(generation, provider, prompt, target, on_end)
         finally:
             outcome = generation.outcome
             if (
@@ -326,6 +338,7 @@ class Generations:
         provider: Provider,
         prompt: PromptRequest,
         target: ReplyTarget | None,
+        on_end: Callable[[], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
         """Stream the reply, save it, and send its last event."""
         parts: list[str] = []
@@ -385,7 +398,7 @@ class Generations:
         outcome.turns_sent, outcome.turns_omitted = prompt.turns_sent, prompt.turns_omitted
         # Saving and ending the stream must happen even if this task is cancelled meanwhile:
         # they run as a task of their own, tracked so that shutdown waits for it.
-        finish = asyncio.create_task(_finish(generation, writer, target, outcome))
+        finish = asyncio.create_task(_finish(generation, writer, target, outcome, on_end))
         self._finishing.add(finish)
         finish.add_done_callback(self._finishing.discard)
         try:
@@ -522,6 +535,7 @@ async def _finish(
     writer: ReplyWriter | None,
     target: ReplyTarget | None,
     outcome: Outcome,
+    on_end: Callable[[], Coroutine[Any, Any, None]] | None = None,
 ) -> None:
     """Save the reply's final state, then send the stream's last event."""
     saved = True
@@ -545,7 +559,13 @@ async def _finish(
                 status_code=503,
                 retryable=True,
             )
-        _end(generation, target, outcome)
+        try:
+            # Before `done`: a client that sends its next message on `done` must find its
+            # concurrency slot free already.
+            if on_end is not None:
+                await on_end()
+        finally:
+            _end(generation, target, outcome)
 
 
 def _end(generation: Generation, target: ReplyTarget | None, outcome: Outcome) -> None:

@@ -38,6 +38,8 @@ from zyron.errors import (
     UpstreamError,
     error_responses,
 )
+from zyron.limits.client_ip import client_ip
+from zyron.limits.concurrency import Slot
 from zyron.limits.deps import hit
 from zyron.limits.rates import RateLimited
 from zyron.llm.base import ModelSpec, Provider
@@ -120,18 +122,29 @@ async def chat(
     state.models.check(body.model)
     # Before anything is written or any model called.
     if principal is None:
-        await hit(request, "guest_chat")
+        address = client_ip(request, state.trusted)
+        await hit(request, "guest_chat", address)
+        slot = await state.running.acquire("guest", address)
     else:
         await hit(request, "user_chat", str(principal.user_id))
+        slot = await state.running.acquire("user", str(principal.user_id))
 
-    if principal is None:
-        prepared = _guest(body, state)
-    else:
-        replay_or_prepared = await _signed_in(body, principal, state, idempotency_key)
-        if isinstance(replay_or_prepared, Replay):
-            return await _replay(state, principal, replay_or_prepared, stream=body.stream)
-        prepared = replay_or_prepared
-    return await _respond(state, prepared, stream=body.stream)
+    try:
+        if principal is None:
+            prepared = _guest(body, state)
+        else:
+            replay_or_prepared = await _signed_in(body, principal, state, idempotency_key)
+            if isinstance(replay_or_prepared, Replay):
+                if slot is not None:
+                    await state.running.release(slot)
+                    slot = None
+                return await _replay(state, principal, replay_or_prepared, stream=body.stream)
+            prepared = replay_or_prepared
+    except BaseException:
+        if slot is not None:
+            await state.running.release(slot)
+        raise
+    return await _respond(state, prepared, stream=body.stream, slot=slot)
 
 
 def _check_limits(body: ChatRequest, settings: Settings) -> None:
@@ -352,15 +365,17 @@ def _saved_reply(
 
 
 async def _respond(
-    state: AppState, prepared: Prepared, *, stream: bool
+    state: AppState, prepared: Prepared, *, stream: bool, slot: Slot | None
 ) -> StreamingResponse | ChatResponse:
     """Start the reply, and answer with its event stream or, once it ends, as JSON."""
+    running = state.running
     state.generations.start(
         prepared.generation,
         provider=prepared.provider,
         prompt=prepared.prompt,
         target=prepared.target,
         title=prepared.title,
+        on_end=None if slot is None else lambda: running.release(slot),
     )
     if stream:
         return StreamingResponse(
@@ -470,6 +485,21 @@ async def regenerate(
         raise InvalidInput(f"max_tokens: at most {settings.max_tokens}")
     state.models.check(options.model)
     await hit(request, "user_chat", str(principal.user_id))
+    slot = await state.running.acquire("user", str(principal.user_id))
+    try:
+        prepared = await _prepare_regenerate(state, principal, message_id, options)
+    except BaseException:
+        if slot is not None:
+            await state.running.release(slot)
+        raise
+    return await _respond(state, prepared, stream=options.stream, slot=slot)
+
+
+async def _prepare_regenerate(
+    state: AppState, principal: Principal, message_id: uuid.UUID, options: RegenerateRequest
+) -> Prepared:
+    """Save a placeholder reply beside `message_id`, and what goes to the model for it."""
+    settings = state.settings
     async with unit_of_work(
         state.sessionmaker, role="authenticated", claims=principal.claims
     ) as db:
@@ -512,9 +542,7 @@ async def regenerate(
             now=now,
         )
     generation, target = _saved_reply(state, principal, chat.id, exchange)
-    return await _respond(
-        state, Prepared(generation, provider, prompt, target), stream=options.stream
-    )
+    return Prepared(generation, provider, prompt, target)
 
 
 async def _sse(state: AppState, generation: Generation) -> AsyncIterator[bytes]:
