@@ -31,6 +31,8 @@ from zyron.health import router as health_router
 from zyron.limits.client_ip import parse_networks
 from zyron.limits.concurrency import ConcurrencyLimiter
 from zyron.limits.rates import RateLimiter
+from zyron.limits.router import router as usage_router
+from zyron.limits.usage import GuestUsage
 from zyron.llm.registry import build_registry
 from zyron.llm.router import router as models_router
 from zyron.middleware import AccessLog, BodySizeLimit
@@ -96,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
         secret = settings.supabase_jwt_secret
         sessionmaker = create_sessionmaker(engine)
+        guest_usage = GuestUsage(settings.redis_url)
         running = ConcurrencyLimiter(
             enabled=settings.rate_limit_enabled,
             maximum={
@@ -133,6 +136,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             models=models,
             limiter=RateLimiter(settings),
             running=running,
+            guest_usage=guest_usage,
             trusted=parse_networks(settings.trusted_proxies),
             generations=generations,
         )
@@ -167,6 +171,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await hub.close()
             await models.aclose()
             await running.aclose()
+            await guest_usage.aclose()
             await http.aclose()
             await engine.dispose()
 
@@ -193,6 +198,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         chat_router,
         follow_router,
         models_router,
+        usage_router,
     ):
         app.include_router(router)
     _refine_openapi(app)

@@ -183,6 +183,10 @@ class Settings(BaseSettings):
     login_ip_rate: str = Field(default="30 per 15 minutes", alias="LOGIN_IP_RATE")
     login_email_rate: str = Field(default="10 per 15 minutes", alias="LOGIN_EMAIL_RATE")
     signup_ip_rate: str = Field(default="10/hour", alias="SIGNUP_IP_RATE")
+    # Tokens (prompt + reply) per UTC day; 0: no quota. A request is refused when its worst
+    # case (the prompt and the whole reply budget) would pass what is left.
+    user_daily_tokens: int = Field(default=2_000_000, alias="USER_DAILY_TOKENS", ge=0)
+    guest_daily_tokens: int = Field(default=50_000, alias="GUEST_DAILY_TOKENS", ge=0)
     # Replies running at once per signed-in user, and per guest address.
     user_max_concurrent: int = Field(default=3, alias="USER_MAX_CONCURRENT", ge=1)
     guest_max_concurrent: int = Field(default=2, alias="GUEST_MAX_CONCURRENT", ge=1)

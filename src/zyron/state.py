@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from zyron.limits.client_ip import Network
     from zyron.limits.concurrency import ConcurrencyLimiter
     from zyron.limits.rates import RateLimiter
+    from zyron.limits.usage import GuestUsage
     from zyron.llm.registry import Registry
     from zyron.streams.redis_hub import RedisHub
 
@@ -44,6 +45,7 @@ class AppState:
     generations: Generations
     limiter: RateLimiter
     running: ConcurrencyLimiter
+    guest_usage: GuestUsage
     trusted: list[Network]  # proxies whose X-Forwarded-For is believed
     # (issuer, user id) of accounts whose row is known to exist. Bounded, so a server that
     # sees millions of users keeps a constant size; a TTL, so an account deleted elsewhere

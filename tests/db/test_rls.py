@@ -659,6 +659,7 @@ def test_policies_are_per_command_and_use_a_subselect_of_auth_uid(world: World) 
         ("refresh_tokens", "ALL", ("service_role",)),
         ("idempotency_keys", "SELECT", ("authenticated",)),
         ("idempotency_keys", "INSERT", ("authenticated",)),
+        *{("usage_daily", cmd, ("authenticated",)) for cmd in own[:3]},
     }
     assert len(rows) == len(shape)  # no duplicate policy that could widen access
     for r in rows:
@@ -681,11 +682,11 @@ def test_rls_is_enabled_and_forced_on_every_table(world: World) -> None:
             world.admin_dsn,
             "SELECT relname::text, relrowsecurity, relforcerowsecurity FROM pg_class "
             "WHERE relnamespace = 'public'::regnamespace AND relname = ANY($1::text[])",
-            [*TABLES, "idempotency_keys"],
+            [*TABLES, "idempotency_keys", "usage_daily"],
         )
     )
     assert {r["relname"]: (r["relrowsecurity"], r["relforcerowsecurity"]) for r in rows} == (
-        dict.fromkeys((*TABLES, "idempotency_keys"), (True, True))
+        dict.fromkeys((*TABLES, "idempotency_keys", "usage_daily"), (True, True))
     )
 
 
@@ -714,6 +715,7 @@ def test_grants_are_minimal(world: World) -> None:
         ("service_role", "users"): {"SELECT", "INSERT", "UPDATE"},
         ("service_role", "refresh_tokens"): {"SELECT", "INSERT", "UPDATE"},
         ("authenticated", "idempotency_keys"): {"SELECT", "INSERT"},
+        ("authenticated", "usage_daily"): {"SELECT", "INSERT", "UPDATE"},
     }
     # Spelled out as the brief's check, so a missing alembic_version table cannot hide it.
     anon_select = asyncio.run(
@@ -784,8 +786,8 @@ def test_migrations_go_up_down_and_up_again_as_the_app_role(postgres: PostgresSe
     assert up == {
         "tables": set(TABLES),
         "version": head,
-        "forced": 5,
-        "policies": 16,
+        "forced": 6,
+        "policies": 19,
         "roles": roles,
         "auth_functions": functions,
     }

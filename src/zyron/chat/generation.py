@@ -43,6 +43,7 @@ class PromptRequest:
     max_tokens: int
     turns_sent: int = 0  # earlier turns in the prompt
     turns_omitted: int = 0  # earlier turns left out to fit the context window
+    input_tokens: int = 0  # the prompt's size as counted before sending (for quotas)
     counter: TokenCounter | None = None  # calibrated by the usage the provider reports
 
 
@@ -211,14 +212,15 @@ class Generations:
         prompt: PromptRequest,
         target: ReplyTarget | None,
         title: TitleRequest | None = None,
-        on_end: Callable[[], Coroutine[Any, Any, None]] | None = None,
+        on_end: Callable[[Outcome | None], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
         """Run the reply as a task that outlives the request that asked for it.
 
         With `title`, the session gets a generated title once the reply is complete, and the
-        stream stays open after `done` for its `title` event. `on_end` (giving back the owner's
-        concurrency slot) runs just before the last event is sent, and again, harmlessly, when
-        the task ends: a task cancelled before it got that far still gives the slot back.
+        stream stays open after `done` for its `title` event. `on_end` (recording a guest's
+        usage, giving back the concurrency slot) runs with the outcome just before the last
+        event is sent, and again with None when the task ends: a task cancelled before it got
+        that far still gives the slot back.
         """
         if title is not None and target is not None:
             generation.held = True
@@ -228,7 +230,7 @@ class Generations:
         self._live[generation.key] = generation
         task.add_done_callback(self._forget)
         if on_end is not None:
-            task.add_done_callback(lambda _: self._run_finishing(on_end()))
+            task.add_done_callback(lambda _: self._run_finishing(on_end(None)))
 
     def _run_finishing(self, job: Coroutine[Any, Any, None]) -> None:
         """Run `job` as a task that shutdown waits for."""
@@ -285,7 +287,7 @@ class Generations:
         prompt: PromptRequest,
         target: ReplyTarget | None,
         title: TitleRequest | None,
-        on_end: Callable[[], Coroutine[Any, Any, None]] | None = None,
+        on_end: Callable[[Outcome | None], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
         """Call the model and publish its text; then save the reply and end the stream."""
         try:
@@ -338,7 +340,7 @@ class Generations:
         provider: Provider,
         prompt: PromptRequest,
         target: ReplyTarget | None,
-        on_end: Callable[[], Coroutine[Any, Any, None]] | None = None,
+        on_end: Callable[[Outcome | None], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
         """Stream the reply, save it, and send its last event."""
         parts: list[str] = []
@@ -535,7 +537,7 @@ async def _finish(
     writer: ReplyWriter | None,
     target: ReplyTarget | None,
     outcome: Outcome,
-    on_end: Callable[[], Coroutine[Any, Any, None]] | None = None,
+    on_end: Callable[[Outcome | None], Coroutine[Any, Any, None]] | None = None,
 ) -> None:
     """Save the reply's final state, then send the stream's last event."""
     saved = True
@@ -563,7 +565,7 @@ async def _finish(
             # Before `done`: a client that sends its next message on `done` must find its
             # concurrency slot free already.
             if on_end is not None:
-                await on_end()
+                await on_end(outcome)
         finally:
             _end(generation, target, outcome)
 

@@ -19,7 +19,7 @@ from zyron.auth.principal import Principal
 from zyron.chat import idempotency
 from zyron.chat.context import build_prompt, fit_prompt, stored_turns
 from zyron.chat.follow import encode_events, reply_events
-from zyron.chat.generation import Generation, PromptRequest, ReplyTarget
+from zyron.chat.generation import Generation, Outcome, PromptRequest, ReplyTarget
 from zyron.chat.idempotency import MAX_KEY_LENGTH, IdempotencyKeyReused
 from zyron.chat.schemas import ChatMessage, ChatRequest, ChatResponse, RegenerateRequest
 from zyron.chat.titles import TitleRequest
@@ -38,10 +38,12 @@ from zyron.errors import (
     UpstreamError,
     error_responses,
 )
+from zyron.limits import usage
 from zyron.limits.client_ip import client_ip
 from zyron.limits.concurrency import Slot
 from zyron.limits.deps import hit
 from zyron.limits.rates import RateLimited
+from zyron.limits.usage import check_quota
 from zyron.llm.base import ModelSpec, Provider
 from zyron.sessions import branches
 from zyron.sessions import repository as repo
@@ -85,8 +87,10 @@ for a session still titled "New chat", a `title` (`session_id`, `title`) may fol
         400: {"model": ErrorBody, "description": "`upstream_bad_request` (stream: false)"},
         429: {
             "model": ErrorBody,
-            "description": f"`{RateLimited.code}`: too many chats from this user or guest "
-            "address (Retry-After, RateLimit-* headers); `upstream_rate_limited` (stream: false)",
+            "description": f"`{RateLimited.code}`: too many chats (or replies running) from "
+            "this user or guest address (Retry-After, RateLimit-* headers); `quota_exceeded`: "
+            "today's token quota would be passed (Retry-After: until midnight UTC); "
+            "`upstream_rate_limited` (stream: false)",
         },
         502: {
             "model": ErrorBody,
@@ -132,6 +136,13 @@ async def chat(
     try:
         if principal is None:
             prepared = _guest(body, state)
+            if settings.rate_limit_enabled:
+                check_quota(
+                    await state.guest_usage.used_today(address),
+                    _worst_case(prepared.prompt),
+                    settings.guest_daily_tokens,
+                    "This address",
+                )
         else:
             replay_or_prepared = await _signed_in(body, principal, state, idempotency_key)
             if isinstance(replay_or_prepared, Replay):
@@ -144,7 +155,13 @@ async def chat(
         if slot is not None:
             await state.running.release(slot)
         raise
-    return await _respond(state, prepared, stream=body.stream, slot=slot)
+    return await _respond(
+        state,
+        prepared,
+        stream=body.stream,
+        slot=slot,
+        guest_address=address if principal is None else None,
+    )
 
 
 def _check_limits(body: ChatRequest, settings: Settings) -> None:
@@ -202,6 +219,7 @@ def fitted_prompt(
         max_tokens=reply_budget,
         turns_sent=fitted.turns_sent,
         turns_omitted=fitted.turns_omitted,
+        input_tokens=fitted.input_tokens,
         counter=state.models.counter(spec),
     )
     return spec, provider, prompt
@@ -315,6 +333,7 @@ async def _save_exchange(
             message=body.message,
             max_tokens=body.max_tokens,
         )
+        await _check_user_quota(db, state, principal, prompt)
         exchange = await repo.add_exchange(
             db,
             chat,
@@ -365,17 +384,29 @@ def _saved_reply(
 
 
 async def _respond(
-    state: AppState, prepared: Prepared, *, stream: bool, slot: Slot | None
+    state: AppState,
+    prepared: Prepared,
+    *,
+    stream: bool,
+    slot: Slot | None,
+    guest_address: str | None = None,
 ) -> StreamingResponse | ChatResponse:
     """Start the reply, and answer with its event stream or, once it ends, as JSON."""
-    running = state.running
+
+    async def on_end(outcome: Outcome | None) -> None:
+        if slot is not None:
+            await state.running.release(slot)
+        if guest_address is not None and outcome is not None:
+            # A guest's usage is counted by address; their conversation is not kept.
+            await state.guest_usage.add(guest_address, outcome.input_tokens + outcome.output_tokens)
+
     state.generations.start(
         prepared.generation,
         provider=prepared.provider,
         prompt=prepared.prompt,
         target=prepared.target,
         title=prepared.title,
-        on_end=None if slot is None else lambda: running.release(slot),
+        on_end=on_end,
     )
     if stream:
         return StreamingResponse(
@@ -422,6 +453,25 @@ async def _branch_before(
             "the reply before it, or send parent_id null to edit the first message"
         )
     return earlier
+
+
+def _worst_case(prompt: PromptRequest) -> int:
+    """The most tokens a request can use: its prompt and the whole reply budget."""
+    return prompt.input_tokens + prompt.max_tokens
+
+
+async def _check_user_quota(
+    db: AsyncSession, state: AppState, principal: Principal, prompt: PromptRequest
+) -> None:
+    """Refuse a request that could take the user past today's token quota."""
+    settings = state.settings
+    if settings.rate_limit_enabled and settings.user_daily_tokens:
+        check_quota(
+            await usage.used_today(db, principal.user_id),
+            _worst_case(prompt),
+            settings.user_daily_tokens,
+            "This account",
+        )
 
 
 def _newest(turns: Sequence[Row[Any]], count: int) -> Sequence[Row[Any]]:
@@ -533,6 +583,7 @@ async def _prepare_regenerate(
             message=question.content,
             max_tokens=options.max_tokens,
         )
+        await _check_user_quota(db, state, principal, prompt)
         exchange = await repo.add_reply(
             db,
             chat,

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from zyron.db.models import Message, Status
 from zyron.db.types import utcnow
 from zyron.db.unit_of_work import unit_of_work
+from zyron.limits import usage
 
 log = logging.getLogger("zyron.chat.writer")
 
@@ -222,6 +223,14 @@ class ReplyWriter:
                 )
                 .values(lease_expires_at=None, **final)
             )
+            if final.get("input_tokens") is not None:  # a complete reply: what it cost
+                await usage.record(
+                    db,
+                    self._target.user_id,
+                    final["model"],
+                    final["input_tokens"],
+                    final["output_tokens"] or 0,
+                )
 
 
 async def recover_abandoned(

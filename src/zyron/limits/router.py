@@ -1,0 +1,75 @@
+"""GET /usage: the caller's token usage by day and model, and today's quota."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, Field
+
+from zyron.auth.deps import CurrentUser
+from zyron.db.deps import UserDb
+from zyron.errors import InvalidToken, NotAuthenticated, error_responses
+from zyron.limits import usage
+from zyron.state import get_state
+
+router = APIRouter(tags=["usage"])
+
+
+class UsageDay(BaseModel):
+    """Tokens one model used on one day (UTC) for the caller's replies."""
+
+    day: date
+    model: str
+    input_tokens: int
+    output_tokens: int
+    replies: int
+
+
+class Quota(BaseModel):
+    """Today's token quota (null when there is none)."""
+
+    daily_tokens: int | None
+    used_today: int
+    remaining_today: int | None
+    resets_in_seconds: int
+
+
+class UsageReport(BaseModel):
+    """What GET /usage answers."""
+
+    days: list[UsageDay] = Field(description="Newest day first; a row per day and model.")
+    quota: Quota
+
+
+@router.get("/usage", responses=error_responses(NotAuthenticated, InvalidToken))
+async def get_usage(
+    request: Request,
+    principal: CurrentUser,
+    db: UserDb,
+    days: Annotated[int, Query(ge=1, le=366, description="How many days back.")] = 30,
+) -> UsageReport:
+    """Return the caller's token usage by day and model, and where they stand today."""
+    settings = get_state(request).settings
+    rows = await usage.by_day(db, principal.user_id, days)
+    used = await usage.used_today(db, principal.user_id)
+    limit = settings.user_daily_tokens if settings.rate_limit_enabled else 0
+    return UsageReport(
+        days=[
+            UsageDay(
+                day=row.day,
+                model=row.model,
+                input_tokens=row.input_tokens,
+                output_tokens=row.output_tokens,
+                replies=row.replies,
+            )
+            for row in rows
+        ],
+        quota=Quota(
+            daily_tokens=limit or None,
+            used_today=used,
+            remaining_today=max(0, limit - used) if limit else None,
+            resets_in_seconds=usage.seconds_to_midnight(),
+        ),
+    )

@@ -1,0 +1,156 @@
+"""Token usage: recorded per user, day and model in the database; per guest address in the
+limiter's store (nothing of a guest's conversation is kept). Quotas are checked against it."""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+
+import redis.asyncio as aioredis
+from sqlalchemy import Row, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from zyron.db.models import UsageDaily
+from zyron.errors import ZyronError
+
+log = logging.getLogger("zyron.limits")
+
+GUEST_KEY_TTL_SECONDS = 2 * 86400
+
+
+class QuotaExceeded(ZyronError):
+    """The day's token quota would be exceeded by this request."""
+
+    status_code = 429
+    code = "quota_exceeded"
+    default_detail = "The daily token quota is used up; it resets at midnight UTC."
+
+
+def today() -> date:
+    """Return the current UTC day, the unit of quotas."""
+    return datetime.now(UTC).date()
+
+
+def seconds_to_midnight() -> int:
+    """Return the seconds until the quota day changes."""
+    now = datetime.now(UTC)
+    midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC)
+    return max(1, math.ceil((midnight - now).total_seconds()))
+
+
+def check_quota(used: int, needed: int, quota: int, who: str) -> None:
+    """Refuse a request whose worst case (prompt + max reply) would pass the quota."""
+    if quota and used + needed > quota:
+        reset = seconds_to_midnight()
+        raise QuotaExceeded(
+            f"{who} has used {used} of {quota} tokens today; this request could use up to "
+            f"{needed}. The quota resets at midnight UTC, in {reset} s.",
+            headers={"Retry-After": str(reset)},
+        )
+
+
+async def record(
+    db: AsyncSession, user_id: uuid.UUID, model: str, input_tokens: int, output_tokens: int
+) -> None:
+    """Add one reply's tokens to the user's total for today and that model."""
+    values = {
+        "user_id": user_id,
+        "day": today(),
+        "model": model[:200],
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "replies": 1,
+    }
+    insert = pg_insert if db.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = insert(UsageDaily).values(**values)
+    await db.execute(
+        statement.on_conflict_do_update(
+            index_elements=["user_id", "day", "model"],
+            set_={
+                "input_tokens": UsageDaily.input_tokens + statement.excluded.input_tokens,
+                "output_tokens": UsageDaily.output_tokens + statement.excluded.output_tokens,
+                "replies": UsageDaily.replies + 1,
+            },
+        )
+    )
+
+
+async def used_today(db: AsyncSession, user_id: uuid.UUID) -> int:
+    """Return the tokens the user's replies used today, all models together."""
+    result = await db.execute(
+        select(
+            func.coalesce(func.sum(UsageDaily.input_tokens + UsageDaily.output_tokens), 0)
+        ).where(UsageDaily.user_id == user_id, UsageDaily.day == today())
+    )
+    return int(result.scalar_one())
+
+
+async def by_day(
+    db: AsyncSession, user_id: uuid.UUID, days: int
+) -> Sequence[Row[date, str, int, int, int]]:
+    """Return the user's usage for the last `days` days, newest first, a row per model."""
+    since = today() - timedelta(days=days - 1)
+    result = await db.execute(
+        select(
+            UsageDaily.day,
+            UsageDaily.model,
+            UsageDaily.input_tokens,
+            UsageDaily.output_tokens,
+            UsageDaily.replies,
+        )
+        .where(UsageDaily.user_id == user_id, UsageDaily.day >= since)
+        .order_by(UsageDaily.day.desc(), UsageDaily.model)
+    )
+    return result.all()
+
+
+class GuestUsage:
+    """Tokens used today per guest address: in this process, or in Redis for all replicas."""
+
+    def __init__(self, redis_url: str | None) -> None:
+        self._redis = aioredis.Redis.from_url(redis_url) if redis_url else None
+        self._local: dict[tuple[date, str], int] = defaultdict(int)
+
+    async def used_today(self, address: str) -> int:
+        """Return the tokens this address's guest replies used today."""
+        if self._redis is None:
+            return self._local.get((today(), address), 0)
+        try:
+            value = await self._redis.get(self._key(address))
+        except Exception as exc:  # counting must not take the API down
+            log.warning("guest usage unavailable", extra={"reason": type(exc).__name__})
+            return 0
+        return int(value or 0)
+
+    async def add(self, address: str, tokens: int) -> None:
+        """Add a guest reply's tokens to the address's total for today."""
+        if tokens <= 0:
+            return
+        if self._redis is None:
+            key = (today(), address)
+            # Yesterday's counts are of no use: keep the table to today's addresses.
+            for old in [k for k in self._local if k[0] != key[0]]:
+                del self._local[old]
+            self._local[key] += tokens
+            return
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.incrby(self._key(address), tokens)
+                pipe.expire(self._key(address), GUEST_KEY_TTL_SECONDS)
+                await pipe.execute()
+        except Exception as exc:
+            log.warning("guest usage not recorded", extra={"reason": type(exc).__name__})
+
+    def _key(self, address: str) -> str:
+        return f"zyron-usage:{today().isoformat()}:{address}"
+
+    async def aclose(self) -> None:
+        """Close the Redis connection."""
+        if self._redis is not None:
+            await self._redis.aclose()

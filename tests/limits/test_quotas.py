@@ -1,0 +1,143 @@
+"""Daily token quotas and GET /usage over real HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from tests.backends import Backend
+from tests.fakes.anthropic_upstream import FakeAnthropic, TextReply
+from tests.limits.test_rate_limits import _address, _from
+from tests.support import LiveServer, live_server, signup, stream_chat
+
+
+@pytest.fixture(scope="module")
+def quoted(
+    backend: Backend, fake_anthropic: FakeAnthropic, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """5,000 tokens a day for users and for guest addresses; generous rates."""
+    settings = backend.settings(
+        tmp_path_factory.mktemp("quotas"),
+        anthropic_api_key="sk-ant-test",
+        anthropic_base_url=fake_anthropic.base_url,
+        rate_limit_enabled=True,
+        trusted_proxies=["127.0.0.1"],
+        user_daily_tokens=5000,
+        guest_daily_tokens=5000,
+    )
+    with live_server(settings) as running:
+        yield running
+
+
+def test_user_quota_refuses_a_request_that_could_pass_it(
+    quoted: LiveServer, upstream: FakeAnthropic
+) -> None:
+    """After 3,000+ tokens, a request that could use 2,000 more is refused; a small one is not."""
+    with quoted.client() as http:
+        alice = signup(http)
+        upstream.enqueue(TextReply(chunks=("a", "b", "c", "d"), input_tokens=3000))
+        stream_chat(http, {"message": "hi", "max_tokens": 100}, alice.headers)
+        before = quoted.counts()
+        response = http.post(
+            "/chat", json={"message": "more", "max_tokens": 2000}, headers=alice.headers
+        )
+        assert response.status_code == 429, response.text
+        body = response.json()
+        assert body["error"] == "quota_exceeded"
+        assert "3004 of 5000" in body["detail"]
+        assert 1 <= int(response.headers["retry-after"]) <= 86400
+        assert quoted.counts() == before
+        assert len(upstream.requests) == 1
+
+        upstream.enqueue(TextReply())
+        stream_chat(http, {"message": "small", "max_tokens": 100}, alice.headers)
+        # Another user has a quota of their own.
+        bob = signup(http)
+        upstream.enqueue(TextReply())
+        stream_chat(http, {"message": "hi", "max_tokens": 2000}, bob.headers)
+
+
+def test_usage_by_day_and_model_outlives_deleted_sessions(
+    quoted: LiveServer, upstream: FakeAnthropic
+) -> None:
+    """GET /usage sums replies per day and model; deleting a session does not erase it."""
+    with quoted.client() as http:
+        alice = signup(http)
+        upstream.enqueue(
+            TextReply(chunks=("x",), input_tokens=100),
+            TextReply(chunks=("y", "z"), input_tokens=50),
+        )
+        first = stream_chat(http, {"message": "one", "max_tokens": 10}, alice.headers)
+        stream_chat(
+            http,
+            {"message": "two", "max_tokens": 10, "model": "claude-haiku-4-5"},
+            alice.headers,
+        )
+        sid = first[0].data["session_id"]
+        assert http.delete(f"/sessions/{sid}", headers=alice.headers).status_code == 204
+
+        report = http.get("/usage", headers=alice.headers).json()
+        today = datetime.now(UTC).date().isoformat()
+        assert sorted(report["days"], key=lambda d: d["model"]) == [
+            {
+                "day": today,
+                "model": "claude-haiku-4-5",
+                "input_tokens": 50,
+                "output_tokens": 2,
+                "replies": 1,
+            },
+            {
+                "day": today,
+                "model": "claude-sonnet-5",
+                "input_tokens": 100,
+                "output_tokens": 1,
+                "replies": 1,
+            },
+        ]
+        quota = report["quota"]
+        assert quota["daily_tokens"] == 5000
+        assert quota["used_today"] == 153
+        assert quota["remaining_today"] == 4847
+        assert http.get("/usage").status_code == 401
+        assert http.get("/usage", params={"days": 0}, headers=alice.headers).status_code == 422
+        # Nobody sees anyone else's usage.
+        assert http.get("/usage", headers=signup(http).headers).json()["days"] == []
+
+
+def test_guest_quota_is_per_address(quoted: LiveServer, upstream: FakeAnthropic) -> None:
+    """A guest address that used 4,000 tokens cannot start a 2,000-token request."""
+    address = _address()
+    with quoted.client() as http:
+        upstream.enqueue(TextReply(chunks=("ok",), input_tokens=4000))
+        stream_chat(http, {"message": "hi", "max_tokens": 100}, _from(address))
+        response = http.post(
+            "/chat", json={"message": "more", "max_tokens": 2000}, headers=_from(address)
+        )
+        assert response.status_code == 429
+        assert response.json()["error"] == "quota_exceeded"
+        assert len(upstream.requests) == 1
+        upstream.enqueue(TextReply())
+        stream_chat(http, {"message": "hi", "max_tokens": 2000}, _from(_address()))
+
+
+def test_usage_is_recorded_with_limits_off(
+    client_usage: LiveServer, upstream: FakeAnthropic
+) -> None:
+    """RATE_LIMIT_ENABLED=false: no quota, but usage is still recorded and shown."""
+    with client_usage.client() as http:
+        alice = signup(http)
+        upstream.enqueue(TextReply(chunks=("x",), input_tokens=10**6))
+        stream_chat(http, {"message": "hi"}, alice.headers)
+        upstream.enqueue(TextReply())
+        stream_chat(http, {"message": "again"}, alice.headers)
+        report = http.get("/usage", headers=alice.headers).json()
+        assert report["quota"]["daily_tokens"] is None
+        assert report["quota"]["used_today"] > 10**6
+
+
+@pytest.fixture
+def client_usage(server: LiveServer) -> LiveServer:
+    """The shared test server (limits off)."""
+    return server
