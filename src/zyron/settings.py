@@ -196,6 +196,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_000_000, alias="MAX_BODY_BYTES", ge=1024)
     max_message_chars: int = Field(default=100_000, alias="MAX_MESSAGE_CHARS", ge=1)
     max_history_messages: int = Field(default=200, alias="MAX_HISTORY_MESSAGES", ge=0)
+    max_sessions_page: int = Field(default=200, alias="MAX_SESSIONS_PAGE", ge=1)
+    max_messages_page: int = Field(default=1000, alias="MAX_MESSAGES_PAGE", ge=1)
     stream_ping_seconds: float = Field(default=15.0, alias="STREAM_PING_SECONDS", gt=0)
 
     @field_validator(

@@ -5,18 +5,26 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import TypeAdapter
 
 from zyron.auth.deps import CurrentUser
 from zyron.db.deps import UserDb
-from zyron.errors import InvalidToken, NotAuthenticated, NotFound, UnknownModel, error_responses
+from zyron.errors import (
+    InvalidInput,
+    InvalidToken,
+    NotAuthenticated,
+    NotFound,
+    UnknownModel,
+    error_responses,
+)
 from zyron.llm.deps import Models
 from zyron.sessions import branches
 from zyron.sessions import repository as repo
 from zyron.sessions.deps import OwnedSession
 from zyron.sessions.repository import DEFAULT_TITLE, MessageRow
 from zyron.sessions.schemas import MessageRead, SessionCreate, SessionRead, SessionUpdate
+from zyron.state import get_state
 
 router = APIRouter(
     prefix="/sessions",
@@ -43,11 +51,13 @@ async def create_session(
 
 @router.get("")
 async def list_sessions(
+    request: Request,
     principal: CurrentUser,
     db: UserDb,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    limit: Annotated[int, Query(ge=1, description="At most MAX_SESSIONS_PAGE (200).")] = 50,
 ) -> list[SessionRead]:
     """List the caller's sessions, most recently active first."""
+    _page_cap("limit", limit, get_state(request).settings.max_sessions_page)
     sessions = await repo.list_sessions(db, principal.user_id, limit)
     return [SessionRead.model_validate(chat) for chat in sessions]
 
@@ -80,15 +90,22 @@ async def delete_session(chat: OwnedSession, db: UserDb) -> Response:
 _MESSAGE_LIST = TypeAdapter(list[MessageRead])
 
 
+def _page_cap(name: str, value: int, cap: int) -> None:
+    """Refuse a page larger than the configured cap, naming it."""
+    if value > cap:
+        raise InvalidInput(f"{name}: at most {cap}")
+
+
 @router.get(
     "/{session_id}/messages",
     response_model=list[MessageRead],
     responses=error_responses(NotFound),
 )
 async def list_messages(
+    request: Request,
     chat: OwnedSession,
     db: UserDb,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Annotated[int, Query(ge=1, description="At most MAX_MESSAGES_PAGE (1000).")] = 100,
     before: Annotated[
         uuid.UUID | None,
         Query(description="A message id: return the messages before it (paging back)."),
@@ -103,6 +120,7 @@ async def list_messages(
     ] = False,
 ) -> Response:
     """List the session's newest messages, oldest first: its active branch, or the whole tree."""
+    _page_cap("limit", limit, get_state(request).settings.max_messages_page)
     messages: list[MessageRow] | None
     if tree:
         cutoff = None
