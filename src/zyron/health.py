@@ -46,6 +46,9 @@ class Health(BaseModel):
     )
     version: str
     generations_running: int
+    rate_limits: dict[str, Any] = Field(
+        description="`enabled`, and where the counters live (`memory` or `redis`)."
+    )
 
 
 def pool_figures(pool: Pool) -> PoolFigures:
@@ -91,5 +94,6 @@ async def health(request: Request) -> Any:
         providers={name: p.health() for name, p in state.models.providers.items()},
         version=__version__,
         generations_running=state.generations.running,
+        rate_limits={"enabled": state.limiter.enabled, "backend": state.limiter.backend},
     )
     return JSONResponse(body.model_dump(), status_code=200 if database == "ok" else 503)

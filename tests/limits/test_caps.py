@@ -22,3 +22,10 @@ def test_page_caps_are_configurable(backend: Backend, tmp_path: Path) -> None:
         assert http.get(path, params={"limit": 7}, headers=alice.headers).status_code == 200
         response = http.get(path, params={"limit": 8}, headers=alice.headers)
         assert response.json()["detail"] == "limit: at most 7"
+
+
+def test_health_says_whether_limits_are_on(backend: Backend, tmp_path: Path) -> None:
+    """/health reports the limits' state and where their counters live."""
+    settings = backend.settings(tmp_path, rate_limit_enabled=True)
+    with live_server(settings) as server, server.client() as http:
+        assert http.get("/health").json()["rate_limits"] == {"enabled": True, "backend": "memory"}
