@@ -183,6 +183,7 @@ class Settings(BaseSettings):
     login_ip_rate: str = Field(default="30 per 15 minutes", alias="LOGIN_IP_RATE")
     login_email_rate: str = Field(default="10 per 15 minutes", alias="LOGIN_EMAIL_RATE")
     signup_ip_rate: str = Field(default="10/hour", alias="SIGNUP_IP_RATE")
+    signup_email_rate: str = Field(default="5/hour", alias="SIGNUP_EMAIL_RATE")
     # Tokens (prompt + reply) per UTC day; 0: no quota. A request is refused when its worst
     # case (the prompt and the whole reply budget) would pass what is left.
     user_daily_tokens: int = Field(default=2_000_000, alias="USER_DAILY_TOKENS", ge=0)
@@ -201,7 +202,12 @@ class Settings(BaseSettings):
     stream_ping_seconds: float = Field(default=15.0, alias="STREAM_PING_SECONDS", gt=0)
 
     @field_validator(
-        "guest_chat_rate", "user_chat_rate", "login_ip_rate", "login_email_rate", "signup_ip_rate"
+        "guest_chat_rate",
+        "user_chat_rate",
+        "login_ip_rate",
+        "login_email_rate",
+        "signup_ip_rate",
+        "signup_email_rate",
     )
     @classmethod
     def _rate(cls, value: str) -> str:

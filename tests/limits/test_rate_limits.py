@@ -22,6 +22,7 @@ RATES = {
     "login_ip_rate": "6/minute",
     "login_email_rate": "3/minute",
     "signup_ip_rate": "4/minute",
+    "signup_email_rate": "2/minute",
     "guest_max_concurrent": 1,
     "user_max_concurrent": 1,
 }
@@ -160,6 +161,25 @@ def test_signups_are_limited_per_address(limited: LiveServer) -> None:
         )
         _assert_limited(response, 4)
         assert limited.counts() == before
+
+
+def test_signups_are_limited_per_email(limited: LiveServer) -> None:
+    """Probing one email from many addresses is stopped after two attempts."""
+    email = unique_email()
+    with limited.client() as http:
+        first = http.post(
+            "/auth/signup", json={"email": email, "password": PASSWORD}, headers=_from(_address())
+        )
+        assert first.status_code == 201
+        taken = http.post(
+            "/auth/signup", json={"email": email, "password": PASSWORD}, headers=_from(_address())
+        )
+        assert taken.status_code == 409
+        response = http.post(
+            "/auth/signup", json={"email": email, "password": PASSWORD}, headers=_from(_address())
+        )
+        _assert_limited(response, 2)
+        assert "this email" in response.json()["detail"]
 
 
 @pytest.fixture(scope="module")

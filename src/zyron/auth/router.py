@@ -44,7 +44,9 @@ async def signup(
     body: SignupRequest, request: Request, db: ServiceDb, service: Service
 ) -> TokenPair:
     """Create an account with email and password; returns tokens for it."""
+    # Per address (one client making many accounts) and per email (probing which are taken).
     await hit(request, "signup_ip")
+    await hit(request, "signup_email", body.email)
     return await service.signup(db, body.email, body.password)
 
 

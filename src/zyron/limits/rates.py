@@ -18,7 +18,9 @@ from zyron.settings import Settings
 
 log = logging.getLogger("zyron.limits")
 
-LimitName = Literal["guest_chat", "user_chat", "login_ip", "login_email", "signup_ip"]
+LimitName = Literal[
+    "guest_chat", "user_chat", "login_ip", "login_email", "signup_ip", "signup_email"
+]
 
 
 class RateLimited(ZyronError):
@@ -48,6 +50,9 @@ def limits_from(settings: Settings) -> dict[LimitName, Limit]:
             "login_email", parse(settings.login_email_rate), "sign-in attempts for this email"
         ),
         "signup_ip": Limit("signup_ip", parse(settings.signup_ip_rate), "sign-ups"),
+        "signup_email": Limit(
+            "signup_email", parse(settings.signup_email_rate), "sign-ups for this email"
+        ),
     }
 
 
