@@ -125,10 +125,12 @@ def test_cancel_during_the_final_save_still_saves_and_ends(
     original_close = ReplyWriter.close
     saving = asyncio.Event()
 
-    async def slow_close(self: ReplyWriter, **final: object) -> bool:
+    async def slow_close(
+        self: ReplyWriter, *, charge: tuple[int, int] | None = None, **final: object
+    ) -> bool:
         saving.set()
         await asyncio.sleep(0.3)
-        return await original_close(self, **final)
+        return await original_close(self, charge=charge, **final)
 
     monkeypatch.setattr(ReplyWriter, "close", slow_close)
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.backends import Backend
-from tests.fakes.anthropic_upstream import FakeAnthropic, TextReply
+from tests.fakes.anthropic_upstream import FakeAnthropic, MidStreamError, TextReply
 from tests.limits.test_rate_limits import _address, _from
 from tests.support import LiveServer, live_server, signup, stream_chat
 
@@ -120,6 +120,70 @@ def test_guest_quota_is_per_address(quoted: LiveServer, upstream: FakeAnthropic)
         assert len(upstream.requests) == 1
         upstream.enqueue(TextReply())
         stream_chat(http, {"message": "hi", "max_tokens": 2000}, _from(_address()))
+
+
+def test_a_reply_cut_short_after_text_is_charged(
+    quoted: LiveServer, upstream: FakeAnthropic
+) -> None:
+    """A broken or cancelled reply still cost its prompt and words: they count, estimated."""
+    with quoted.client() as http:
+        alice = signup(http)
+        # About 1,300 tokens of prompt by the default estimate (3 characters a token, +10%).
+        message = "word " * 700
+        upstream.enqueue(MidStreamError(chunks=("Partial", " answer")))
+        events = stream_chat(http, {"message": message, "max_tokens": 100}, alice.headers)
+        assert events[-1].event == "error"
+        report = http.get("/usage", headers=alice.headers).json()
+        [day] = report["days"]
+        assert day["replies"] == 1
+        assert 1200 <= day["input_tokens"] <= 1400, day
+        assert 1 <= day["output_tokens"] <= 20, day
+        # The message row keeps no usage: the provider never reported any.
+        messages = http.get(
+            f"/sessions/{events[0].data['session_id']}/messages", headers=alice.headers
+        ).json()
+        assert messages[-1]["status"] == "interrupted"
+        assert messages[-1]["usage"] is None
+
+        # Three more such replies leave no room for a 2,000-token request.
+        for _ in range(2):
+            upstream.enqueue(MidStreamError(chunks=("Partial",)))
+            stream_chat(http, {"message": message, "max_tokens": 100}, alice.headers)
+        response = http.post(
+            "/chat", json={"message": "more", "max_tokens": 2000}, headers=alice.headers
+        )
+        assert response.status_code == 429
+        assert response.json()["error"] == "quota_exceeded"
+
+
+def test_a_guest_reply_cut_short_is_charged_and_one_that_failed_is_not(
+    quoted: LiveServer, upstream: FakeAnthropic
+) -> None:
+    """A guest's broken reply counts against the address; a refused request costs nothing."""
+    address = _address()
+    with quoted.client() as http:
+        message = "word " * 700
+        for _ in range(3):
+            upstream.enqueue(MidStreamError(chunks=("Partial",)))
+            events = stream_chat(http, {"message": message, "max_tokens": 100}, _from(address))
+            assert events[-1].event == "error"
+        response = http.post(
+            "/chat", json={"message": "more", "max_tokens": 2000}, headers=_from(address)
+        )
+        assert response.status_code == 429
+        assert response.json()["error"] == "quota_exceeded"
+
+        # An upstream that refused before any text generated nothing: not charged.
+        other = _address()
+        for _ in range(4):
+            upstream.enqueue(MidStreamError(chunks=(), error_type="invalid_request_error"))
+            events = stream_chat(http, {"message": message, "max_tokens": 100}, _from(other))
+            assert events[-1].event == "error"
+        upstream.enqueue(TextReply())
+        assert (
+            stream_chat(http, {"message": "more", "max_tokens": 2000}, _from(other))[-1].event
+            == "done"
+        )
 
 
 def test_usage_is_recorded_with_limits_off(

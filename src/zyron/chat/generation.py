@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
@@ -29,6 +30,8 @@ from zyron.streams.events import StreamEvent, trim_delta
 log = logging.getLogger("zyron.chat")
 
 MAX_BACKOFF_SECONDS = 8.0
+# Only for a prompt built without a token counter (tests, tools); errs high like the counter.
+FALLBACK_CHARS_PER_TOKEN = 3.0
 
 __all__ = ["Generation", "Generations", "Outcome", "PromptRequest", "ReplyTarget", "TitleRequest"]
 
@@ -60,6 +63,9 @@ class Outcome:
     turns_sent: int = 0
     turns_omitted: int = 0
     error: UpstreamError | None = None
+    # What counts against quotas (prompt, reply): the provider's figures for a complete
+    # reply, an estimate for one cut short after text, None when the model produced nothing.
+    charged: tuple[int, int] | None = None
 
 
 @dataclass(eq=False)
@@ -398,6 +404,7 @@ class Generations:
             outcome.status = Status.INTERRUPTED if parts else Status.ERROR
         outcome.content = "".join(parts)
         outcome.turns_sent, outcome.turns_omitted = prompt.turns_sent, prompt.turns_omitted
+        outcome.charged = _charge(prompt, outcome)
         # Saving and ending the stream must happen even if this task is cancelled meanwhile:
         # they run as a task of their own, tracked so that shutdown waits for it.
         finish = asyncio.create_task(_finish(generation, writer, target, outcome, on_end))
@@ -518,6 +525,24 @@ def _backoff(attempt: int, base: float, retry_after: str | None) -> float:
     return delay
 
 
+def _charge(prompt: PromptRequest, outcome: Outcome) -> tuple[int, int] | None:
+    """Return the tokens a reply counts against quotas, estimated for one cut short.
+
+    A provider reports usage only at the end of a reply, but one cancelled or broken after
+    its first words still cost the prompt and those words: left uncounted, cancelling every
+    reply just before its end would pass any quota.
+    """
+    if outcome.status == Status.COMPLETE:
+        return outcome.input_tokens, outcome.output_tokens
+    if not outcome.content:
+        return None  # nothing generated: providers do not bill a request that failed
+    if prompt.counter is not None:
+        output = prompt.counter.count(outcome.content)
+    else:
+        output = math.ceil(len(outcome.content) / FALLBACK_CHARS_PER_TOKEN)
+    return prompt.input_tokens, output
+
+
 def _prompt_chars(prompt: PromptRequest) -> int:
     return len(prompt.system or "") + sum(len(m["content"]) for m in prompt.messages)
 
@@ -545,6 +570,7 @@ async def _finish(
         if writer is not None:
             complete = outcome.status == Status.COMPLETE
             saved = await writer.close(
+                charge=outcome.charged,
                 content=outcome.content,
                 status=outcome.status,
                 model=outcome.model,

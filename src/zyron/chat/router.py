@@ -396,9 +396,9 @@ async def _respond(
     async def on_end(outcome: Outcome | None) -> None:
         if slot is not None:
             await state.running.release(slot)
-        if guest_address is not None and outcome is not None:
+        if guest_address is not None and outcome is not None and outcome.charged is not None:
             # A guest's usage is counted by address; their conversation is not kept.
-            await state.guest_usage.add(guest_address, outcome.input_tokens + outcome.output_tokens)
+            await state.guest_usage.add(guest_address, sum(outcome.charged))
 
     state.generations.start(
         prepared.generation,

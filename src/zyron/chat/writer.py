@@ -185,8 +185,11 @@ class ReplyWriter:
         if cancel_requested is not None:
             self._on_cancel()
 
-    async def close(self, **final: Any) -> bool:
-        """Stop the loop and write the final state, retrying briefly; False if it never took."""
+    async def close(self, *, charge: tuple[int, int] | None = None, **final: Any) -> bool:
+        """Stop the loop and write the final state, retrying briefly; False if it never took.
+
+        `charge` (prompt, reply tokens) is added to the user's usage in the same transaction.
+        """
         if self._task is not None:
             # Never cancel a write midway: a driver interrupted mid-statement can leave its
             # connection holding a lock. The loop finishes its current write and stops.
@@ -196,7 +199,7 @@ class ReplyWriter:
         delay = 0.2
         for attempt in range(FINAL_WRITE_ATTEMPTS):
             try:
-                await self._write_final(final)
+                await self._write_final(final, charge)
                 return True
             except Exception as exc:
                 log.warning(
@@ -211,7 +214,7 @@ class ReplyWriter:
                 delay *= 2
         return False
 
-    async def _write_final(self, final: dict[str, Any]) -> None:
+    async def _write_final(self, final: dict[str, Any], charge: tuple[int, int] | None) -> None:
         async with unit_of_work(
             self._sessionmaker, role="authenticated", claims=self._target.claims
         ) as db:
@@ -223,14 +226,8 @@ class ReplyWriter:
                 )
                 .values(lease_expires_at=None, **final)
             )
-            if final.get("input_tokens") is not None:  # a complete reply: what it cost
-                await usage.record(
-                    db,
-                    self._target.user_id,
-                    final["model"],
-                    final["input_tokens"],
-                    final["output_tokens"] or 0,
-                )
+            if charge is not None:
+                await usage.record(db, self._target.user_id, final["model"], *charge)
 
 
 async def recover_abandoned(
