@@ -28,7 +28,7 @@ from zyron.db.engine import create_engine, create_sessionmaker
 from zyron.db.migrate import upgrade
 from zyron.errors import install_error_handlers
 from zyron.health import router as health_router
-from zyron.limits.client_ip import parse_networks
+from zyron.limits.client_ip import ClientAddresses, parse_networks
 from zyron.limits.concurrency import ConcurrencyLimiter
 from zyron.limits.rates import RateLimiter
 from zyron.limits.router import router as usage_router
@@ -137,7 +137,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             limiter=RateLimiter(settings),
             running=running,
             guest_usage=guest_usage,
-            trusted=parse_networks(settings.trusted_proxies),
+            clients=ClientAddresses(
+                parse_networks(settings.trusted_proxies), settings.client_ipv6_prefix
+            ),
             generations=generations,
         )
         app.state.zyron = state

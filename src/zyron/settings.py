@@ -193,6 +193,8 @@ class Settings(BaseSettings):
     guest_max_concurrent: int = Field(default=2, alias="GUEST_MAX_CONCURRENT", ge=1)
     # Proxies whose X-Forwarded-For is believed (addresses or CIDR ranges); none by default.
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default=[], alias="TRUSTED_PROXIES")
+    # IPv6 clients are limited per network of this prefix length (a host usually has a /64).
+    client_ipv6_prefix: int = Field(default=64, alias="CLIENT_IPV6_PREFIX", ge=32, le=128)
 
     max_body_bytes: int = Field(default=1_000_000, alias="MAX_BODY_BYTES", ge=1024)
     max_message_chars: int = Field(default=100_000, alias="MAX_MESSAGE_CHARS", ge=1)

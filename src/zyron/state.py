@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import uuid
 
     from zyron.chat.generation import Generations
-    from zyron.limits.client_ip import Network
+    from zyron.limits.client_ip import ClientAddresses
     from zyron.limits.concurrency import ConcurrencyLimiter
     from zyron.limits.rates import RateLimiter
     from zyron.limits.usage import GuestUsage
@@ -46,7 +46,7 @@ class AppState:
     limiter: RateLimiter
     running: ConcurrencyLimiter
     guest_usage: GuestUsage
-    trusted: list[Network]  # proxies whose X-Forwarded-For is believed
+    clients: ClientAddresses  # trusted proxies, and how addresses are keyed
     # (issuer, user id) of accounts whose row is known to exist. Bounded, so a server that
     # sees millions of users keeps a constant size; a TTL, so an account deleted elsewhere
     # stops being admitted within minutes even while its tokens are still valid.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from starlette.requests import Request
 
-from zyron.limits.client_ip import client_ip, parse_networks
+from zyron.limits.client_ip import ClientAddresses, client_ip, limit_key, parse_networks
 
 
 def _request(peer: str, *forwarded: str) -> Request:
@@ -38,12 +38,51 @@ PROXIES = parse_networks(["10.0.0.0/8", "192.0.2.1"])
         ("10.0.0.3", ("10.0.0.4, 10.0.0.5",), "10.0.0.3"),
         # IPv6.
         ("10.0.0.3", ("2001:db8::1",), "2001:db8::1"),
+        # Proxies that write ports (some cloud load balancers), or brackets round IPv6.
+        ("10.0.0.3", ("203.0.113.7:5123",), "203.0.113.7"),
+        ("10.0.0.3", ("[2001:db8::1]:443",), "2001:db8::1"),
+        ("10.0.0.3", ("[2001:db8::2]",), "2001:db8::2"),
+        ("10.0.0.3", ("203.0.113.7:5123, 10.0.0.4:80",), "203.0.113.7"),
+        # A dual-stack socket (HOST=::) sees an IPv4 proxy as IPv4-mapped IPv6: still trusted.
+        ("::ffff:10.0.0.3", ("203.0.113.7",), "203.0.113.7"),
+        ("::ffff:10.0.0.3", ("::ffff:203.0.113.9",), "203.0.113.9"),
     ],
 )
 def test_client_ip(peer: str, forwarded: tuple[str, ...], expected: str) -> None:
     """The client address as the issue defines it."""
     trusted = [] if peer == "198.51.100.9" and forwarded == ("203.0.113.7",) else PROXIES
     assert client_ip(_request(peer, *forwarded), trusted) == expected
+
+
+def test_an_untrusted_ipv4_mapped_peer_is_its_ipv4_address() -> None:
+    """One client is one key, whichever socket family it arrived on."""
+    assert client_ip(_request("::ffff:198.51.100.9", "203.0.113.7"), PROXIES) == "198.51.100.9"
+
+
+@pytest.mark.parametrize(
+    ("address", "prefix", "expected"),
+    [
+        ("203.0.113.7", 64, "203.0.113.7"),
+        # Every address of one /64 is one client: a guest cannot rotate through them.
+        ("2001:db8:1:2:aaaa::1", 64, "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff:ffff:ffff:fffe", 64, "2001:db8:1:2::/64"),
+        ("2001:db8:1:3::1", 64, "2001:db8:1:3::/64"),
+        ("2001:db8:1:2:aaaa::1", 48, "2001:db8:1::/48"),
+        ("2001:db8:1:2:aaaa::1", 128, "2001:db8:1:2:aaaa::1"),
+        ("testclient", 64, "testclient"),
+    ],
+)
+def test_limit_key(address: str, prefix: int, expected: str) -> None:
+    """IPv4 addresses are keyed whole, IPv6 by the configured prefix."""
+    assert limit_key(address, prefix) == expected
+
+
+def test_client_key_combines_both() -> None:
+    """Two IPv6 clients of one /64 behind a trusted proxy share a key; another /64 does not."""
+    clients = ClientAddresses(PROXIES, 64)
+    first = clients.key(_request("10.0.0.3", "2001:db8::1"))
+    assert first == clients.key(_request("10.0.0.3", "2001:db8::ffff")) == "2001:db8::/64"
+    assert clients.key(_request("10.0.0.3", "2001:db8:0:1::1")) != first
 
 
 def test_bad_proxy_entry_is_named() -> None:

@@ -83,6 +83,20 @@ def test_guest_chats_are_limited_per_address(limited: LiveServer, upstream: Fake
         stream_chat(http, {"message": "hi"}, _from(_address()))
 
 
+def test_guest_chats_from_one_ipv6_network_share_a_limit(
+    limited: LiveServer, upstream: FakeAnthropic
+) -> None:
+    """A guest rotating through the addresses of its /64 gets no fresh count from them."""
+    network = f"2001:db8:{random.randrange(65536):x}:{random.randrange(65536):x}"
+    with limited.client() as http:
+        for host in ("::1", ":abcd::2"):
+            upstream.enqueue(TextReply())
+            stream_chat(http, {"message": "hi"}, _from(f"{network}{host}"))
+        response = http.post("/chat", json={"message": "hi"}, headers=_from(f"{network}::3"))
+        _assert_limited(response, 2)
+        assert len(upstream.requests) == 2
+
+
 def test_signed_in_chats_are_limited_per_user(limited: LiveServer, upstream: FakeAnthropic) -> None:
     """A user's third chat in a minute is refused, and nothing of it is saved."""
     with limited.client() as http:
@@ -104,7 +118,7 @@ def test_signed_in_chats_are_limited_per_user(limited: LiveServer, upstream: Fak
 
 
 def test_login_attempts_are_limited_per_email(limited: LiveServer) -> None:
-    """Wrong or right, the fourth attempt on one account in a minute is refused."""
+    """After three failures on one account in a minute, even the right password is refused."""
     with limited.client() as http:
         account = signup(http)
         for _ in range(3):
@@ -121,6 +135,19 @@ def test_login_attempts_are_limited_per_email(limited: LiveServer) -> None:
         )
         _assert_limited(right, 3)
         assert "this email" in right.json()["detail"]
+
+
+def test_successful_logins_do_not_lock_an_account(limited: LiveServer) -> None:
+    """Per email only failures count: the owner signing in on many devices is not refused."""
+    with limited.client() as http:
+        account = signup(http)
+        for _ in range(5):
+            right = http.post(
+                "/auth/login",
+                json={"email": account.email, "password": PASSWORD},
+                headers=_from(_address()),
+            )
+            assert right.status_code == 200, right.text
 
 
 def test_login_attempts_are_limited_per_address(limited: LiveServer) -> None:

@@ -20,7 +20,7 @@ from zyron.errors import (
     NotAuthenticated,
     error_responses,
 )
-from zyron.limits.deps import hit
+from zyron.limits.deps import check, hit
 from zyron.limits.rates import RateLimited
 from zyron.state import get_state
 
@@ -53,11 +53,16 @@ async def signup(
 @router.post("/login", responses=error_responses(InvalidCredentials, RateLimited))
 async def login(body: LoginRequest, request: Request, db: ServiceDb, service: Service) -> TokenPair:
     """Sign in with email and password."""
-    # Per address (one client trying many accounts) and per account (many addresses trying
-    # one): every attempt counts, right or wrong, before the password is checked.
+    # Per address, every attempt (one client trying many accounts). Per account, failures
+    # only (many addresses guessing one password): the owner signing in from many devices
+    # is not locked out by their own successes. Both refuse before the password is checked.
     await hit(request, "login_ip")
-    await hit(request, "login_email", body.email)
-    return await service.login(db, body.email, body.password)
+    await check(request, "login_email", body.email)
+    try:
+        return await service.login(db, body.email, body.password)
+    except InvalidCredentials:
+        await hit(request, "login_email", body.email)
+        raise
 
 
 @router.post("/refresh", responses=error_responses(InvalidRefreshToken))

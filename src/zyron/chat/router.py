@@ -39,7 +39,6 @@ from zyron.errors import (
     error_responses,
 )
 from zyron.limits import usage
-from zyron.limits.client_ip import client_ip
 from zyron.limits.concurrency import Slot
 from zyron.limits.deps import hit
 from zyron.limits.rates import RateLimited
@@ -126,7 +125,7 @@ async def chat(
     state.models.check(body.model)
     # Before anything is written or any model called.
     if principal is None:
-        address = client_ip(request, state.trusted)
+        address = state.clients.key(request)
         await hit(request, "guest_chat", address)
         slot = await state.running.acquire("guest", address)
     else:
@@ -168,8 +167,7 @@ def _check_limits(body: ChatRequest, settings: Settings) -> None:
     """Refuse requests over the configured caps, naming the field."""
     if len(body.message) > settings.max_message_chars:
         raise InvalidInput(f"message: at most {settings.max_message_chars} characters")
-    if body.max_tokens is not None and body.max_tokens > settings.max_tokens:
-        raise InvalidInput(f"max_tokens: at most {settings.max_tokens}")
+    _check_reply_options(body, settings)
     history = body.history or []
     if len(history) > settings.max_history_messages:
         raise InvalidInput(f"history: at most {settings.max_history_messages} turns")
@@ -178,6 +176,14 @@ def _check_limits(body: ChatRequest, settings: Settings) -> None:
             raise InvalidInput(
                 f"history.{index}.content: at most {settings.max_message_chars} characters"
             )
+
+
+def _check_reply_options(options: ChatRequest | RegenerateRequest, settings: Settings) -> None:
+    """Refuse a reply budget or a system prompt over the caps."""
+    if options.max_tokens is not None and options.max_tokens > settings.max_tokens:
+        raise InvalidInput(f"max_tokens: at most {settings.max_tokens}")
+    if options.system is not None and len(options.system) > settings.max_message_chars:
+        raise InvalidInput(f"system: at most {settings.max_message_chars} characters")
 
 
 @dataclass(frozen=True, slots=True)
@@ -531,8 +537,7 @@ async def regenerate(
     state = get_state(request)
     settings = state.settings
     options = body or RegenerateRequest()
-    if options.max_tokens is not None and options.max_tokens > settings.max_tokens:
-        raise InvalidInput(f"max_tokens: at most {settings.max_tokens}")
+    _check_reply_options(options, settings)
     state.models.check(options.model)
     await hit(request, "user_chat", str(principal.user_id))
     slot = await state.running.acquire("user", str(principal.user_id))

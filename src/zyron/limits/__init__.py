@@ -1,1 +1,14 @@
-"""Rate limits (and, later, quotas) that make abuse of a public server expensive."""
+"""Rate limits, concurrency limits and quotas that make abuse of a public server expensive."""
+
+import redis.asyncio as aioredis
+
+# Every limiter fails open when Redis is away; this bounds how long a request waits to learn
+# that, so an unanswering Redis slows requests by a second or two instead of hanging them.
+REDIS_TIMEOUT_SECONDS = 1.0
+
+
+def redis_client(url: str) -> "aioredis.Redis":
+    """Connect to the limiters' Redis with timeouts, so a dead one fails fast."""
+    return aioredis.Redis.from_url(
+        url, socket_connect_timeout=REDIS_TIMEOUT_SECONDS, socket_timeout=REDIS_TIMEOUT_SECONDS
+    )

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from starlette.requests import Request
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def parse_networks(values: Sequence[str]) -> list[Network]:
@@ -21,16 +23,33 @@ def parse_networks(values: Sequence[str]) -> list[Network]:
     return networks
 
 
+@dataclass(frozen=True, slots=True)
+class ClientAddresses:
+    """How a request's client is found (trusted proxies) and keyed (IPv6 by prefix)."""
+
+    trusted: Sequence[Network] = ()
+    # One IPv6 host is usually given a whole /64: keyed by full address, a guest could take
+    # a fresh bucket for every request.
+    ipv6_prefix: int = 64
+
+    def key(self, request: Request) -> str:
+        """Return what the client's per-address limits count against."""
+        return limit_key(client_ip(request, self.trusted), self.ipv6_prefix)
+
+
 def client_ip(request: Request, trusted: Sequence[Network]) -> str:
-    """Return the address to limit: the peer, unless the peer is a trusted proxy.
+    """Return the client's address: the peer, unless the peer is a trusted proxy.
 
     Behind trusted proxies, X-Forwarded-For is read right to left and the first address that
     is not itself a trusted proxy is the client: entries to its left were written by the
     client and prove nothing. From an untrusted peer the header is ignored entirely.
     """
-    peer = request.client.host if request.client else ""
+    raw_peer = request.client.host if request.client else ""
+    peer = parse_address(raw_peer)
+    if peer is None:
+        return raw_peer  # not an IP (a test client, a Unix socket): as it is
     if not trusted or not _is_trusted(peer, trusted):
-        return peer
+        return str(peer)
     hops = [
         hop.strip()
         for header in request.headers.getlist("x-forwarded-for")
@@ -39,22 +58,39 @@ def client_ip(request: Request, trusted: Sequence[Network]) -> str:
     for hop in reversed(hops):
         if not hop:
             continue
-        if not _is_trusted(hop, trusted):
-            return hop if _is_ip(hop) else peer
-    return peer  # every hop is a proxy of ours: the request started inside
+        address = parse_address(hop)
+        if address is None:
+            # Our proxy wrote something that is no address ("unknown", an obfuscated name):
+            # the client cannot be told apart, so it counts against the proxy.
+            return str(peer)
+        if not _is_trusted(address, trusted):
+            return str(address)
+    return str(peer)  # every hop is a proxy of ours: the request started inside
 
 
-def _is_trusted(address: str, trusted: Sequence[Network]) -> bool:
+def parse_address(text: str) -> Address | None:
+    """Parse an address as proxies write it: with a port, in brackets, or IPv4-mapped IPv6."""
+    text = text.strip()
+    if text.startswith("["):  # "[2001:db8::1]:443" or "[2001:db8::1]"
+        text = text[1 : text.find("]")] if "]" in text else text
+    elif text.count(":") == 1:  # "203.0.113.7:5123"; a bare IPv6 address has several colons
+        text = text.partition(":")[0]
     try:
-        ip = ipaddress.ip_address(address)
+        address = ipaddress.ip_address(text)
     except ValueError:
-        return False
-    return any(ip in network for network in trusted)
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped  # a dual-stack socket's view of an IPv4 client
+    return address
 
 
-def _is_ip(address: str) -> bool:
-    try:
-        ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return True
+def limit_key(address: str, ipv6_prefix: int) -> str:
+    """Return the key an address is limited by: itself for IPv4, its prefix for IPv6."""
+    parsed = parse_address(address)
+    if isinstance(parsed, ipaddress.IPv6Address) and ipv6_prefix < 128:
+        return str(ipaddress.IPv6Network((parsed, ipv6_prefix), strict=False))
+    return str(parsed) if parsed is not None else address
+
+
+def _is_trusted(address: Address, trusted: Sequence[Network]) -> bool:
+    return any(address in network for network in trusted)

@@ -9,8 +9,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Literal
 
-import redis.asyncio as aioredis
-
+from zyron.limits import redis_client
 from zyron.limits.rates import RateLimited
 
 log = logging.getLogger("zyron.limits")
@@ -56,7 +55,7 @@ class ConcurrencyLimiter:
         self._maximum = maximum
         self._hold = hold_seconds  # the longest a reply may run: its slot's expiry
         self._local: dict[str, set[str]] = defaultdict(set)
-        self._redis = aioredis.Redis.from_url(redis_url) if redis_url else None
+        self._redis = redis_client(redis_url) if redis_url else None
         self._script = self._redis.register_script(_ACQUIRE) if self._redis else None
 
     async def acquire(self, name: ConcurrencyName, owner: str) -> Slot | None:

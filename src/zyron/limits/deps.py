@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from zyron.limits.client_ip import client_ip
 from zyron.limits.rates import LimitName
 from zyron.state import get_state
 
@@ -12,4 +11,9 @@ from zyron.state import get_state
 async def hit(request: Request, name: LimitName, key: str | None = None) -> None:
     """Count this request against `name`, keyed by `key` or else the client's IP address."""
     state = get_state(request)
-    await state.limiter.hit(name, key if key is not None else client_ip(request, state.trusted))
+    await state.limiter.hit(name, key if key is not None else state.clients.key(request))
+
+
+async def check(request: Request, name: LimitName, key: str) -> None:
+    """Refuse this request if `key` has used up `name`, without counting it."""
+    await get_state(request).limiter.check(name, key)

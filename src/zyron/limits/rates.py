@@ -12,8 +12,10 @@ from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
+from limits.util import WindowStats
 
 from zyron.errors import ZyronError
+from zyron.limits import REDIS_TIMEOUT_SECONDS
 from zyron.settings import Settings
 
 log = logging.getLogger("zyron.limits")
@@ -47,7 +49,7 @@ def limits_from(settings: Settings) -> dict[LimitName, Limit]:
         "user_chat": Limit("user_chat", parse(settings.user_chat_rate), "chats"),
         "login_ip": Limit("login_ip", parse(settings.login_ip_rate), "sign-in attempts"),
         "login_email": Limit(
-            "login_email", parse(settings.login_email_rate), "sign-in attempts for this email"
+            "login_email", parse(settings.login_email_rate), "failed sign-ins for this email"
         ),
         "signup_ip": Limit("signup_ip", parse(settings.signup_ip_rate), "sign-ups"),
         "signup_email": Limit(
@@ -77,22 +79,23 @@ class RateLimiter:
                 return
             stats = await self._strategy.get_window_stats(limit.item, name, key)
         except Exception as exc:  # a limiter that cannot count must not take the API down
-            log.warning(
-                "rate limiter unavailable", extra={"limit": name, "reason": type(exc).__name__}
-            )
+            _unavailable(name, exc)
             return
-        reset = max(1, math.ceil(stats.reset_time - time.time()))
-        log.info("rate limited", extra={"limit": name})
-        raise RateLimited(
-            f"Too many {limit.what}: at most {limit.item.amount} per "
-            f"{_window(limit.item)}. Try again in {reset} s.",
-            headers={
-                "Retry-After": str(reset),
-                "RateLimit-Limit": str(limit.item.amount),
-                "RateLimit-Remaining": str(max(0, stats.remaining)),
-                "RateLimit-Reset": str(reset),
-            },
-        )
+        raise _refusal(name, limit, stats)
+
+    async def check(self, name: LimitName, key: str) -> None:
+        """Refuse if `key` has used up `name` already, without counting this request."""
+        if not self.enabled:
+            return
+        limit = self.limits[name]
+        try:
+            if await self._strategy.test(limit.item, name, key):
+                return
+            stats = await self._strategy.get_window_stats(limit.item, name, key)
+        except Exception as exc:
+            _unavailable(name, exc)
+            return
+        raise _refusal(name, limit, stats)
 
     async def check_storage(self) -> bool:
         """Tell whether the counters can be reached (for /health)."""
@@ -106,12 +109,37 @@ class RateLimiter:
         await self._storage.reset()
 
 
+def _unavailable(name: LimitName, exc: Exception) -> None:
+    log.warning("rate limiter unavailable", extra={"limit": name, "reason": type(exc).__name__})
+
+
+def _refusal(name: LimitName, limit: Limit, stats: WindowStats) -> RateLimited:
+    """Build the 429 for a key over `limit`, with the Retry-After and RateLimit-* headers."""
+    reset = max(1, math.ceil(stats.reset_time - time.time()))
+    log.info("rate limited", extra={"limit": name})
+    return RateLimited(
+        f"Too many {limit.what}: at most {limit.item.amount} per "
+        f"{_window(limit.item)}. Try again in {reset} s.",
+        headers={
+            "Retry-After": str(reset),
+            "RateLimit-Limit": str(limit.item.amount),
+            "RateLimit-Remaining": str(max(0, stats.remaining)),
+            "RateLimit-Reset": str(reset),
+        },
+    )
+
+
 def _storage(redis_url: str | None) -> Storage:
     """Counters in Redis (shared by replicas) when REDIS_URL is set, else in this process."""
     if not redis_url:
         return MemoryStorage()
     storage = storage_from_string(
-        f"async+{redis_url}", key_prefix="zyron-limits", wrap_exceptions=True
+        f"async+{redis_url}",
+        key_prefix="zyron-limits",
+        wrap_exceptions=True,
+        # The asyncio storage talks through coredis, whose names these are.
+        connect_timeout=REDIS_TIMEOUT_SECONDS,
+        stream_timeout=REDIS_TIMEOUT_SECONDS,
     )
     assert isinstance(storage, Storage)  # an async+ URL gives the asyncio storage
     return storage

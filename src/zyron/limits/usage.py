@@ -10,7 +10,6 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 
-import redis.asyncio as aioredis
 from sqlalchemy import Row, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -18,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from zyron.db.models import UsageDaily
 from zyron.errors import ZyronError
+from zyron.limits import redis_client
 
 log = logging.getLogger("zyron.limits")
 
@@ -114,13 +114,15 @@ class GuestUsage:
     """Tokens used today per guest address: in this process, or in Redis for all replicas."""
 
     def __init__(self, redis_url: str | None) -> None:
-        self._redis = aioredis.Redis.from_url(redis_url) if redis_url else None
-        self._local: dict[tuple[date, str], int] = defaultdict(int)
+        self._redis = redis_client(redis_url) if redis_url else None
+        # Today's counts only: a new day replaces the table, so it never outgrows one day.
+        self._day = today()
+        self._local: dict[str, int] = defaultdict(int)
 
     async def used_today(self, address: str) -> int:
         """Return the tokens this address's guest replies used today."""
         if self._redis is None:
-            return self._local.get((today(), address), 0)
+            return self._today().get(address, 0)
         try:
             value = await self._redis.get(self._key(address))
         except Exception as exc:  # counting must not take the API down
@@ -133,11 +135,7 @@ class GuestUsage:
         if tokens <= 0:
             return
         if self._redis is None:
-            key = (today(), address)
-            # Yesterday's counts are of no use: keep the table to today's addresses.
-            for old in [k for k in self._local if k[0] != key[0]]:
-                del self._local[old]
-            self._local[key] += tokens
+            self._today()[address] += tokens
             return
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
@@ -146,6 +144,11 @@ class GuestUsage:
                 await pipe.execute()
         except Exception as exc:
             log.warning("guest usage not recorded", extra={"reason": type(exc).__name__})
+
+    def _today(self) -> dict[str, int]:
+        if self._day != (day := today()):
+            self._day, self._local = day, defaultdict(int)
+        return self._local
 
     def _key(self, address: str) -> str:
         return f"zyron-usage:{today().isoformat()}:{address}"
