@@ -128,7 +128,7 @@ class ContextTooLong(ZyronError):
 
 
 class ReplyInProgress(ZyronError):
-    """The reply to regenerate is still being produced."""
+    """The reply to regenerate, or to follow with a new message, is still being produced."""
 
     status_code = 409
     code = "reply_in_progress"

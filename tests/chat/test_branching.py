@@ -218,3 +218,37 @@ def test_paging_back_follows_the_branch(
         headers=alice.headers,
     )
     assert response.status_code == 404
+
+
+def test_nothing_follows_a_reply_still_being_produced(
+    server: LiveServer, client: httpx.Client, alice: Account, upstream: FakeAnthropic
+) -> None:
+    """A second send, an edit after, or a regenerate of a streaming reply is a 409, no writes."""
+    sid, (_, a1, _, _) = _conversation(client, alice, upstream)
+    upstream.enqueue(TextReply(chunks=tuple(f"w{i} " for i in range(20)), chunk_delay=0.1))
+    requests = len(upstream.requests) + 1
+    with client.stream(
+        "POST", "/chat", json={"message": "slow", "session_id": sid}, headers=alice.headers
+    ) as slow:
+        lines = slow.iter_lines()
+        session_event = parse_sse(next(lines) + "\n" + next(lines) + "\n" + next(lines))[0][0]
+        streaming = session_event.data["assistant_message_id"]
+        while next(lines) != "event: delta":  # the model is answering: its request is in
+            pass
+        before = server.counts()
+        cases: list[tuple[str, dict[str, Any]]] = [
+            ("/chat", {"message": "again", "session_id": sid}),
+            ("/chat", {"message": "edit", "session_id": sid, "parent_id": streaming}),
+            (f"/chat/{streaming}/regenerate", {}),
+        ]
+        for path, body in cases:
+            response = client.post(path, json=body, headers=alice.headers)
+            assert response.status_code == 409, (path, body, response.text)
+            assert response.json()["error"] == "reply_in_progress"
+        assert server.counts() == before
+        assert len(upstream.requests) == requests
+        # Branching from an earlier, finished reply is still allowed meanwhile.
+        _say(client, alice, upstream, "q2 again", "a2'", session_id=sid, parent_id=a1["id"])
+        assert "event: done" in list(lines)
+    # Once it is done, the session takes new messages again.
+    _say(client, alice, upstream, "after", "ok", session_id=sid)

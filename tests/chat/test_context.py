@@ -6,7 +6,13 @@ import uuid
 
 import pytest
 
-from zyron.chat.context import FittedPrompt, build_prompt, fit_prompt, stored_turns
+from zyron.chat.context import (
+    FittedPrompt,
+    build_history,
+    build_prompt,
+    fit_prompt,
+    stored_turns,
+)
 from zyron.db.models import Message, Role, Status
 from zyron.errors import ContextTooLong
 
@@ -93,7 +99,8 @@ def _conversation(turns: int, size: int) -> list[tuple[str, str]]:
 def _fit(history: list[tuple[str, str]], message: str, **kwargs: int) -> FittedPrompt:
     options = {"window": 1000, "reply_budget": 100} | kwargs
     return fit_prompt(
-        build_prompt(history, message),
+        build_history(history),
+        message,
         system=None,
         window=options["window"],
         reply_budget=options["reply_budget"],
@@ -136,7 +143,8 @@ def test_system_prompt_is_always_kept_and_counted() -> None:
     history = _conversation(5, 100)
     without = _fit(history, "now", window=1000)
     fitted = fit_prompt(
-        build_prompt(history, "now"),
+        build_history(history),
+        "now",
         system="s" * 300,
         window=1000,
         reply_budget=100,
@@ -166,3 +174,27 @@ def test_failed_turn_merged_before_fitting_keeps_alternation() -> None:
     fitted = _fit(history, "now", window=10_000)
     assert [m["role"] for m in fitted.messages] == ["user", "assistant", "user"]
     assert fitted.messages[-1]["content"].endswith("now")
+
+
+def test_an_unanswered_turn_never_makes_the_message_too_long() -> None:
+    """A big message whose reply failed is history: left out, not a lock on the session."""
+    history = [("user", "a" * 10), ("assistant", "b" * 10), ("user", "x" * 950)]
+    fitted = _fit(history, "hi", window=1000, reply_budget=100)
+    # The failed paste does not fit; the exchange before it still goes in.
+    assert fitted.messages == [
+        {"role": "user", "content": "a" * 10},
+        {"role": "assistant", "content": "b" * 10},
+        {"role": "user", "content": "hi"},
+    ]
+    assert (fitted.turns_sent, fitted.turns_omitted) == (2, 1)
+    assert fitted.input_tokens == 22
+
+
+def test_an_unanswered_turn_that_fits_goes_first() -> None:
+    """The newest context is the question that got no answer: it is kept before older pairs."""
+    history = [*_conversation(3, 100), ("user", "lost" * 10)]
+    fitted = _fit(history, "now", window=400, reply_budget=100)
+    # 300 of room: "now" (3), the lost question joined to it (42), one pair (200).
+    assert fitted.messages[-1] == {"role": "user", "content": "lost" * 10 + "\n\nnow"}
+    assert [m["content"][:2] for m in fitted.messages[:-1]] == ["q2", "a2"]
+    assert (fitted.turns_sent, fitted.turns_omitted) == (3, 4)

@@ -153,6 +153,23 @@ def test_failed_reply_gets_no_title_until_one_succeeds(
     assert _title(http, alice, str(sid)) == "Second try"
 
 
+def test_regenerating_a_failed_first_reply_titles_the_session(
+    http: httpx.Client, alice: Account, upstream: FakeAnthropic
+) -> None:
+    """The first reply failed, so no title; regenerating it gives one, from the question."""
+    upstream.enqueue(HttpError(status=400, error_type="invalid_request_error"))
+    events = stream_chat(http, {"message": "Plan a week in Rome"}, alice.headers)
+    assert events[-1].event == "error"
+    sid, failed = events[0].data["session_id"], events[0].data["assistant_message_id"]
+    upstream.enqueue(TextReply(chunks=("Day one: the Forum.",)), TextReply(chunks=("Rome week",)))
+    with http.stream("POST", f"/chat/{failed}/regenerate", json={}, headers=alice.headers) as r:
+        assert r.status_code == 200
+        names = [line[len("event: ") :] for line in r.iter_lines() if line.startswith("event: ")]
+    assert names == ["session", "delta", "done", "title"]
+    assert _title(http, alice, str(sid)) == "Rome week"
+    assert "Plan a week in Rome" in upstream.requests[-1].body["messages"][0]["content"]
+
+
 def test_title_is_not_mirrored_to_redis(
     backend: Backend,
     fake_anthropic: FakeAnthropic,

@@ -25,20 +25,35 @@ def stored_turns(messages: Iterable[TurnRow]) -> list[tuple[str, str]]:
     return turns
 
 
-def build_prompt(history: Sequence[tuple[str, str]], message: str) -> list[PromptMessage]:
-    """Return alternating turns that start with the user and end with `message`."""
-    prompt: list[PromptMessage] = []
-    for role, content in [*history, (Role.USER.value, message)]:
+def build_history(turns: Sequence[tuple[str, str]]) -> list[PromptMessage]:
+    """Return earlier turns alternating and starting with the user's.
+
+    A user message whose reply failed is joined with the next user message, as the APIs
+    want turns to alternate; the list may end with such an unanswered user turn.
+    """
+    history: list[PromptMessage] = []
+    for role, content in turns:
         if not content.strip():
             continue
-        # A failed turn leaves two user messages in a row: join them, as the API wants turns
-        # to alternate.
-        if prompt and prompt[-1]["role"] == role:
-            prompt[-1]["content"] += "\n\n" + content
-        else:
-            prompt.append({"role": _role(role), "content": content})
-    while prompt and prompt[0]["role"] != "user":
-        prompt.pop(0)
+        if history and history[-1]["role"] == _role(role):
+            history[-1]["content"] += "\n\n" + content
+        elif history or _role(role) == "user":  # the first turn must be the user's
+            history.append({"role": _role(role), "content": content})
+    return history
+
+
+def build_prompt(history: Sequence[tuple[str, str]], message: str) -> list[PromptMessage]:
+    """Return alternating turns that start with the user and end with `message`."""
+    return join_message(build_history(history), message)
+
+
+def join_message(history: Sequence[PromptMessage], message: str) -> list[PromptMessage]:
+    """Append the new message, joined to an unanswered user turn before it."""
+    prompt = [PromptMessage(role=m["role"], content=m["content"]) for m in history]
+    if prompt and prompt[-1]["role"] == "user":
+        prompt[-1]["content"] += "\n\n" + message
+    else:
+        prompt.append({"role": "user", "content": message})
     return prompt
 
 
@@ -65,7 +80,8 @@ class FittedPrompt:
 
 
 def fit_prompt(
-    prompt: Sequence[PromptMessage],
+    history: Sequence[PromptMessage],
+    message: str,
     *,
     system: str | None,
     window: int,
@@ -73,25 +89,36 @@ def fit_prompt(
     counter: Counter,
     model: str,
 ) -> FittedPrompt:
-    """Keep the system prompt, the last message and the newest whole turns that fit.
+    """Keep the system prompt, the new message and the newest whole turns that fit.
 
-    `prompt` alternates user and assistant and ends with the user's new message (as
-    build_prompt returns it). Earlier turns go in (user, assistant) pairs, newest first, so
-    the kept part starts with a user turn: never a reply whose question was cut off.
+    `history` alternates user and assistant and starts with a user turn (as build_history
+    returns it). An unanswered user turn at its end (a failed reply) goes in first, joined to
+    the message, if it fits; it is history like any other and never what makes the message
+    too long. Then earlier turns go in (user, assistant) pairs, newest first, so the kept part
+    starts with a user turn: never a reply whose question was cut off.
     """
     budget = window - reply_budget
     used = counter.count(system) if system else 0
-    last = prompt[-1]
-    used += counter.count(last["content"])
+    used += counter.count(message)
     if used > budget:
         raise ContextTooLong(
             f"The message and system prompt take about {used} tokens; model '{model}' takes "
             f"{budget} with room for a {reply_budget}-token reply. Send a shorter message, or "
             "a smaller max_tokens."
         )
-    earlier = prompt[:-1]
+    earlier = list(history)
+    sent: list[PromptMessage] = []
+    if earlier and earlier[-1]["role"] == "user":
+        pending = earlier.pop()
+        joined = join_message([pending], message)[0]["content"]
+        cost = counter.count(joined) - counter.count(message)
+        if used + cost <= budget:
+            used += cost
+            sent = [pending]
     keep = 0
-    # Pairs from the newest: earlier[-2] is a user turn, earlier[-1] the reply to it.
+    # Pairs from the newest: earlier[-2] is a user turn, earlier[-1] the reply to it. They
+    # still go in when an unanswered turn did not fit: a huge paste whose reply failed must
+    # not cost the rest of the conversation.
     while keep + 2 <= len(earlier):
         question, answer = earlier[-keep - 2], earlier[-keep - 1]
         cost = counter.count(question["content"]) + counter.count(answer["content"])
@@ -99,9 +126,10 @@ def fit_prompt(
             break
         used += cost
         keep += 2
+    turns_sent = keep + len(sent)
     return FittedPrompt(
-        messages=[*earlier[len(earlier) - keep :], last],
-        turns_sent=keep,
-        turns_omitted=len(earlier) - keep,
+        messages=join_message([*earlier[len(earlier) - keep :], *sent], message),
+        turns_sent=turns_sent,
+        turns_omitted=len(history) - turns_sent,
         input_tokens=used,
     )

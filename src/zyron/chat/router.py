@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from zyron.auth.deps import CurrentUser, OptionalUser
 from zyron.auth.principal import Principal
 from zyron.chat import idempotency
-from zyron.chat.context import build_prompt, fit_prompt, stored_turns
+from zyron.chat.context import build_history, fit_prompt, stored_turns
 from zyron.chat.follow import encode_events, reply_events
 from zyron.chat.generation import Generation, Outcome, PromptRequest, ReplyTarget
 from zyron.chat.idempotency import MAX_KEY_LENGTH, IdempotencyKeyReused
@@ -71,7 +71,7 @@ for a session still titled "New chat", a `title` (`session_id`, `title`) may fol
             "description": "`stream: false`: the reply as JSON. Otherwise an event stream.",
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
         },
-        **error_responses(NotAuthenticated, InvalidToken, NotFound, InvalidInput),
+        **error_responses(NotAuthenticated, InvalidToken, NotFound, InvalidInput, ReplyInProgress),
         422: {
             "model": ErrorBody,
             "description": f"`{UnknownModel.code}`: {UnknownModel.default_detail} "
@@ -211,7 +211,8 @@ def fitted_prompt(
     # A request may ask for less than the model's most, never more.
     reply_budget = min(max_tokens or state.settings.max_tokens, spec.max_output)
     fitted = fit_prompt(
-        build_prompt(turns, message),
+        build_history(turns),
+        message,
         system=system,
         window=spec.context_window,
         reply_budget=reply_budget,
@@ -319,6 +320,12 @@ async def _save_exchange(
             if chat is None:
                 raise NotFound("No such session.")
             earlier = await _branch_before(db, principal, chat.id, body, settings)
+            if earlier and earlier[-1].status == Status.STREAMING:
+                # The model would never see that reply, yet the tree would show it answered.
+                raise ReplyInProgress(
+                    "The reply this message would follow is still being produced; send it "
+                    "after that reply's `done`, or cancel the reply first."
+                )
         else:
             if branching and body.parent_id is not None:
                 raise InvalidInput("parent_id: only with the session_id it belongs to")
@@ -597,8 +604,12 @@ async def _prepare_regenerate(
             lease_seconds=settings.reply_lease_seconds,
             now=now,
         )
+    # The first reply may have failed before the session got a title: this one can give it.
+    title = None
+    if settings.auto_titles and chat.title == DEFAULT_TITLE:
+        title = title_request(state, spec, provider, question.content)
     generation, target = _saved_reply(state, principal, chat.id, exchange)
-    return Prepared(generation, provider, prompt, target)
+    return Prepared(generation, provider, prompt, target, title)
 
 
 async def _sse(state: AppState, generation: Generation) -> AsyncIterator[bytes]:
