@@ -2,8 +2,8 @@
 
 import redis.asyncio as aioredis
 
-# Every limiter fails open when Redis is away; this bounds how long a request waits to learn
-# that, so an unanswering Redis slows requests by a second or two instead of hanging them.
+# Every limiter fails open when Redis is away; this bounds how long each waits to learn that,
+# so an unanswering Redis slows a chat request by a few seconds instead of hanging it.
 REDIS_TIMEOUT_SECONDS = 1.0
 
 

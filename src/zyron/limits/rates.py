@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -74,10 +75,12 @@ class RateLimiter:
             return
         limit = self.limits[name]
         try:
-            allowed = await self._strategy.hit(limit.item, name, key)
-            if allowed:
-                return
-            stats = await self._strategy.get_window_stats(limit.item, name, key)
+            # The client's own timeouts apply per step, and a hit takes several: bound them all.
+            async with asyncio.timeout(REDIS_TIMEOUT_SECONDS):
+                allowed = await self._strategy.hit(limit.item, name, key)
+                if allowed:
+                    return
+                stats = await self._strategy.get_window_stats(limit.item, name, key)
         except Exception as exc:  # a limiter that cannot count must not take the API down
             _unavailable(name, exc)
             return
@@ -89,9 +92,10 @@ class RateLimiter:
             return
         limit = self.limits[name]
         try:
-            if await self._strategy.test(limit.item, name, key):
-                return
-            stats = await self._strategy.get_window_stats(limit.item, name, key)
+            async with asyncio.timeout(REDIS_TIMEOUT_SECONDS):
+                if await self._strategy.test(limit.item, name, key):
+                    return
+                stats = await self._strategy.get_window_stats(limit.item, name, key)
         except Exception as exc:
             _unavailable(name, exc)
             return
@@ -100,7 +104,8 @@ class RateLimiter:
     async def check_storage(self) -> bool:
         """Tell whether the counters can be reached (for /health)."""
         try:
-            return bool(await self._storage.check())
+            async with asyncio.timeout(REDIS_TIMEOUT_SECONDS):
+                return bool(await self._storage.check())
         except Exception:
             return False
 
