@@ -58,6 +58,50 @@ def test_two_instances_share_the_count_through_redis(redis_server: RedisServer) 
     asyncio.run(run())
 
 
+async def _reservations(first: ConcurrencyLimiter, second: ConcurrencyLimiter) -> None:
+    owner = uuid.uuid4().hex
+    one = await first.acquire("user", owner)
+    two = await second.acquire("user", owner)
+    assert one is not None
+    assert two is not None
+    assert await first.reserve(one, 3000) == 0  # nothing else running for this owner
+    assert await second.reserve(two, 500) == 3000  # the first holds 3,000
+    other = await first.acquire("user", uuid.uuid4().hex)
+    assert other is not None
+    assert await first.reserve(other, 10) == 0  # another owner's are not counted
+    await second.release(one)
+    assert await first.reserve(two, 700) == 0  # given back with its slot
+
+
+def test_reservations_in_memory() -> None:
+    """A running reply's reserved tokens count for its owner's next request until it ends."""
+    limiter = _limiter(None)
+    asyncio.run(_reservations(limiter, limiter))
+
+
+def test_reservations_shared_through_redis(redis_server: RedisServer) -> None:
+    """Two replicas see each other's reservations, and a dead one's expire with its slot."""
+
+    async def run() -> None:
+        first, second = _limiter(redis_server.url), _limiter(redis_server.url, hold=0.5)
+        try:
+            await _reservations(first, second)
+            owner = uuid.uuid4().hex
+            dying = await second.acquire("user", owner)  # held 0.5 s, never given back
+            assert dying is not None
+            await second.reserve(dying, 4000)
+            alive = await first.acquire("user", owner)
+            assert alive is not None
+            assert await first.reserve(alive, 1) == 4000
+            await asyncio.sleep(0.7)
+            assert await first.reserve(alive, 1) == 0
+        finally:
+            await first.aclose()
+            await second.aclose()
+
+    asyncio.run(run())
+
+
 def test_slots_of_a_dead_process_expire(redis_server: RedisServer) -> None:
     """A slot never given back (its process died) stops counting after the hold time."""
 

@@ -59,6 +59,30 @@ def test_user_quota_refuses_a_request_that_could_pass_it(
         stream_chat(http, {"message": "hi", "max_tokens": 2000}, bob.headers)
 
 
+def test_replies_running_hold_their_worst_case(quoted: LiveServer, upstream: FakeAnthropic) -> None:
+    """Two requests at once cannot each spend the same remainder: the first one's budget is
+    reserved while it runs, and given back (less what it used) when it ends."""
+    with quoted.client() as http:
+        alice = signup(http)
+        upstream.enqueue(TextReply(chunks=tuple(f"w{i} " for i in range(20)), chunk_delay=0.1))
+        with http.stream(
+            "POST", "/chat", json={"message": "slow", "max_tokens": 3000}, headers=alice.headers
+        ) as slow:
+            lines = slow.iter_lines()
+            while next(lines) != "event: delta":
+                pass
+            response = http.post(
+                "/chat", json={"message": "too", "max_tokens": 2500}, headers=alice.headers
+            )
+            assert response.status_code == 429, response.text
+            assert response.json()["error"] == "quota_exceeded"
+            assert "replies running now may use" in response.json()["detail"]
+            assert "event: done" in list(lines)
+        upstream.enqueue(TextReply())
+        events = stream_chat(http, {"message": "now", "max_tokens": 2500}, alice.headers)
+        assert events[-1].event == "done"
+
+
 def test_usage_by_day_and_model_outlives_deleted_sessions(
     quoted: LiveServer, upstream: FakeAnthropic
 ) -> None:

@@ -135,15 +135,16 @@ async def chat(
     try:
         if principal is None:
             prepared = _guest(body, state)
-            if settings.rate_limit_enabled:
+            if settings.rate_limit_enabled and settings.guest_daily_tokens:
                 check_quota(
                     await state.guest_usage.used_today(address),
                     _worst_case(prepared.prompt),
                     settings.guest_daily_tokens,
                     "This address",
+                    reserved=await _reserve(state, slot, prepared.prompt),
                 )
         else:
-            replay_or_prepared = await _signed_in(body, principal, state, idempotency_key)
+            replay_or_prepared = await _signed_in(body, principal, state, idempotency_key, slot)
             if isinstance(replay_or_prepared, Replay):
                 if slot is not None:
                     await state.running.release(slot)
@@ -274,11 +275,12 @@ async def _signed_in(
     principal: Principal,
     state: AppState,
     idempotency_key: str | None,
+    slot: Slot | None,
 ) -> Prepared | Replay:
     """Save the user's message and a placeholder reply, committed before the model is called."""
     request_hash = idempotency.fingerprint(body)
     try:
-        return await _save_exchange(body, principal, state, idempotency_key)
+        return await _save_exchange(body, principal, state, idempotency_key, slot)
     except IntegrityError:
         if idempotency_key is None:
             raise
@@ -299,6 +301,7 @@ async def _save_exchange(
     principal: Principal,
     state: AppState,
     idempotency_key: str | None,
+    slot: Slot | None,
 ) -> Prepared | Replay:
     """In one transaction: replay a known key, or save the exchange (and the key)."""
     settings = state.settings
@@ -346,7 +349,7 @@ async def _save_exchange(
             message=body.message,
             max_tokens=body.max_tokens,
         )
-        await _check_user_quota(db, state, principal, prompt)
+        await _check_user_quota(db, state, principal, prompt, slot)
         exchange = await repo.add_exchange(
             db,
             chat,
@@ -407,11 +410,12 @@ async def _respond(
     """Start the reply, and answer with its event stream or, once it ends, as JSON."""
 
     async def on_end(outcome: Outcome | None) -> None:
-        if slot is not None:
-            await state.running.release(slot)
         if guest_address is not None and outcome is not None and outcome.charged is not None:
             # A guest's usage is counted by address; their conversation is not kept.
             await state.guest_usage.add(guest_address, sum(outcome.charged))
+        # After the usage is counted: the reservation held by the slot goes with it.
+        if slot is not None:
+            await state.running.release(slot)
 
     state.generations.start(
         prepared.generation,
@@ -474,7 +478,11 @@ def _worst_case(prompt: PromptRequest) -> int:
 
 
 async def _check_user_quota(
-    db: AsyncSession, state: AppState, principal: Principal, prompt: PromptRequest
+    db: AsyncSession,
+    state: AppState,
+    principal: Principal,
+    prompt: PromptRequest,
+    slot: Slot | None,
 ) -> None:
     """Refuse a request that could take the user past today's token quota."""
     settings = state.settings
@@ -484,7 +492,15 @@ async def _check_user_quota(
             _worst_case(prompt),
             settings.user_daily_tokens,
             "This account",
+            reserved=await _reserve(state, slot, prompt),
         )
+
+
+async def _reserve(state: AppState, slot: Slot | None, prompt: PromptRequest) -> int:
+    """Set this request's worst case aside; return what the owner's running replies hold."""
+    if slot is None:
+        return 0
+    return await state.running.reserve(slot, _worst_case(prompt))
 
 
 def _newest(turns: Sequence[Row[Any]], count: int) -> Sequence[Row[Any]]:
@@ -549,7 +565,7 @@ async def regenerate(
     await hit(request, "user_chat", str(principal.user_id))
     slot = await state.running.acquire("user", str(principal.user_id))
     try:
-        prepared = await _prepare_regenerate(state, principal, message_id, options)
+        prepared = await _prepare_regenerate(state, principal, message_id, options, slot)
     except BaseException:
         if slot is not None:
             await state.running.release(slot)
@@ -558,7 +574,11 @@ async def regenerate(
 
 
 async def _prepare_regenerate(
-    state: AppState, principal: Principal, message_id: uuid.UUID, options: RegenerateRequest
+    state: AppState,
+    principal: Principal,
+    message_id: uuid.UUID,
+    options: RegenerateRequest,
+    slot: Slot | None,
 ) -> Prepared:
     """Save a placeholder reply beside `message_id`, and what goes to the model for it."""
     settings = state.settings
@@ -595,7 +615,7 @@ async def _prepare_regenerate(
             message=question.content,
             max_tokens=options.max_tokens,
         )
-        await _check_user_quota(db, state, principal, prompt)
+        await _check_user_quota(db, state, principal, prompt, slot)
         exchange = await repo.add_reply(
             db,
             chat,

@@ -31,6 +31,21 @@ redis.call('EXPIRE', KEYS[1], ARGV[5])
 return 1
 """
 
+# A running reply's token reservation, in a hash beside its owner's slots; the sum counts only
+# members still in the slot set, so a dead process's reservation goes when its slot expires.
+_RESERVE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+local others = 0
+for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if member ~= ARGV[2] then
+    others = others + tonumber(redis.call('HGET', KEYS[2], member) or '0')
+  end
+end
+return others
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class Slot:
@@ -38,6 +53,11 @@ class Slot:
 
     key: str
     member: str
+
+    @property
+    def reservations(self) -> str:
+        """Return the key of the hash of the owner's token reservations."""
+        return f"{self.key}:tokens"
 
 
 class ConcurrencyLimiter:
@@ -54,9 +74,11 @@ class ConcurrencyLimiter:
         self.enabled = enabled
         self._maximum = maximum
         self._hold = hold_seconds  # the longest a reply may run: its slot's expiry
-        self._local: dict[str, set[str]] = defaultdict(set)
+        # Owner key -> running reply -> the tokens it reserved against the owner's quota.
+        self._local: dict[str, dict[str, int]] = defaultdict(dict)
         self._redis = redis_client(redis_url) if redis_url else None
         self._script = self._redis.register_script(_ACQUIRE) if self._redis else None
+        self._reserve = self._redis.register_script(_RESERVE) if self._redis else None
 
     async def acquire(self, name: ConcurrencyName, owner: str) -> Slot | None:
         """Take a slot for a new reply; RateLimited when the owner has the most running."""
@@ -83,12 +105,15 @@ class ConcurrencyLimiter:
         if self._redis is None:
             members = self._local.get(slot.key)
             if members is not None:
-                members.discard(slot.member)
+                members.pop(slot.member, None)
                 if not members:
                     del self._local[slot.key]
             return
         try:
-            await self._redis.zrem(slot.key, slot.member)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.zrem(slot.key, slot.member)
+                pipe.hdel(slot.reservations, slot.member)
+                await pipe.execute()
         except Exception as exc:  # it expires on its own
             log.warning("concurrency release failed", extra={"reason": type(exc).__name__})
 
@@ -97,7 +122,7 @@ class ConcurrencyLimiter:
             members = self._local[slot.key]
             if len(members) >= limit:
                 return False
-            members.add(slot.member)
+            members[slot.member] = 0
             return True
         now = time.time()
         try:
@@ -109,6 +134,26 @@ class ConcurrencyLimiter:
             log.warning("concurrency limiter unavailable", extra={"reason": type(exc).__name__})
             return True
         return bool(result)
+
+    async def reserve(self, slot: Slot, tokens: int) -> int:
+        """Set aside `tokens` for this reply until its slot is given back.
+
+        Returns what the owner's other running replies have set aside: a quota check counts
+        them as used, so replies started together cannot each spend the same remainder.
+        """
+        if self._reserve is None:
+            members = self._local.get(slot.key, {})
+            members[slot.member] = tokens
+            return sum(value for member, value in members.items() if member != slot.member)
+        try:
+            others = await self._reserve(
+                keys=[slot.key, slot.reservations],
+                args=[time.time(), slot.member, tokens, int(self._hold) + 60],
+            )
+        except Exception as exc:  # counting must not take the API down
+            log.warning("quota reservation unavailable", extra={"reason": type(exc).__name__})
+            return 0
+        return int(others)
 
     async def aclose(self) -> None:
         """Close the Redis connection."""

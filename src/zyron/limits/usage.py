@@ -44,13 +44,17 @@ def seconds_to_midnight() -> int:
     return max(1, math.ceil((midnight - now).total_seconds()))
 
 
-def check_quota(used: int, needed: int, quota: int, who: str) -> None:
-    """Refuse a request whose worst case (prompt + max reply) would pass the quota."""
-    if quota and used + needed > quota:
+def check_quota(used: int, needed: int, quota: int, who: str, *, reserved: int = 0) -> None:
+    """Refuse a request whose worst case (prompt + max reply) would pass the quota.
+
+    `reserved` is what replies of the same owner still running may yet use.
+    """
+    if quota and used + reserved + needed > quota:
         reset = seconds_to_midnight()
+        running = f", and replies running now may use {reserved} more" if reserved else ""
         raise QuotaExceeded(
-            f"{who} has used {used} of {quota} tokens today; this request could use up to "
-            f"{needed}. The quota resets at midnight UTC, in {reset} s.",
+            f"{who} has used {used} of {quota} tokens today{running}; this request could use "
+            f"up to {needed}. The quota resets at midnight UTC, in {reset} s.",
             headers={"Retry-After": str(reset)},
         )
 
