@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response, status
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from zyron.auth.deps import CurrentUser
 from zyron.auth.repository import user_by_id
@@ -35,23 +37,28 @@ def _service(request: Request) -> AuthService:
 Service = Annotated[AuthService, Depends(_service)]
 
 
+def _service_transaction(request: Request) -> AbstractAsyncContextManager[AsyncSession]:
+    """Open the auth flows' transaction (as service_role), after their rate limits."""
+    return unit_of_work(get_state(request).sessionmaker, role="service_role")
+
+
 @router.post(
     "/signup",
     status_code=status.HTTP_201_CREATED,
     responses=error_responses(EmailTaken, RateLimited),
 )
-async def signup(
-    body: SignupRequest, request: Request, db: ServiceDb, service: Service
-) -> TokenPair:
+async def signup(body: SignupRequest, request: Request, service: Service) -> TokenPair:
     """Create an account with email and password; returns tokens for it."""
     # Per address (one client making many accounts) and per email (probing which are taken).
+    # Before the transaction opens: a flood of refused attempts costs the database nothing.
     await hit(request, "signup_ip")
     await hit(request, "signup_email", body.email)
-    return await service.signup(db, body.email, body.password)
+    async with _service_transaction(request) as db:
+        return await service.signup(db, body.email, body.password)
 
 
 @router.post("/login", responses=error_responses(InvalidCredentials, RateLimited))
-async def login(body: LoginRequest, request: Request, db: ServiceDb, service: Service) -> TokenPair:
+async def login(body: LoginRequest, request: Request, service: Service) -> TokenPair:
     """Sign in with email and password."""
     # Per address, every attempt (one client trying many accounts). Per account, failures
     # only (many addresses guessing one password): the owner signing in from many devices
@@ -59,7 +66,8 @@ async def login(body: LoginRequest, request: Request, db: ServiceDb, service: Se
     await hit(request, "login_ip")
     await check(request, "login_email", body.email)
     try:
-        return await service.login(db, body.email, body.password)
+        async with _service_transaction(request) as db:
+            return await service.login(db, body.email, body.password)
     except InvalidCredentials:
         await hit(request, "login_email", body.email)
         raise
@@ -69,7 +77,7 @@ async def login(body: LoginRequest, request: Request, db: ServiceDb, service: Se
 async def refresh(body: RefreshRequest, request: Request, service: Service) -> TokenPair:
     """Exchange a refresh token for a new pair; the old refresh token stops working."""
     # Its own transaction: revoking a reused token's family must commit although we answer 401.
-    async with unit_of_work(get_state(request).sessionmaker, role="service_role") as db:
+    async with _service_transaction(request) as db:
         outcome = await service.refresh(db, body.refresh_token)
     if outcome is None or isinstance(outcome, RefreshReused):
         raise InvalidRefreshToken()
