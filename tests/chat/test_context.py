@@ -84,6 +84,8 @@ def test_consecutive_assistant_turns_are_merged() -> None:
 class _Chars:
     """A counter where a token is a character: sizes are easy to reason about."""
 
+    prompt_overhead = 0
+
     def count(self, text: str) -> int:
         return len(text)
 

@@ -271,6 +271,55 @@ def test_count_tokens_uses_the_model_tokenizer_once_loaded(model_path: Path) -> 
 
 
 @local_model
+@pytest.mark.parametrize(
+    ("system", "turns"),
+    [
+        (None, ["hi"]),
+        (None, ["hi", "hello there", "how are you today?"]),
+        ("Be brief.", ["hi"]),
+        (None, ["word " * 300, "ok", "and again " * 50]),
+    ],
+)
+def test_the_fitted_prompt_never_undercounts_the_local_model(
+    model_path: Path, system: str | None, turns: list[str]
+) -> None:
+    """The chat template's own text (SmolLM2 adds a default system prompt) is counted too:
+    a prompt fitted to the window is never longer than it when llama.cpp evaluates it."""
+    from zyron.chat.context import build_history, fit_prompt
+    from zyron.llm.tokens import TokenCounter
+
+    history = [("user" if i % 2 == 0 else "assistant", text) for i, text in enumerate(turns[:-1])]
+
+    async def scenario() -> tuple[int, int]:
+        provider = provider_for(model_path)
+        try:
+            await provider.load()
+            fitted = fit_prompt(
+                build_history(history),
+                turns[-1],
+                system=system,
+                window=2048,
+                reply_budget=8,
+                counter=TokenCounter(provider, chars_per_token=3.0),
+                model="smollm2",
+            )
+            events = [
+                event
+                async for event in provider.stream(
+                    model="smollm2", system=system, messages=fitted.messages, max_tokens=1
+                )
+            ]
+            finished = events[-1]
+            assert isinstance(finished, Finished)
+            return fitted.input_tokens, finished.input_tokens
+        finally:
+            await provider.aclose()
+
+    counted, evaluated = asyncio.run(scenario())
+    assert evaluated <= counted <= evaluated + 64, (counted, evaluated)
+
+
+@local_model
 def test_a_damaged_model_file_fails_health_and_stream(model_path: Path, tmp_path: Path) -> None:
     damaged = tmp_path / "damaged.gguf"
     damaged.write_bytes(model_path.read_bytes()[:100_000])  # a GGUF header, then nothing

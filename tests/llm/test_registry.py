@@ -12,7 +12,7 @@ import pytest
 from tests.support import make_settings
 from zyron.errors import NoProvider, UnknownModel
 from zyron.llm.registry import Registry, build_registry
-from zyron.llm.tokens import TokenCounter
+from zyron.llm.tokens import MESSAGE_OVERHEAD_TOKENS, TokenCounter
 from zyron.settings import DEFAULT_CLAUDE_MODELS, ConfigError
 
 
@@ -241,7 +241,9 @@ def test_counter_rises_fast_to_what_usage_says() -> None:
     first = counter.count(text)
     assert 750 <= first <= 900  # 4 characters a token, with a 10% margin
     for _ in range(6):
-        counter.observe(chars=3000, input_tokens=1500 + 4, messages=1)  # 2 characters a token
+        counter.observe(
+            chars=3000, input_tokens=1500 + MESSAGE_OVERHEAD_TOKENS, messages=1
+        )  # 2 characters a token
     calibrated = counter.count(text)
     assert calibrated >= 1500  # never under what the provider counted
     counter.observe(chars=10, input_tokens=10_000, messages=1)  # too small to say anything
@@ -254,13 +256,17 @@ def test_counter_falls_slowly_and_never_below_the_configured_ratio() -> None:
     text = "x" * 3000
     start = counter.count(text)
     for _ in range(3):
-        counter.observe(chars=3000, input_tokens=3000 + 4, messages=1)  # 1 character a token
+        counter.observe(
+            chars=3000, input_tokens=3000 + MESSAGE_OVERHEAD_TOKENS, messages=1
+        )  # 1 character a token
     high = counter.count(text)
     assert high > start
-    counter.observe(chars=3000, input_tokens=600 + 4, messages=1)  # 5 characters a token
+    counter.observe(
+        chars=3000, input_tokens=600 + MESSAGE_OVERHEAD_TOKENS, messages=1
+    )  # 5 characters a token
     assert counter.count(text) > high * 0.9  # one sparse reply moves it 5% of the way
     for _ in range(300):
-        counter.observe(chars=3000, input_tokens=600 + 4, messages=1)
+        counter.observe(chars=3000, input_tokens=600 + MESSAGE_OVERHEAD_TOKENS, messages=1)
     assert counter.count(text) == start  # back at the configured ratio, not below
 
 

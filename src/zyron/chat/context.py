@@ -64,6 +64,11 @@ def _role(role: str) -> Literal["user", "assistant"]:
 class Counter(Protocol):
     """Counts a model's tokens (zyron.llm.tokens.TokenCounter)."""
 
+    @property
+    def prompt_overhead(self) -> int:
+        """Return the tokens a chat format adds once per prompt, whatever its turns."""
+        ...
+
     def count(self, text: str) -> int:
         """Return the tokens `text` takes as one message."""
         ...
@@ -98,7 +103,7 @@ def fit_prompt(
     starts with a user turn: never a reply whose question was cut off.
     """
     budget = window - reply_budget
-    used = counter.count(system) if system else 0
+    used = counter.prompt_overhead + (counter.count(system) if system else 0)
     used += counter.count(message)
     if used > budget:
         raise ContextTooLong(

@@ -6,8 +6,13 @@ import math
 
 from zyron.llm.base import Provider
 
-# Chat formats wrap every message in a few tokens of markup (role names, separators).
-MESSAGE_OVERHEAD_TOKENS = 4
+# Chat formats wrap every message in a few tokens of markup (role names, separators): about
+# 5.5 in SmolLM2's template, measured with llama.cpp's prompt_tokens.
+MESSAGE_OVERHEAD_TOKENS = 6
+# And add text of their own once per prompt: the reply's opening, and in some templates a
+# default system prompt when none is given (SmolLM2: about 20 tokens). Measured: "hi" alone
+# is 31 prompt tokens to SmolLM2, 46 for three short turns.
+PROMPT_OVERHEAD_TOKENS = 32
 # A sample's weight in the running ratio. Up fast: a prompt denser than estimated (code,
 # another script) must not stay under-counted, or the next one overflows the window. Down
 # slowly, and never below the configured start: one model's counter serves every user, and
@@ -24,6 +29,8 @@ SAFETY_MARGIN = 1.1
 
 class TokenCounter:
     """Count a model's tokens: exactly with a local tokenizer, or by a calibrated ratio."""
+
+    prompt_overhead = PROMPT_OVERHEAD_TOKENS
 
     def __init__(self, provider: Provider, chars_per_token: float) -> None:
         self._provider = provider
