@@ -235,16 +235,49 @@ def test_spoofed_forwarded_for_is_ignored(no_proxy: LiveServer, upstream: FakeAn
         _assert_limited(response, 2)
 
 
-def test_limits_off_when_disabled(server: LiveServer, upstream: FakeAnthropic) -> None:
-    """RATE_LIMIT_ENABLED=false (the shared test server): far past every limit, no 429."""
-    assert server.settings.rate_limit_enabled is False
-    with server.client() as http:
-        email = signup(http).email
-        for _ in range(15):  # the default allows 10 per 15 minutes per email
+@pytest.fixture(scope="module")
+def unlimited(
+    backend: Backend, fake_anthropic: FakeAnthropic, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """The small limits and tiny quotas, all switched off by RATE_LIMIT_ENABLED=false."""
+    settings = backend.settings(
+        tmp_path_factory.mktemp("unlimited"),
+        anthropic_api_key="sk-ant-test",
+        anthropic_base_url=fake_anthropic.base_url,
+        rate_limit_enabled=False,
+        trusted_proxies=["127.0.0.1"],
+        user_daily_tokens=10,
+        guest_daily_tokens=10,
+        **RATES,
+    )
+    with live_server(settings) as running:
+        yield running
+
+
+def test_limits_off_when_disabled(unlimited: LiveServer, upstream: FakeAnthropic) -> None:
+    """RATE_LIMIT_ENABLED=false: far past every rate, concurrency limit and quota, no 429."""
+    address = _address()
+    with unlimited.client() as http:
+        assert http.get("/health").json()["rate_limits"]["enabled"] is False
+        account = signup(http)
+        for _ in range(5):  # 3 a minute per email, 6 per address
             response = http.post(
-                "/auth/login", json={"email": email, "password": "wrong password!"}
+                "/auth/login",
+                json={"email": account.email, "password": "wrong password!"},
+                headers=_from(address),
             )
             assert response.status_code == 401
+        for headers in (_from(address), _from(address, **account.headers)):
+            for _ in range(3):  # 2 a minute, and a 10-token quota
+                upstream.enqueue(TextReply(input_tokens=1000))
+                events = stream_chat(http, {"message": "hi", "max_tokens": 100}, headers)
+                assert events[-1].event == "done"
+        # Two replies at once from one guest address (the limit is 1).
+        upstream.enqueue(TextReply(first_delay=0.5), TextReply())
+        with http.stream("POST", "/chat", json={"message": "slow"}, headers=_from(address)) as r:
+            assert r.status_code == 200
+            assert stream_chat(http, {"message": "fast"}, _from(address))[-1].event == "done"
+            assert "event: done" in r.read().decode()
 
 
 def test_two_processes_share_one_limit_through_redis(
