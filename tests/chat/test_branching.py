@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import httpx
@@ -225,7 +226,8 @@ def test_nothing_follows_a_reply_still_being_produced(
 ) -> None:
     """A second send, an edit after, or a regenerate of a streaming reply is a 409, no writes."""
     sid, (_, a1, _, _) = _conversation(client, alice, upstream)
-    upstream.enqueue(TextReply(chunks=tuple(f"w{i} " for i in range(20)), chunk_delay=0.1))
+    hold = threading.Event()
+    upstream.enqueue(TextReply(chunks=("w0 ", "w1"), hold=hold))
     requests = len(upstream.requests) + 1
     with client.stream(
         "POST", "/chat", json={"message": "slow", "session_id": sid}, headers=alice.headers
@@ -249,6 +251,7 @@ def test_nothing_follows_a_reply_still_being_produced(
         assert len(upstream.requests) == requests
         # Branching from an earlier, finished reply is still allowed meanwhile.
         _say(client, alice, upstream, "q2 again", "a2'", session_id=sid, parent_id=a1["id"])
+        hold.set()
         assert "event: done" in list(lines)
     # Once it is done, the session takes new messages again.
     _say(client, alice, upstream, "after", "ok", session_id=sid)

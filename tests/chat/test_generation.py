@@ -205,3 +205,36 @@ def test_failed_save_ends_the_stream_with_persist_failed(
     assert last["event"] == "error"
     assert last["error"] == "persist_failed"
     assert last["retryable"] is True
+
+
+@pytest.mark.parametrize(
+    ("status", "content", "reported", "charged"),
+    [
+        # Complete, with the provider's figures: those.
+        (Status.COMPLETE, "four words of text", (120, 7), (120, 7)),
+        # Complete, but an OpenAI-compatible server sent no usage: the prompt as counted, and
+        # the text at 3 characters a token (no counter here).
+        (Status.COMPLETE, "x" * 30, (0, 0), (500, 10)),
+        # Cut short after text: the same estimate.
+        (Status.CANCELLED, "x" * 30, (0, 0), (500, 10)),
+        (Status.INTERRUPTED, "x" * 31, (0, 0), (500, 11)),
+        # Nothing generated: nothing charged.
+        (Status.ERROR, "", (0, 0), None),
+        (Status.CANCELLED, "", (0, 0), None),
+    ],
+)
+def test_what_a_reply_counts_against_quotas(
+    status: Status, content: str, reported: tuple[int, int], charged: tuple[int, int] | None
+) -> None:
+    """Reported usage when there is some; an estimate otherwise, never nothing for text."""
+    from zyron.chat.generation import Outcome, _charge
+
+    prompt = PromptRequest(model="m", system=None, messages=[], max_tokens=10, input_tokens=500)
+    outcome = Outcome(
+        content=content,
+        status=status,
+        model="m",
+        input_tokens=reported[0],
+        output_tokens=reported[1],
+    )
+    assert _charge(prompt, outcome) == charged

@@ -8,6 +8,7 @@ import socket
 import socketserver
 import sys
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Sequence
@@ -55,6 +56,9 @@ class TextReply:
     input_tokens: int = _DEFAULT_INPUT_TOKENS
     chunk_delay: float = 0.0
     first_delay: float = 0.0
+    # Set: the reply stops after its first chunk until the test sets it (a reply that is
+    # certainly still running while the test acts, however slow the machine).
+    hold: threading.Event | None = None
 
 
 @dataclass(frozen=True)
@@ -286,6 +290,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._stream_then_drop(reply, model)
         # A non-streaming Drop sends nothing at all: the handler returns and the socket closes.
 
+    def _wait_for(self, event: threading.Event, within: float = 60.0) -> None:
+        deadline = time.monotonic() + within
+        while not event.wait(0.02):
+            if self._server.fake._stopping.is_set() or time.monotonic() > deadline:
+                raise _StoppedError
+
     def _sleep(self, seconds: float) -> None:
         if seconds > 0 and self._server.fake._stopping.wait(seconds):
             raise _StoppedError
@@ -362,8 +372,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._sleep(reply.first_delay)
         self._stream_prelude(model, reply.input_tokens)
         self._event("ping", {"type": "ping"})
-        for chunk in reply.chunks:
+        for index, chunk in enumerate(reply.chunks):
             self._sleep(reply.chunk_delay)
+            if index == 1 and reply.hold is not None:
+                self._wait_for(reply.hold)
             self._delta(chunk)
         self._event("content_block_stop", {"type": "content_block_stop", "index": 0})
         self._event(

@@ -85,6 +85,15 @@ def test_client_key_combines_both() -> None:
     assert clients.key(_request("10.0.0.3", "2001:db8:0:1::1")) != first
 
 
+def test_ipv4_mapped_proxy_entries_match_ipv4_peers() -> None:
+    """TRUSTED_PROXIES copied from a dual-stack log (::ffff:…) still trusts those proxies."""
+    trusted = parse_networks(["::ffff:10.0.0.0/104", "::ffff:192.0.2.1"])
+    assert [str(network) for network in trusted] == ["10.0.0.0/8", "192.0.2.1/32"]
+    assert client_ip(_request("10.1.2.3", "203.0.113.7"), trusted) == "203.0.113.7"
+    assert client_ip(_request("::ffff:192.0.2.1", "203.0.113.8"), trusted) == "203.0.113.8"
+    assert parse_networks(["2001:db8::/32"])[0].version == 6  # other IPv6 ranges stay
+
+
 def test_bad_proxy_entry_is_named() -> None:
     """A TRUSTED_PROXIES entry that is not an address says which."""
     with pytest.raises(ValueError, match=r"'proxy\.example'"):

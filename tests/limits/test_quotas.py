@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -64,7 +65,8 @@ def test_replies_running_hold_their_worst_case(quoted: LiveServer, upstream: Fak
     reserved while it runs, and given back (less what it used) when it ends."""
     with quoted.client() as http:
         alice = signup(http)
-        upstream.enqueue(TextReply(chunks=tuple(f"w{i} " for i in range(20)), chunk_delay=0.1))
+        hold = threading.Event()
+        upstream.enqueue(TextReply(chunks=("w0 ", "w1"), hold=hold))
         with http.stream(
             "POST", "/chat", json={"message": "slow", "max_tokens": 3000}, headers=alice.headers
         ) as slow:
@@ -77,6 +79,7 @@ def test_replies_running_hold_their_worst_case(quoted: LiveServer, upstream: Fak
             assert response.status_code == 429, response.text
             assert response.json()["error"] == "quota_exceeded"
             assert "replies running now may use" in response.json()["detail"]
+            hold.set()
             assert "event: done" in list(lines)
         upstream.enqueue(TextReply())
         events = stream_chat(http, {"message": "now", "max_tokens": 2500}, alice.headers)
@@ -169,7 +172,7 @@ def test_a_reply_cut_short_after_text_is_charged(
         assert messages[-1]["status"] == "interrupted"
         assert messages[-1]["usage"] is None
 
-        # Three more such replies leave no room for a 2,000-token request.
+        # Two more such replies leave no room for a 2,000-token request.
         for _ in range(2):
             upstream.enqueue(MidStreamError(chunks=("Partial",)))
             stream_chat(http, {"message": message, "max_tokens": 100}, alice.headers)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import random
+import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -137,8 +139,30 @@ def test_login_attempts_are_limited_per_email(limited: LiveServer) -> None:
         assert "this email" in right.json()["detail"]
 
 
+def test_a_burst_of_guesses_at_once_is_limited_per_email(limited: LiveServer) -> None:
+    """Eight wrong passwords sent together from eight addresses: three are checked, no more."""
+    email = unique_email()
+    with limited.client() as http:
+        created = http.post(
+            "/auth/signup", json={"email": email, "password": PASSWORD}, headers=_from(_address())
+        )
+        assert created.status_code == 201
+
+    def guess(_: int) -> int:
+        with limited.client() as http:
+            return http.post(
+                "/auth/login",
+                json={"email": email, "password": "wrong password!"},
+                headers=_from(_address()),
+            ).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = sorted(pool.map(guess, range(8)))
+    assert statuses == [401] * 3 + [429] * 5
+
+
 def test_successful_logins_do_not_lock_an_account(limited: LiveServer) -> None:
-    """Per email only failures count: the owner signing in on many devices is not refused."""
+    """A login that proves the password clears the email's count: many devices are fine."""
     with limited.client() as http:
         account = signup(http)
         for _ in range(5):
@@ -273,11 +297,15 @@ def test_limits_off_when_disabled(unlimited: LiveServer, upstream: FakeAnthropic
                 events = stream_chat(http, {"message": "hi", "max_tokens": 100}, headers)
                 assert events[-1].event == "done"
         # Two replies at once from one guest address (the limit is 1).
-        upstream.enqueue(TextReply(first_delay=0.5), TextReply())
+        hold = threading.Event()
+        upstream.enqueue(TextReply(chunks=("a", "b"), hold=hold), TextReply())
         with http.stream("POST", "/chat", json={"message": "slow"}, headers=_from(address)) as r:
-            assert r.status_code == 200
+            lines = r.iter_lines()
+            while next(lines) != "event: delta":  # running, and holding the address's slot
+                pass
             assert stream_chat(http, {"message": "fast"}, _from(address))[-1].event == "done"
-            assert "event: done" in r.read().decode()
+            hold.set()
+            assert "event: done" in list(lines)
 
 
 def test_two_processes_share_one_limit_through_redis(

@@ -12,8 +12,11 @@ import pytest
 from tests.support import make_settings
 from zyron.errors import NoProvider, UnknownModel
 from zyron.llm.registry import Registry, build_registry
-from zyron.llm.tokens import MESSAGE_OVERHEAD_TOKENS, TokenCounter
+from zyron.llm.tokens import MESSAGE_OVERHEAD_TOKENS, PROMPT_OVERHEAD_TOKENS, TokenCounter
 from zyron.settings import DEFAULT_CLAUDE_MODELS, ConfigError
+
+# What a one-message prompt costs beyond its text.
+OVERHEAD = PROMPT_OVERHEAD_TOKENS + MESSAGE_OVERHEAD_TOKENS
 
 
 def _registry(tmp_path: Path, **overrides: Any) -> Registry:
@@ -266,7 +269,7 @@ def test_counter_falls_slowly_and_never_below_the_configured_ratio() -> None:
     )  # 5 characters a token
     assert counter.count(text) > high * 0.9  # one sparse reply moves it 5% of the way
     for _ in range(300):
-        counter.observe(chars=3000, input_tokens=600 + MESSAGE_OVERHEAD_TOKENS, messages=1)
+        counter.observe(chars=3000, input_tokens=600 + OVERHEAD, messages=1)
     assert counter.count(text) == start  # back at the configured ratio, not below
 
 

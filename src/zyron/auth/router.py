@@ -22,7 +22,7 @@ from zyron.errors import (
     NotAuthenticated,
     error_responses,
 )
-from zyron.limits.deps import check, hit
+from zyron.limits.deps import clear, hit
 from zyron.limits.rates import RateLimited
 from zyron.state import get_state
 
@@ -60,17 +60,16 @@ async def signup(body: SignupRequest, request: Request, service: Service) -> Tok
 @router.post("/login", responses=error_responses(InvalidCredentials, RateLimited))
 async def login(body: LoginRequest, request: Request, service: Service) -> TokenPair:
     """Sign in with email and password."""
-    # Per address, every attempt (one client trying many accounts). Per account, failures
-    # only (many addresses guessing one password): the owner signing in from many devices
-    # is not locked out by their own successes. Both refuse before the password is checked.
+    # Per address (one client trying many accounts) and per account (many addresses guessing
+    # one password), counted before the password is checked, so a burst sent at once is
+    # limited too. A success proves the password and clears the account's count: the owner
+    # signing in from many devices is never locked out by their own logins.
     await hit(request, "login_ip")
-    await check(request, "login_email", body.email)
-    try:
-        async with _service_transaction(request) as db:
-            return await service.login(db, body.email, body.password)
-    except InvalidCredentials:
-        await hit(request, "login_email", body.email)
-        raise
+    await hit(request, "login_email", body.email)
+    async with _service_transaction(request) as db:
+        tokens = await service.login(db, body.email, body.password)
+    await clear(request, "login_email", body.email)
+    return tokens
 
 
 @router.post("/refresh", responses=error_responses(InvalidRefreshToken))

@@ -532,15 +532,19 @@ def _charge(prompt: PromptRequest, outcome: Outcome) -> tuple[int, int] | None:
     its first words still cost the prompt and those words: left uncounted, cancelling every
     reply just before its end would pass any quota.
     """
-    if outcome.status == Status.COMPLETE:
-        return outcome.input_tokens, outcome.output_tokens
-    if not outcome.content:
+    complete = outcome.status == Status.COMPLETE
+    if not complete and not outcome.content:
         return None  # nothing generated: providers do not bill a request that failed
-    if prompt.counter is not None:
-        output = prompt.counter.count(outcome.content)
-    else:
-        output = math.ceil(len(outcome.content) / FALLBACK_CHARS_PER_TOKEN)
-    return prompt.input_tokens, output
+    # A complete reply's figures, where the provider reported them (an OpenAI-compatible
+    # server may send none: then it is counted like one cut short).
+    prompt_tokens = (complete and outcome.input_tokens) or prompt.input_tokens
+    reply_tokens = complete and outcome.output_tokens
+    if not reply_tokens and outcome.content:
+        if prompt.counter is not None:
+            reply_tokens = prompt.counter.count(outcome.content)
+        else:
+            reply_tokens = math.ceil(len(outcome.content) / FALLBACK_CHARS_PER_TOKEN)
+    return prompt_tokens, int(reply_tokens)
 
 
 def _prompt_chars(prompt: PromptRequest) -> int:

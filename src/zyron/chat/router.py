@@ -136,12 +136,15 @@ async def chat(
         if principal is None:
             prepared = _guest(body, state)
             if settings.rate_limit_enabled and settings.guest_daily_tokens:
+                # Reserved first, used second: a reply ending in between is counted twice
+                # (safe), never not at all.
+                reserved = await _reserve(state, slot, prepared.prompt)
                 check_quota(
                     await state.guest_usage.used_today(address),
                     _worst_case(prepared.prompt),
                     settings.guest_daily_tokens,
                     "This address",
-                    reserved=await _reserve(state, slot, prepared.prompt),
+                    reserved=reserved,
                 )
         else:
             replay_or_prepared = await _signed_in(body, principal, state, idempotency_key, slot)
@@ -410,12 +413,14 @@ async def _respond(
     """Start the reply, and answer with its event stream or, once it ends, as JSON."""
 
     async def on_end(outcome: Outcome | None) -> None:
-        if guest_address is not None and outcome is not None and outcome.charged is not None:
-            # A guest's usage is counted by address; their conversation is not kept.
-            await state.guest_usage.add(guest_address, sum(outcome.charged))
-        # After the usage is counted: the reservation held by the slot goes with it.
-        if slot is not None:
-            await state.running.release(slot)
+        try:
+            if guest_address is not None and outcome is not None and outcome.charged is not None:
+                # A guest's usage is counted by address; their conversation is not kept.
+                await state.guest_usage.add(guest_address, sum(outcome.charged))
+        finally:
+            # After the usage is counted: the reservation held by the slot goes with it.
+            if slot is not None:
+                await state.running.release(slot)
 
     state.generations.start(
         prepared.generation,
@@ -487,12 +492,13 @@ async def _check_user_quota(
     """Refuse a request that could take the user past today's token quota."""
     settings = state.settings
     if settings.rate_limit_enabled and settings.user_daily_tokens:
+        reserved = await _reserve(state, slot, prompt)  # before reading usage, as for guests
         check_quota(
             await usage.used_today(db, principal.user_id),
             _worst_case(prompt),
             settings.user_daily_tokens,
             "This account",
-            reserved=await _reserve(state, slot, prompt),
+            reserved=reserved,
         )
 
 

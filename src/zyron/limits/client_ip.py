@@ -11,16 +11,33 @@ from starlette.requests import Request
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
+_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
 
 def parse_networks(values: Sequence[str]) -> list[Network]:
     """Parse TRUSTED_PROXIES entries (addresses or CIDR ranges); ValueError names a bad one."""
     networks = []
     for value in values:
         try:
-            networks.append(ipaddress.ip_network(value.strip(), strict=False))
+            network = ipaddress.ip_network(value.strip(), strict=False)
         except ValueError as exc:
             raise ValueError(f"TRUSTED_PROXIES: {value!r} is not an IP address or range") from exc
+        networks.append(_unmapped(network))
     return networks
+
+
+def _unmapped(network: Network) -> Network:
+    """Turn an IPv4-mapped range (::ffff:10.0.0.0/104, as a dual-stack log shows it) to IPv4:
+    peers are compared as plain IPv4 addresses."""
+    if (
+        isinstance(network, ipaddress.IPv6Network)
+        and network.prefixlen >= _MAPPED.prefixlen
+        and network.subnet_of(_MAPPED)
+    ):
+        first = network.network_address.ipv4_mapped
+        assert first is not None  # inside ::ffff:0:0/96
+        return ipaddress.IPv4Network((first, network.prefixlen - _MAPPED.prefixlen))
+    return network
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,6 @@ async def hit(request: Request, name: LimitName, key: str | None = None) -> None
     await state.limiter.hit(name, key if key is not None else state.clients.key(request))
 
 
-async def check(request: Request, name: LimitName, key: str) -> None:
-    """Refuse this request if `key` has used up `name`, without counting it."""
-    await get_state(request).limiter.check(name, key)
+async def clear(request: Request, name: LimitName, key: str) -> None:
+    """Forget `key`'s count for `name`."""
+    await get_state(request).limiter.clear(name, key)

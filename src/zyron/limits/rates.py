@@ -86,20 +86,15 @@ class RateLimiter:
             return
         raise _refusal(name, limit, stats)
 
-    async def check(self, name: LimitName, key: str) -> None:
-        """Refuse if `key` has used up `name` already, without counting this request."""
+    async def clear(self, name: LimitName, key: str) -> None:
+        """Forget `key`'s count for `name` (a login that proved the password)."""
         if not self.enabled:
             return
-        limit = self.limits[name]
         try:
             async with asyncio.timeout(REDIS_TIMEOUT_SECONDS):
-                if await self._strategy.test(limit.item, name, key):
-                    return
-                stats = await self._strategy.get_window_stats(limit.item, name, key)
+                await self._strategy.clear(self.limits[name].item, name, key)
         except Exception as exc:
             _unavailable(name, exc)
-            return
-        raise _refusal(name, limit, stats)
 
     async def check_storage(self) -> bool:
         """Tell whether the counters can be reached (for /health)."""

@@ -49,7 +49,7 @@ class TokenCounter:
 
     def observe(self, chars: int, input_tokens: int, messages: int) -> None:
         """Calibrate the ratio from a reply's usage: `chars` of text sent cost `input_tokens`."""
-        text_tokens = input_tokens - messages * MESSAGE_OVERHEAD_TOKENS
+        text_tokens = input_tokens - PROMPT_OVERHEAD_TOKENS - messages * MESSAGE_OVERHEAD_TOKENS
         if chars < MIN_CALIBRATION_CHARS or text_tokens <= 0:
             return
         ratio = min(MAX_TOKENS_PER_CHAR, max(MIN_TOKENS_PER_CHAR, text_tokens / chars))
