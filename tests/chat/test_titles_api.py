@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -96,20 +97,48 @@ def test_given_title_is_kept_and_no_title_is_asked_for(
 def test_title_never_delays_the_reply_and_patch_wins(
     http: httpx.Client, alice: Account, upstream: FakeAnthropic
 ) -> None:
-    """stream=false answers at once; a PATCH made while the title is made is kept."""
-    upstream.enqueue(TextReply(chunks=("ok",)), TextReply(chunks=("Slow title",), first_delay=1.0))
-    started = time.monotonic()
-    response = http.post("/chat", json={"message": "hello", "stream": False}, headers=alice.headers)
+    """stream=false answers while the title is still being made; a PATCH made meanwhile wins."""
+    title_held = threading.Event()
+    upstream.enqueue(
+        TextReply(chunks=("ok",)), TextReply(chunks=("Slow", " title"), hold=title_held)
+    )
+    # The title call cannot finish until the test lets it (or for TITLE_TIMEOUT_SECONDS, 20):
+    # an answer that waited for it would take 20 s, past this request's timeout.
+    response = http.post(
+        "/chat",
+        json={"message": "hello", "stream": False},
+        headers=alice.headers,
+        timeout=httpx.Timeout(15.0),
+    )
     assert response.status_code == 200
-    assert time.monotonic() - started < 0.9  # not waiting for the 1 s title
     sid = response.json()["session_id"]
     patched = http.patch(f"/sessions/{sid}", json={"title": "Chosen"}, headers=alice.headers)
     assert patched.status_code == 200
     deadline = time.monotonic() + 5
     while len(upstream.requests) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
-    time.sleep(1.5)  # the title call has answered by now
+    title_held.set()
+    time.sleep(1.0)  # the title call has answered and been refused by now
     assert _title(http, alice, sid) == "Chosen"
+
+
+def test_a_title_given_as_new_chat_is_kept(
+    http: httpx.Client, alice: Account, upstream: FakeAnthropic
+) -> None:
+    """Only a session created without a title gets one: "New chat" chosen by hand stays."""
+    created = http.post("/sessions", json={"title": "New chat"}, headers=alice.headers)
+    sid = created.json()["id"]
+    upstream.enqueue(TextReply())
+    events = stream_chat(http, {"message": "hi", "session_id": sid}, alice.headers)
+    assert events[-1].event == "done"
+    assert len(upstream.requests) == 1  # no title call
+    # And a session renamed by PATCH before its first reply is not retitled either.
+    untitled = http.post("/sessions", json={}, headers=alice.headers).json()["id"]
+    http.patch(f"/sessions/{untitled}", json={"title": "Mine"}, headers=alice.headers)
+    upstream.enqueue(TextReply())
+    assert stream_chat(http, {"message": "hi", "session_id": untitled}, alice.headers)
+    assert len(upstream.requests) == 2
+    assert _title(http, alice, untitled) == "Mine"
 
 
 def test_slow_title_ends_the_stream_and_is_saved_later(

@@ -46,7 +46,6 @@ from zyron.limits.usage import check_quota
 from zyron.llm.base import ModelSpec, Provider
 from zyron.sessions import branches
 from zyron.sessions import repository as repo
-from zyron.sessions.repository import DEFAULT_TITLE
 from zyron.sessions.schemas import Usage
 from zyron.settings import Settings
 from zyron.state import AppState, get_state
@@ -338,7 +337,7 @@ async def _save_exchange(
             chat = await repo.add_session(
                 db,
                 principal.user_id,
-                title=body.title or DEFAULT_TITLE,
+                title=body.title,
                 model=body.model,
                 now=now,
             )
@@ -373,7 +372,7 @@ async def _save_exchange(
                 assistant_message_id=exchange.reply_id,
             )
     title = None
-    if settings.auto_titles and chat.title == DEFAULT_TITLE:
+    if settings.auto_titles and chat.title_pending:
         title = title_request(state, spec, provider, body.message)
     generation, target = _saved_reply(state, principal, chat.id, exchange)
     return Prepared(generation, provider, prompt, target, title)
@@ -632,7 +631,7 @@ async def _prepare_regenerate(
         )
     # The first reply may have failed before the session got a title: this one can give it.
     title = None
-    if settings.auto_titles and chat.title == DEFAULT_TITLE:
+    if settings.auto_titles and chat.title_pending:
         title = title_request(state, spec, provider, question.content)
     generation, target = _saved_reply(state, principal, chat.id, exchange)
     return Prepared(generation, provider, prompt, target, title)

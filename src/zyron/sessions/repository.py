@@ -109,16 +109,17 @@ async def add_session(
     db: AsyncSession,
     user_id: uuid.UUID,
     *,
-    title: str,
+    title: str | None,
     model: str | None = None,
     system_prompt: str | None = None,
     now: datetime | None = None,
 ) -> ChatSession:
-    """Insert a session."""
+    """Insert a session; without a title, it is "New chat" until one is generated."""
     now = now or utcnow()
     chat = ChatSession(
         user_id=user_id,
-        title=title,
+        title=title or DEFAULT_TITLE,
+        title_pending=title is None,
         model=model,
         system_prompt=system_prompt,
         created_at=now,
@@ -130,9 +131,11 @@ async def add_session(
 
 
 async def update_session(db: AsyncSession, chat: ChatSession, changes: dict[str, Any]) -> None:
-    """Apply changed fields and bump `updated_at`."""
+    """Apply changed fields and bump `updated_at`; a title given ends the wait for one."""
     for name, value in changes.items():
         setattr(chat, name, value)
+    if "title" in changes:
+        chat.title_pending = False
     chat.updated_at = utcnow()
     await db.flush()
 
@@ -147,9 +150,9 @@ async def set_generated_title(
             ChatSession.id == session_id,
             ChatSession.user_id == user_id,
             # A title set by PATCH while this one was being made wins.
-            ChatSession.title == DEFAULT_TITLE,
+            ChatSession.title_pending,
         )
-        .values(title=title),
+        .values(title=title, title_pending=False),
         execution_options={"synchronize_session": False},
     )
     return bool(getattr(result, "rowcount", 0) == 1)

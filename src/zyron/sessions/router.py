@@ -22,7 +22,7 @@ from zyron.llm.deps import Models
 from zyron.sessions import branches
 from zyron.sessions import repository as repo
 from zyron.sessions.deps import OwnedSession
-from zyron.sessions.repository import DEFAULT_TITLE, MessageRow
+from zyron.sessions.repository import MessageRow
 from zyron.sessions.schemas import MessageRead, SessionCreate, SessionRead, SessionUpdate
 from zyron.state import get_state
 
@@ -42,7 +42,7 @@ async def create_session(
     chat = await repo.add_session(
         db,
         principal.user_id,
-        title=body.title or DEFAULT_TITLE,
+        title=body.title,
         model=body.model,
         system_prompt=body.system_prompt,
     )
