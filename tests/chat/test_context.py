@@ -9,12 +9,13 @@ import pytest
 from zyron.chat.context import (
     FittedPrompt,
     build_history,
-    build_prompt,
     fit_prompt,
+    join_message,
     stored_turns,
 )
 from zyron.db.models import Message, Role, Status
 from zyron.errors import ContextTooLong
+from zyron.llm.base import PromptMessage
 
 
 def _message(role: Role, content: str, status: Status = Status.COMPLETE) -> Message:
@@ -26,6 +27,11 @@ def _message(role: Role, content: str, status: Status = Status.COMPLETE) -> Mess
         content=content,
         status=status,
     )
+
+
+def build_prompt(history: list[tuple[str, str]], message: str) -> list[PromptMessage]:
+    """The whole prompt with no window to fit: the history, then the message."""
+    return join_message(build_history(history), message)
 
 
 def test_new_conversation_is_one_user_turn() -> None:

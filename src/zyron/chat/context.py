@@ -42,11 +42,6 @@ def build_history(turns: Sequence[tuple[str, str]]) -> list[PromptMessage]:
     return history
 
 
-def build_prompt(history: Sequence[tuple[str, str]], message: str) -> list[PromptMessage]:
-    """Return alternating turns that start with the user and end with `message`."""
-    return join_message(build_history(history), message)
-
-
 def join_message(history: Sequence[PromptMessage], message: str) -> list[PromptMessage]:
     """Append the new message, joined to an unanswered user turn before it."""
     prompt = [PromptMessage(role=m["role"], content=m["content"]) for m in history]

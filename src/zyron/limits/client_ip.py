@@ -51,7 +51,7 @@ class ClientAddresses:
 
     def key(self, request: Request) -> str:
         """Return what the client's per-address limits count against."""
-        return limit_key(client_ip(request, self.trusted), self.ipv6_prefix)
+        return limit_key(_client(request, self.trusted), self.ipv6_prefix)
 
 
 def client_ip(request: Request, trusted: Sequence[Network]) -> str:
@@ -61,12 +61,18 @@ def client_ip(request: Request, trusted: Sequence[Network]) -> str:
     is not itself a trusted proxy is the client: entries to its left were written by the
     client and prove nothing. From an untrusted peer the header is ignored entirely.
     """
+    return str(_client(request, trusted))
+
+
+def _client(request: Request, trusted: Sequence[Network]) -> Address | str:
+    """Return the client's address as client_ip() finds it, parsed (a peer that is no IP as
+    it is: a test client, a Unix socket)."""
     raw_peer = request.client.host if request.client else ""
     peer = parse_address(raw_peer)
     if peer is None:
-        return raw_peer  # not an IP (a test client, a Unix socket): as it is
+        return raw_peer
     if not trusted or not _is_trusted(peer, trusted):
-        return str(peer)
+        return peer
     hops = [
         hop.strip()
         for header in request.headers.getlist("x-forwarded-for")
@@ -79,10 +85,10 @@ def client_ip(request: Request, trusted: Sequence[Network]) -> str:
         if address is None:
             # Our proxy wrote something that is no address ("unknown", an obfuscated name):
             # the client cannot be told apart, so it counts against the proxy.
-            return str(peer)
+            return peer
         if not _is_trusted(address, trusted):
-            return str(address)
-    return str(peer)  # every hop is a proxy of ours: the request started inside
+            return address
+    return peer  # every hop is a proxy of ours: the request started inside
 
 
 def parse_address(text: str) -> Address | None:
@@ -101,12 +107,12 @@ def parse_address(text: str) -> Address | None:
     return address
 
 
-def limit_key(address: str, ipv6_prefix: int) -> str:
+def limit_key(address: Address | str, ipv6_prefix: int) -> str:
     """Return the key an address is limited by: itself for IPv4, its prefix for IPv6."""
-    parsed = parse_address(address)
+    parsed = parse_address(address) if isinstance(address, str) else address
     if isinstance(parsed, ipaddress.IPv6Address) and ipv6_prefix < 128:
         return str(ipaddress.IPv6Network((parsed, ipv6_prefix), strict=False))
-    return str(parsed) if parsed is not None else address
+    return str(address if parsed is None else parsed)
 
 
 def _is_trusted(address: Address, trusted: Sequence[Network]) -> bool:

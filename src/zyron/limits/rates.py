@@ -50,7 +50,7 @@ def limits_from(settings: Settings) -> dict[LimitName, Limit]:
         "user_chat": Limit("user_chat", parse(settings.user_chat_rate), "chats"),
         "login_ip": Limit("login_ip", parse(settings.login_ip_rate), "sign-in attempts"),
         "login_email": Limit(
-            "login_email", parse(settings.login_email_rate), "failed sign-ins for this email"
+            "login_email", parse(settings.login_email_rate), "sign-in attempts for this email"
         ),
         "signup_ip": Limit("signup_ip", parse(settings.signup_ip_rate), "sign-ups"),
         "signup_email": Limit(
