@@ -52,6 +52,17 @@ def alice(http: httpx.Client) -> Account:
     return signup(http)
 
 
+def _failed_first_exchange(
+    http: httpx.Client, account: Account, upstream: FakeAnthropic, message: str
+) -> dict[str, Any]:
+    """Start a session whose first reply fails; return its `session` event."""
+    upstream.enqueue(HttpError(status=400, error_type="invalid_request_error"))
+    events = stream_chat(http, {"message": message}, account.headers)
+    assert events[-1].event == "error"
+    session: dict[str, Any] = events[0].data
+    return session
+
+
 def _title(http: httpx.Client, account: Account, sid: str) -> str:
     title: str = http.get(f"/sessions/{sid}", headers=account.headers).json()["title"]
     return title
@@ -171,10 +182,7 @@ def test_failed_reply_gets_no_title_until_one_succeeds(
     http: httpx.Client, alice: Account, upstream: FakeAnthropic
 ) -> None:
     """No title from a failed exchange; the next complete one titles the session."""
-    upstream.enqueue(HttpError(status=400, error_type="invalid_request_error"))
-    events = stream_chat(http, {"message": "first"}, alice.headers)
-    assert events[-1].event == "error"
-    sid = events[0].data["session_id"]
+    sid = _failed_first_exchange(http, alice, upstream, "first")["session_id"]
     assert len(upstream.requests) == 1
     upstream.enqueue(TextReply(chunks=("ok",)), TextReply(chunks=("Second try",)))
     events = stream_chat(http, {"message": "again", "session_id": sid}, alice.headers)
@@ -186,10 +194,8 @@ def test_regenerating_a_failed_first_reply_titles_the_session(
     http: httpx.Client, alice: Account, upstream: FakeAnthropic
 ) -> None:
     """The first reply failed, so no title; regenerating it gives one, from the question."""
-    upstream.enqueue(HttpError(status=400, error_type="invalid_request_error"))
-    events = stream_chat(http, {"message": "Plan a week in Rome"}, alice.headers)
-    assert events[-1].event == "error"
-    sid, failed = events[0].data["session_id"], events[0].data["assistant_message_id"]
+    session = _failed_first_exchange(http, alice, upstream, "Plan a week in Rome")
+    sid, failed = session["session_id"], session["assistant_message_id"]
     upstream.enqueue(TextReply(chunks=("Day one: the Forum.",)), TextReply(chunks=("Rome week",)))
     with http.stream("POST", f"/chat/{failed}/regenerate", json={}, headers=alice.headers) as r:
         assert r.status_code == 200

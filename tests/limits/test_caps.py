@@ -38,14 +38,7 @@ def test_request_caps_are_configurable(
 ) -> None:
     """MAX_TOKENS, MAX_MESSAGE_CHARS (message, system, history turns) and MAX_HISTORY_MESSAGES
     each refuse with a 422 naming the field, before anything is written or sent."""
-    settings = backend.settings(
-        tmp_path,
-        anthropic_api_key="sk-ant-test",
-        anthropic_base_url=upstream.base_url,
-        max_tokens=50,
-        max_message_chars=20,
-        max_history_messages=2,
-    )
+    caps = {"max_tokens": 50, "max_message_chars": 20, "max_history_messages": 2}
     turn = {"role": "user", "content": "hi"}
     over: list[tuple[dict[str, Any], str]] = [
         ({"message": "hi", "max_tokens": 51}, "max_tokens: at most 50"),
@@ -57,7 +50,7 @@ def test_request_caps_are_configurable(
             "history.1.content: at most 20 characters",
         ),
     ]
-    with live_server(settings) as server, server.client() as http:
+    with backend.claude_server(tmp_path, upstream, **caps) as server, server.client() as http:
         alice = signup(http)
         before = server.counts()
         for body, detail in over:

@@ -11,7 +11,7 @@ import pytest
 from tests.backends import Backend
 from tests.fakes.anthropic_upstream import FakeAnthropic, MidStreamError, TextReply
 from tests.limits.test_rate_limits import _address, _from
-from tests.support import LiveServer, live_server, signup, stream_chat
+from tests.support import LiveServer, signup, stream_chat
 
 
 @pytest.fixture(scope="module")
@@ -19,16 +19,14 @@ def quoted(
     backend: Backend, fake_anthropic: FakeAnthropic, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
     """5,000 tokens a day for users and for guest addresses; generous rates."""
-    settings = backend.settings(
+    with backend.claude_server(
         tmp_path_factory.mktemp("quotas"),
-        anthropic_api_key="sk-ant-test",
-        anthropic_base_url=fake_anthropic.base_url,
+        fake_anthropic,
         rate_limit_enabled=True,
         trusted_proxies=["127.0.0.1"],
         user_daily_tokens=5000,
         guest_daily_tokens=5000,
-    )
-    with live_server(settings) as running:
+    ) as running:
         yield running
 
 

@@ -15,7 +15,7 @@ import pytest
 from tests.backends import Backend
 from tests.fakes.anthropic_upstream import FakeAnthropic, TextReply
 from tests.redis_server import RedisServer
-from tests.support import PASSWORD, LiveServer, live_server, signup, stream_chat, unique_email
+from tests.support import PASSWORD, LiveServer, signup, stream_chat, unique_email
 from tests.test_replicas import Replica, replica_env
 
 RATES = {
@@ -36,15 +36,13 @@ def limited(
 ) -> Iterator[LiveServer]:
     """Small limits, behind a trusted proxy (the test client's address), so each test can play
     a client address of its own with X-Forwarded-For."""
-    settings = backend.settings(
+    with backend.claude_server(
         tmp_path_factory.mktemp("limited"),
-        anthropic_api_key="sk-ant-test",
-        anthropic_base_url=fake_anthropic.base_url,
+        fake_anthropic,
         rate_limit_enabled=True,
         trusted_proxies=["127.0.0.1"],
         **RATES,
-    )
-    with live_server(settings) as running:
+    ) as running:
         yield running
 
 
@@ -238,14 +236,9 @@ def no_proxy(
     backend: Backend, fake_anthropic: FakeAnthropic, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
     """Small limits, and no trusted proxies."""
-    settings = backend.settings(
-        tmp_path_factory.mktemp("noproxy"),
-        anthropic_api_key="sk-ant-test",
-        anthropic_base_url=fake_anthropic.base_url,
-        rate_limit_enabled=True,
-        **RATES,
-    )
-    with live_server(settings) as running:
+    with backend.claude_server(
+        tmp_path_factory.mktemp("noproxy"), fake_anthropic, rate_limit_enabled=True, **RATES
+    ) as running:
         yield running
 
 
@@ -264,17 +257,15 @@ def unlimited(
     backend: Backend, fake_anthropic: FakeAnthropic, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
     """The small limits and tiny quotas, all switched off by RATE_LIMIT_ENABLED=false."""
-    settings = backend.settings(
+    with backend.claude_server(
         tmp_path_factory.mktemp("unlimited"),
-        anthropic_api_key="sk-ant-test",
-        anthropic_base_url=fake_anthropic.base_url,
+        fake_anthropic,
         rate_limit_enabled=False,
         trusted_proxies=["127.0.0.1"],
         user_daily_tokens=10,
         guest_daily_tokens=10,
         **RATES,
-    )
-    with live_server(settings) as running:
+    ) as running:
         yield running
 
 
