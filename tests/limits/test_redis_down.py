@@ -47,8 +47,10 @@ def test_every_limiter_fails_open_when_redis_hangs(
             async with asyncio.timeout(BOUND_SECONDS):
                 await rates.hit("guest_chat", "198.51.100.1")
                 await rates.clear("login_email", "a@example.com")
-                assert await running.acquire("guest", "198.51.100.1") is not None
+                slot = await running.acquire("guest", "198.51.100.1")
+                assert slot is not None
                 assert await running.acquire("guest", "198.51.100.1") is not None  # uncounted
+                assert await running.reserve(slot, 100) == 0  # nothing known to be reserved
                 assert await usage.used_today("198.51.100.1") == 0
                 await usage.add("198.51.100.1", 100)
                 assert not await rates.check_storage()
@@ -62,6 +64,7 @@ def test_every_limiter_fails_open_when_redis_hangs(
     assert {
         "rate limiter unavailable",
         "concurrency limiter unavailable",
+        "quota reservation unavailable",
         "guest usage unavailable",
         "guest usage not recorded",
     } <= messages
