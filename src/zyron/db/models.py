@@ -1,4 +1,4 @@
-"""The tables: users, chat sessions, messages and refresh tokens."""
+"""The tables: users, chat sessions, messages (made of parts), files and refresh tokens."""
 
 from __future__ import annotations
 
@@ -15,13 +15,16 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Text,
     Uuid,
     false,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import JSON
 
 from zyron.db.types import UTCDateTime, utcnow
 
@@ -50,6 +53,10 @@ class Status(StrEnum):
     CANCELLED = "cancelled"
     INTERRUPTED = "interrupted"
     ERROR = "error"
+
+
+# JSON on SQLite, JSONB on Postgres: stored parsed, so it can be indexed and queried later.
+PartsJSON = JSON().with_variant(JSONB(), "postgresql")
 
 
 class Base(DeclarativeBase):
@@ -120,7 +127,14 @@ class Message(Base):
         ForeignKey("messages.id", ondelete="SET NULL")
     )
     role: Mapped[str] = mapped_column(String(16))
+    # The text parts joined: what the seed's clients read, and what search will index.
     content: Mapped[str] = mapped_column(Text, default="")
+    # The message in order: text, reasoning (with its provider signature, kept server-side)
+    # and file parts (zyron.chat.parts). A streaming reply without reasoning writes only
+    # `content` until its final save; readers take `[text]` from `content` while it is empty.
+    parts: Mapped[list[dict[str, Any]]] = mapped_column(
+        PartsJSON, default=list, server_default=text("'[]'")
+    )
     status: Mapped[str] = mapped_column(String(16))
     model: Mapped[str | None] = mapped_column(String(200))
     input_tokens: Mapped[int | None]
@@ -131,6 +145,42 @@ class Message(Base):
     lease_expires_at: Mapped[datetime | None]
     # Set by POST /chat/{id}/cancel; the producing process, wherever it runs, notices it.
     cancel_requested_at: Mapped[datetime | None]
+
+
+class File(Base):
+    """An uploaded file: its metadata here, its bytes in the storage backend under `storage_key`."""
+
+    __tablename__ = "files"
+    __table_args__ = (Index(None, "user_id", "created_at", "id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    # Display text only: never part of a storage key or a path.
+    filename: Mapped[str] = mapped_column(String(255))
+    # Decided from the bytes, never from the client.
+    media_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    # Made by the server from ids alone (zyron.files.storage).
+    storage_key: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MessageFile(Base):
+    """A message that uses a file: what deleting a session or a file follows."""
+
+    __tablename__ = "message_files"
+    __table_args__ = (
+        PrimaryKeyConstraint("message_id", "file_id"),
+        Index(None, "file_id"),
+        Index(None, "user_id"),
+    )
+
+    message_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE")
+    )
+    file_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"))
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
 
 
 class IdempotencyKey(Base):
