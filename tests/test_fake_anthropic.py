@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import anthropic
 import httpx2
 import pytest
-from anthropic.types import Message, MessageParam
+from anthropic.types import Message, MessageParam, ThinkingConfigEnabledParam
 
 from tests.fakes.anthropic_upstream import (
     Drop,
@@ -17,10 +20,12 @@ from tests.fakes.anthropic_upstream import (
     MidStreamError,
     RecordedRequest,
     TextReply,
+    ThinkingReply,
 )
 
 MODEL = "claude-fake-1"
 MESSAGES: list[MessageParam] = [{"role": "user", "content": "hi"}]
+THINKING: ThinkingConfigEnabledParam = {"type": "enabled", "budget_tokens": 1024}
 
 
 @pytest.fixture
@@ -346,3 +351,337 @@ def test_base_url_requires_start() -> None:
         _ = fake.base_url
     with fake:
         assert fake.base_url.startswith("http://127.0.0.1:")
+
+
+async def _raw_thinking_events(base_url: str, **options: Any) -> list[dict[str, Any]]:
+    """Stream one thinking reply with AsyncAnthropic and return its raw events as dicts."""
+    request: dict[str, Any] = {"max_tokens": 2048, "thinking": THINKING, **options}
+    async with anthropic.AsyncAnthropic(
+        api_key="test", base_url=base_url, max_retries=0, timeout=10.0
+    ) as sdk:
+        stream = await sdk.messages.create(model=MODEL, messages=MESSAGES, stream=True, **request)
+        return [event.model_dump(exclude_none=True) async for event in stream]
+
+
+def test_thinking_stream_matches_the_real_event_sequence(fake: FakeAnthropic) -> None:
+    """Thinking deltas, one signature delta before the stop, then a text block at index 1."""
+    fake.enqueue(
+        ThinkingReply(thinking=("Let me", " think."), chunks=("Ans", "wer"), signature="sig-1")
+    )
+
+    events = asyncio.run(_raw_thinking_events(fake.base_url))
+
+    assert [e["type"] for e in events] == [
+        "message_start",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_delta",
+        "content_block_delta",
+        "content_block_stop",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+    assert events[1] == {
+        "type": "content_block_start",
+        "index": 0,
+        "content_block": {"type": "thinking", "thinking": "", "signature": ""},
+    }
+    assert [(e["index"], e["delta"]) for e in events[2:5]] == [
+        (0, {"type": "thinking_delta", "thinking": "Let me"}),
+        (0, {"type": "thinking_delta", "thinking": " think."}),
+        (0, {"type": "signature_delta", "signature": "sig-1"}),
+    ]
+    assert events[6]["index"] == 1
+    assert events[6]["content_block"] == {"type": "text", "text": ""}
+    assert [e["delta"]["text"] for e in events[7:9]] == ["Ans", "wer"]
+    assert events[10]["delta"]["stop_reason"] == "end_turn"
+    assert events[10]["usage"]["output_tokens"] == 4
+    assert fake.requests[0].body["thinking"] == THINKING
+
+
+def test_thinking_stream_accumulates_in_the_sdk(
+    client: anthropic.Anthropic, fake: FakeAnthropic
+) -> None:
+    """The SDK's stream helper builds a signed thinking block, a redacted one and the text."""
+    fake.enqueue(ThinkingReply(redacted=True, redacted_data="opaque", signature="sig-2"))
+
+    with client.messages.stream(
+        model=MODEL,
+        max_tokens=2048,
+        messages=MESSAGES,
+        thinking={"type": "enabled", "budget_tokens": 1024},
+    ) as stream:
+        kinds = [event.type for event in stream]
+        message = stream.get_final_message()
+
+    assert {"thinking", "signature", "text"} <= set(kinds)
+    assert [block.type for block in message.content] == [
+        "thinking",
+        "redacted_thinking",
+        "text",
+    ]
+    thinking, redacted, text = message.content
+    assert thinking.type == "thinking"
+    assert redacted.type == "redacted_thinking"
+    assert (thinking.thinking, thinking.signature) == ("Let me think.", "sig-2")
+    assert redacted.data == "opaque"
+    assert text.type == "text"
+    assert text.text == "Answer"
+
+
+def test_redacted_block_has_no_deltas(fake: FakeAnthropic) -> None:
+    """A redacted_thinking block starts whole at index 1 and stops at once; text moves to 2."""
+    fake.enqueue(ThinkingReply(thinking=("Hm",), redacted=True, redacted_data="EmwKAhgB"))
+
+    events = asyncio.run(_raw_thinking_events(fake.base_url))
+
+    redacted = [e for e in events if e.get("index") == 1]
+    assert redacted == [
+        {
+            "type": "content_block_start",
+            "index": 1,
+            "content_block": {"type": "redacted_thinking", "data": "EmwKAhgB"},
+        },
+        {"type": "content_block_stop", "index": 1},
+    ]
+    text_start = [e for e in events if e["type"] == "content_block_start"][-1]
+    assert (text_start["index"], text_start["content_block"]["type"]) == (2, "text")
+
+
+def test_thinking_non_stream_returns_every_block(
+    client: anthropic.Anthropic, fake: FakeAnthropic
+) -> None:
+    """A non-streaming call gets the thinking (signed), redacted and text blocks."""
+    fake.enqueue(ThinkingReply(thinking=("a", "b"), chunks=("c",), redacted=True, signature="s"))
+
+    message = client.messages.create(
+        model=MODEL,
+        max_tokens=2048,
+        messages=MESSAGES,
+        thinking={"type": "enabled", "budget_tokens": 1024},
+    )
+
+    assert [block.model_dump() for block in message.content] == [
+        {"type": "thinking", "thinking": "ab", "signature": "s"},
+        {"type": "redacted_thinking", "data": ThinkingReply().redacted_data},
+        {"type": "text", "text": "c", "citations": None},
+    ]
+    assert message.usage.output_tokens == 3
+
+
+def test_hold_pauses_mid_thinking(fake: FakeAnthropic) -> None:
+    """With hold set, the stream stops after the first thinking delta until the test lets go."""
+    hold = threading.Event()
+    fake.enqueue(ThinkingReply(hold=hold))
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        async with anthropic.AsyncAnthropic(
+            api_key="test", base_url=fake.base_url, max_retries=0, timeout=10.0
+        ) as sdk:
+            stream = await sdk.messages.create(
+                model=MODEL,
+                max_tokens=2048,
+                messages=MESSAGES,
+                thinking=THINKING,
+                stream=True,
+            )
+            events = aiter(stream)
+            before: list[str] = []
+            while not before or before[-1] != "thinking_delta":
+                event = await anext(events)
+                before.append(
+                    event.delta.type if event.type == "content_block_delta" else event.type
+                )
+            pending = asyncio.ensure_future(anext(events))
+            await asyncio.sleep(0.3)
+            assert not pending.done()  # still held mid-thinking
+            hold.set()
+            first_after = await pending
+            rest = [first_after.type, *[str(event.type) async for event in events]]
+            return before, rest
+
+    before, rest = asyncio.run(scenario())
+
+    assert before == ["message_start", "content_block_start", "thinking_delta"]
+    assert rest[0] == "content_block_delta"
+    assert rest[-1] == "message_stop"
+
+
+def test_hold_after_first_text_delta(fake: FakeAnthropic) -> None:
+    """hold_in_thinking=False holds after the first text delta instead, thinking all sent."""
+    hold = threading.Event()
+    fake.enqueue(ThinkingReply(chunks=("A", "B"), hold=hold, hold_in_thinking=False))
+    threading.Timer(0.3, hold.set).start()
+    started = time.monotonic()
+
+    events = asyncio.run(_raw_thinking_events(fake.base_url))
+
+    assert time.monotonic() - started >= 0.25
+    assert [
+        e["delta"]["text"]
+        for e in events
+        if e["type"] == "content_block_delta" and e["delta"]["type"] == "text_delta"
+    ] == ["A", "B"]
+
+
+# SDK 2.13's messages.create has no `temperature` parameter at all, so the tests send it the
+# way a caller of this SDK would have to: through extra_body.
+
+
+def _refusal(client: anthropic.Anthropic, **request: Any) -> anthropic.BadRequestError:
+    """Make one streaming call expected to be refused and return the SDK's error."""
+    options: dict[str, Any] = {"max_tokens": 2048, "messages": MESSAGES, **request}
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        client.messages.create(model=MODEL, stream=True, **options)
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    ("request_options", "message"),
+    [
+        (
+            {"thinking": {"type": "enabled", "budget_tokens": 1023}},
+            "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024",
+        ),
+        (
+            {"thinking": {"type": "enabled", "budget_tokens": 2048}, "max_tokens": 2048},
+            "`max_tokens` must be greater than `thinking.budget_tokens`.",
+        ),
+        (
+            {"thinking": THINKING, "extra_body": {"temperature": 0.5}},
+            "`temperature` may only be set to 1 when thinking is enabled or in adaptive mode.",
+        ),
+        (
+            {"thinking": {"type": "adaptive"}, "extra_body": {"temperature": 0}},
+            "`temperature` may only be set to 1 when thinking is enabled or in adaptive mode.",
+        ),
+        (
+            {
+                "thinking": THINKING,
+                "messages": [
+                    *MESSAGES,
+                    {"role": "assistant", "content": [{"type": "thinking", "thinking": "x"}]},
+                    {"role": "user", "content": "go on"},
+                ],
+            },
+            "messages.1.content.0.thinking.signature: Field required",
+        ),
+        (
+            {
+                "thinking": THINKING,
+                "messages": [
+                    *MESSAGES,
+                    {
+                        "role": "assistant",
+                        "content": [
+                            {"type": "text", "text": "y"},
+                            {"type": "thinking", "thinking": "x", "signature": ""},
+                        ],
+                    },
+                    {"role": "user", "content": "go on"},
+                ],
+            },
+            "messages.1.content.1: Invalid `signature` in `thinking` block",
+        ),
+    ],
+)
+def test_thinking_requests_are_validated(
+    client: anthropic.Anthropic,
+    fake: FakeAnthropic,
+    request_options: dict[str, Any],
+    message: str,
+) -> None:
+    """Misused thinking gets the real API's 400 and leaves the reply queue alone."""
+    fake.enqueue(ThinkingReply(chunks=("kept",)))
+
+    err = _refusal(client, **request_options)
+
+    assert err.status_code == 400
+    assert err.type == "invalid_request_error"
+    assert err.api_message is not None
+    assert err.api_message.startswith(message)
+    assert len(fake.requests) == 1
+    assert (
+        client.messages.create(
+            model=MODEL,
+            max_tokens=2048,
+            messages=MESSAGES,
+            thinking=THINKING,
+        )
+        .content[-1]
+        .model_dump()["text"]
+        == "kept"
+    )
+
+
+@pytest.mark.parametrize(
+    "request_options",
+    [
+        {"thinking": THINKING, "extra_body": {"temperature": 1}},
+        {"thinking": {"type": "adaptive"}, "output_config": {"effort": "low"}},
+        {"thinking": {"type": "disabled"}, "extra_body": {"temperature": 0.2}},
+        {"extra_body": {"temperature": 0.2}},
+    ],
+)
+def test_valid_thinking_requests_pass(
+    client: anthropic.Anthropic, fake: FakeAnthropic, request_options: dict[str, Any]
+) -> None:
+    """Temperature 1, adaptive thinking with effort, and thinking off are all accepted."""
+    fake.enqueue(ThinkingReply())
+
+    message = client.messages.create(
+        model=MODEL, max_tokens=2048, messages=MESSAGES, **request_options
+    )
+
+    assert message.content[0].type == "thinking"
+    sent = {key: value for key, value in request_options.items() if key != "extra_body"}
+    assert fake.requests[0].body == {
+        "model": MODEL,
+        "max_tokens": 2048,
+        "messages": MESSAGES,
+        **sent,
+        **request_options.get("extra_body", {}),
+    }
+
+
+def test_signed_history_and_attachments_are_recorded(
+    client: anthropic.Anthropic, fake: FakeAnthropic
+) -> None:
+    """A signed thinking block passed back, an image and a document reach the fake verbatim."""
+    messages: list[MessageParam] = [
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "image",
+                    "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0K"},
+                },
+                {
+                    "type": "document",
+                    "source": {
+                        "type": "base64",
+                        "media_type": "application/pdf",
+                        "data": "JVBERi0x",
+                    },
+                },
+                {"type": "text", "text": "what is this?"},
+            ],
+        },
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "thinking", "thinking": "Let me think.", "signature": "sig-fake"},
+                {"type": "redacted_thinking", "data": "x"},
+                {"type": "text", "text": "A cat."},
+            ],
+        },
+        {"role": "user", "content": "sure?"},
+    ]
+
+    client.messages.create(model=MODEL, max_tokens=2048, messages=messages, thinking=THINKING)
+
+    assert fake.requests[0].body["messages"] == messages

@@ -25,12 +25,16 @@ __all__ = [
     "RecordedRequest",
     "Reply",
     "TextReply",
+    "ThinkingReply",
 ]
 
 # Bounds every blocking socket operation in the server so a stuck client can never hang a test.
 _SOCKET_TIMEOUT = 10.0
 _MESSAGES_PATH = "/v1/messages"
 _DEFAULT_INPUT_TOKENS = 12
+# The real API's floor for `thinking.budget_tokens` (type "enabled").
+_MIN_THINKING_BUDGET = 1024
+_DOCS = "https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
 
 # Used when a stream-only failure is requested by a non-streaming call: the real API can only
 # report such failures as a plain HTTP error there.
@@ -59,6 +63,25 @@ class TextReply:
     # Set: the reply stops after its first chunk until the test sets it (a reply that is
     # certainly still running while the test acts, however slow the machine).
     hold: threading.Event | None = None
+
+
+@dataclass(frozen=True)
+class ThinkingReply:
+    """An extended-thinking reply: a signed thinking block, maybe a redacted one, then text."""
+
+    thinking: Sequence[str] = ("Let me", " think.")
+    chunks: Sequence[str] = ("Answer",)
+    signature: str = "sig-fake-EqQBCgIYAhIM"
+    # True adds a `redacted_thinking` block (no deltas, only opaque data) after the thinking one.
+    redacted: bool = False
+    redacted_data: str = "EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpP"
+    stop_reason: str = "end_turn"
+    input_tokens: int = _DEFAULT_INPUT_TOKENS
+    chunk_delay: float = 0.0
+    # Set: the stream pauses until the test sets it, after the first thinking delta (or, with
+    # hold_in_thinking False, after the first text delta), so a test can act mid-reply.
+    hold: threading.Event | None = None
+    hold_in_thinking: bool = True
 
 
 @dataclass(frozen=True)
@@ -101,7 +124,7 @@ class Garbage:
     chunks: Sequence[str] = ("Partial",)
 
 
-Reply = TextReply | MidStreamError | HttpError | Drop | Truncated | Garbage
+Reply = TextReply | ThinkingReply | MidStreamError | HttpError | Drop | Truncated | Garbage
 
 
 @dataclass(frozen=True)
@@ -115,6 +138,53 @@ class RecordedRequest:
 
 def _error_body(error_type: str, message: str) -> dict[str, Any]:
     return {"type": "error", "error": {"type": error_type, "message": message}}
+
+
+def _thinking_refusal(body: dict[str, Any]) -> str | None:
+    """Return the real API's 400 message for a request that misuses thinking, else None."""
+    # Signatures are checked on every request: the API rejects an unsigned thinking block in
+    # the history whether or not this turn asks for thinking.
+    messages = body.get("messages")
+    for m_index, message in enumerate(messages if isinstance(messages, list) else []):
+        if not isinstance(message, dict) or message.get("role") != "assistant":
+            continue
+        content = message.get("content")
+        if not isinstance(content, list):
+            continue
+        for c_index, block in enumerate(content):
+            if not isinstance(block, dict) or block.get("type") != "thinking":
+                continue
+            where = f"messages.{m_index}.content.{c_index}"
+            if "signature" not in block:
+                return f"{where}.thinking.signature: Field required"
+            if not isinstance(block["signature"], str) or not block["signature"]:
+                return f"{where}: Invalid `signature` in `thinking` block"
+    thinking = body.get("thinking")
+    if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "adaptive"):
+        return None
+    if thinking["type"] == "enabled":
+        budget = thinking.get("budget_tokens")
+        if not isinstance(budget, int):
+            return "thinking.enabled.budget_tokens: Field required"
+        if budget < _MIN_THINKING_BUDGET:
+            return (
+                "thinking.enabled.budget_tokens: Input should be greater than or equal to "
+                f"{_MIN_THINKING_BUDGET}"
+            )
+        max_tokens = body.get("max_tokens")
+        if isinstance(max_tokens, int) and budget >= max_tokens:
+            return (
+                "`max_tokens` must be greater than `thinking.budget_tokens`. Please consult "
+                f"our documentation at {_DOCS}#max-tokens-and-context-window-size"
+            )
+    temperature = body.get("temperature")
+    if temperature is not None and temperature != 1:
+        return (
+            "`temperature` may only be set to 1 when thinking is enabled or in adaptive mode. "
+            f"Please consult our documentation at {_DOCS}"
+            "#important-considerations-when-using-extended-thinking"
+        )
+    return None
 
 
 def _new_id(prefix: str) -> str:
@@ -244,6 +314,11 @@ class _Handler(BaseHTTPRequestHandler):
                     400, _error_body("invalid_request_error", "Request body must be a JSON object")
                 )
                 return
+            refusal = _thinking_refusal(body)
+            if refusal is not None:
+                # Refused before any reply is taken from the queue, as the API answers no turn.
+                self._send_json(400, _error_body("invalid_request_error", refusal))
+                return
             self._answer(fake._next_reply(), body)
         except (OSError, _StoppedError):
             # The client hung up or the fake is stopping; nothing useful left to say.
@@ -270,6 +345,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self._stream_text(reply, model)
             else:
                 self._sleep(reply.first_delay + reply.chunk_delay * len(reply.chunks))
+                self._send_json(200, _message(reply, model))
+        elif isinstance(reply, ThinkingReply):
+            if streaming:
+                self._stream_thinking(reply, model)
+            else:
+                self._sleep(reply.chunk_delay * (len(reply.thinking) + len(reply.chunks)))
                 self._send_json(200, _message(reply, model))
         elif isinstance(reply, MidStreamError):
             if streaming:
@@ -336,7 +417,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 
-    def _stream_prelude(self, model: str, input_tokens: int) -> None:
+    def _message_start(self, model: str, input_tokens: int) -> None:
         message: dict[str, Any] = {
             "id": _new_id("msg_fake"),
             "type": "message",
@@ -348,24 +429,38 @@ class _Handler(BaseHTTPRequestHandler):
             "usage": {"input_tokens": input_tokens, "output_tokens": 1},
         }
         self._event("message_start", {"type": "message_start", "message": message})
+
+    def _block_start(self, index: int, block: dict[str, Any]) -> None:
         self._event(
             "content_block_start",
-            {
-                "type": "content_block_start",
-                "index": 0,
-                "content_block": {"type": "text", "text": ""},
-            },
+            {"type": "content_block_start", "index": index, "content_block": block},
         )
 
-    def _delta(self, text: str) -> None:
+    def _block_delta(self, index: int, delta: dict[str, Any]) -> None:
         self._event(
-            "content_block_delta",
+            "content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}
+        )
+
+    def _block_stop(self, index: int) -> None:
+        self._event("content_block_stop", {"type": "content_block_stop", "index": index})
+
+    def _message_end(self, stop_reason: str, output_tokens: int) -> None:
+        self._event(
+            "message_delta",
             {
-                "type": "content_block_delta",
-                "index": 0,
-                "delta": {"type": "text_delta", "text": text},
+                "type": "message_delta",
+                "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                "usage": {"output_tokens": output_tokens},
             },
         )
+        self._event("message_stop", {"type": "message_stop"})
+
+    def _stream_prelude(self, model: str, input_tokens: int) -> None:
+        self._message_start(model, input_tokens)
+        self._block_start(0, {"type": "text", "text": ""})
+
+    def _delta(self, text: str, index: int = 0) -> None:
+        self._block_delta(index, {"type": "text_delta", "text": text})
 
     def _stream_text(self, reply: TextReply, model: str) -> None:
         self._begin_stream()
@@ -377,16 +472,38 @@ class _Handler(BaseHTTPRequestHandler):
             if index == 1 and reply.hold is not None:
                 self._wait_for(reply.hold)
             self._delta(chunk)
-        self._event("content_block_stop", {"type": "content_block_stop", "index": 0})
-        self._event(
-            "message_delta",
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": reply.stop_reason, "stop_sequence": None},
-                "usage": {"output_tokens": len(reply.chunks)},
-            },
-        )
-        self._event("message_stop", {"type": "message_stop"})
+        self._block_stop(0)
+        self._message_end(reply.stop_reason, len(reply.chunks))
+        self._end_stream()
+
+    def _stream_thinking(self, reply: ThinkingReply, model: str) -> None:
+        # The order of the real API with `thinking: {"type": "enabled", ...}`: the thinking block
+        # starts empty, grows by thinking_delta, and is signed by one signature_delta just
+        # before its content_block_stop; redacted blocks arrive whole, with no deltas.
+        self._begin_stream()
+        self._message_start(model, reply.input_tokens)
+        self._block_start(0, {"type": "thinking", "thinking": "", "signature": ""})
+        self._event("ping", {"type": "ping"})
+        for position, piece in enumerate(reply.thinking):
+            self._sleep(reply.chunk_delay)
+            self._block_delta(0, {"type": "thinking_delta", "thinking": piece})
+            if position == 0 and reply.hold is not None and reply.hold_in_thinking:
+                self._wait_for(reply.hold)
+        self._block_delta(0, {"type": "signature_delta", "signature": reply.signature})
+        self._block_stop(0)
+        index = 1
+        if reply.redacted:
+            self._block_start(index, {"type": "redacted_thinking", "data": reply.redacted_data})
+            self._block_stop(index)
+            index += 1
+        self._block_start(index, {"type": "text", "text": ""})
+        for position, chunk in enumerate(reply.chunks):
+            self._sleep(reply.chunk_delay)
+            self._delta(chunk, index)
+            if position == 0 and reply.hold is not None and not reply.hold_in_thinking:
+                self._wait_for(reply.hold)
+        self._block_stop(index)
+        self._message_end(reply.stop_reason, len(reply.thinking) + len(reply.chunks))
         self._end_stream()
 
     def _stream_then_error(self, reply: MidStreamError, model: str) -> None:
@@ -406,16 +523,26 @@ class _Handler(BaseHTTPRequestHandler):
         self.connection.shutdown(socket.SHUT_RDWR)
 
 
-def _message(reply: TextReply, model: str) -> dict[str, Any]:
+def _message(reply: TextReply | ThinkingReply, model: str) -> dict[str, Any]:
+    content: list[dict[str, Any]] = []
+    output_tokens = len(reply.chunks)
+    if isinstance(reply, ThinkingReply):
+        content.append(
+            {"type": "thinking", "thinking": "".join(reply.thinking), "signature": reply.signature}
+        )
+        if reply.redacted:
+            content.append({"type": "redacted_thinking", "data": reply.redacted_data})
+        output_tokens += len(reply.thinking)
+    content.append({"type": "text", "text": "".join(reply.chunks)})
     return {
         "id": _new_id("msg_fake"),
         "type": "message",
         "role": "assistant",
-        "content": [{"type": "text", "text": "".join(reply.chunks)}],
+        "content": content,
         "model": model,
         "stop_reason": reply.stop_reason,
         "stop_sequence": None,
-        "usage": {"input_tokens": reply.input_tokens, "output_tokens": len(reply.chunks)},
+        "usage": {"input_tokens": reply.input_tokens, "output_tokens": output_tokens},
     }
 
 
