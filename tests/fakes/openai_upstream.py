@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 __all__ = [
     "Drop",
@@ -23,6 +23,7 @@ __all__ = [
     "Garbage",
     "HttpError",
     "MidStreamError",
+    "ReasoningReply",
     "RecordedRequest",
     "Reply",
     "TextReply",
@@ -48,6 +49,24 @@ class TextReply:
     # False plays a server that ignores stream_options.include_usage (older Ollama, llama.cpp).
     usage: bool = True
     # The model the chunks name; None echoes the requested one, as servers do.
+    model: str | None = None
+
+
+@dataclass(frozen=True)
+class ReasoningReply:
+    """A reasoning model's reply: reasoning chunks, then text chunks, finish, usage, [DONE].
+
+    vLLM, DeepSeek and Ollama stream the chain of thought in `delta.reasoning_content`;
+    vLLM 0.11 and later name it `delta.reasoning` (`field` picks which one is sent).
+    """
+
+    reasoning: Sequence[str] = ("Let me", " think.")
+    chunks: Sequence[str] = ("Answer",)
+    field: Literal["reasoning_content", "reasoning"] = "reasoning_content"
+    finish_reason: str = "stop"
+    prompt_tokens: int = _DEFAULT_PROMPT_TOKENS
+    chunk_delay: float = 0.0
+    usage: bool = True
     model: str | None = None
 
 
@@ -100,7 +119,7 @@ class Garbage:
     payload: str = "{not json"
 
 
-Reply = TextReply | HttpError | MidStreamError | Drop | Truncated | Garbage
+Reply = TextReply | ReasoningReply | HttpError | MidStreamError | Drop | Truncated | Garbage
 
 
 @dataclass(frozen=True)
@@ -117,6 +136,20 @@ def _error_body(
     message: str, error_type: str | None, code: str | int | None = None
 ) -> dict[str, Any]:
     return {"error": {"message": message, "type": error_type, "param": None, "code": code}}
+
+
+def _usage(
+    prompt_tokens: int, completion_tokens: int, reasoning_tokens: int | None = None
+) -> dict[str, Any]:
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+    if reasoning_tokens is not None:
+        # Reasoning servers count the chain of thought inside completion_tokens and say how much.
+        usage["completion_tokens_details"] = {"reasoning_tokens": reasoning_tokens}
+    return usage
 
 
 def _new_id(prefix: str) -> str:
@@ -228,8 +261,11 @@ class _Stream:
         """Send one piece of the reply's text."""
         self.chunk({"content": text})
 
-    def usage(self, prompt_tokens: int, completion_tokens: int) -> None:
+    def usage(
+        self, prompt_tokens: int, completion_tokens: int, reasoning_tokens: int | None = None
+    ) -> None:
         """Send the usage chunk that `stream_options.include_usage` asks for."""
+        usage = _usage(prompt_tokens, completion_tokens, reasoning_tokens)
         self.send(
             {
                 "id": self._id,
@@ -238,11 +274,7 @@ class _Stream:
                 "model": self.model,
                 "system_fingerprint": "fp_fake",
                 "choices": [],
-                "usage": {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion_tokens,
-                    "total_tokens": prompt_tokens + completion_tokens,
-                },
+                "usage": usage,
             }
         )
 
@@ -358,9 +390,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
-        if isinstance(reply, TextReply):
+        if isinstance(reply, TextReply | ReasoningReply):
             model = reply.model or model
         out = _Stream(self, model, include_usage)
+        if isinstance(reply, ReasoningReply):
+            self._stream_reasoning(reply, out)
+            return
         out.begin()
         if isinstance(reply, TextReply):
             self._sleep(reply.first_delay)
@@ -387,11 +422,40 @@ class _Handler(BaseHTTPRequestHandler):
             return
         out.end()
 
+    def _stream_reasoning(self, reply: ReasoningReply, out: _Stream) -> None:
+        """Stream a ReasoningReply: reasoning deltas carry no `content` key, as vLLM sends them."""
+        out.begin()
+        out.role()
+        for piece in reply.reasoning:
+            self._sleep(reply.chunk_delay)
+            out.chunk({reply.field: piece})
+        for text in reply.chunks:
+            self._sleep(reply.chunk_delay)
+            out.text(text)
+        out.chunk({}, finish_reason=reply.finish_reason)
+        if out.include_usage and reply.usage:
+            reasoning_tokens = len(reply.reasoning)
+            out.usage(reply.prompt_tokens, reasoning_tokens + len(reply.chunks), reasoning_tokens)
+        out.done()
+        out.end()
+
     def _answer_whole(self, reply: Reply, model: str) -> None:
         """Answer a non-streaming call: a chat.completion, or an error as the real API would."""
-        if isinstance(reply, TextReply):
-            self._sleep(reply.first_delay + reply.chunk_delay * len(reply.chunks))
+        if isinstance(reply, TextReply | ReasoningReply):
+            message: dict[str, Any] = {
+                "role": "assistant",
+                "content": "".join(reply.chunks),
+                "refusal": None,
+            }
             completion_tokens = len(reply.chunks)
+            reasoning_tokens: int | None = None
+            if isinstance(reply, ReasoningReply):
+                self._sleep(reply.chunk_delay * (len(reply.reasoning) + len(reply.chunks)))
+                message[reply.field] = "".join(reply.reasoning)
+                reasoning_tokens = len(reply.reasoning)
+                completion_tokens += reasoning_tokens
+            else:
+                self._sleep(reply.first_delay + reply.chunk_delay * len(reply.chunks))
             self._send_json(
                 200,
                 {
@@ -403,20 +467,12 @@ class _Handler(BaseHTTPRequestHandler):
                     "choices": [
                         {
                             "index": 0,
-                            "message": {
-                                "role": "assistant",
-                                "content": "".join(reply.chunks),
-                                "refusal": None,
-                            },
+                            "message": message,
                             "logprobs": None,
                             "finish_reason": reply.finish_reason,
                         }
                     ],
-                    "usage": {
-                        "prompt_tokens": reply.prompt_tokens,
-                        "completion_tokens": completion_tokens,
-                        "total_tokens": reply.prompt_tokens + completion_tokens,
-                    },
+                    "usage": _usage(reply.prompt_tokens, completion_tokens, reasoning_tokens),
                 },
             )
         elif isinstance(reply, MidStreamError):
