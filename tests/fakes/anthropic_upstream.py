@@ -142,8 +142,9 @@ def _error_body(error_type: str, message: str) -> dict[str, Any]:
 
 def _thinking_refusal(body: dict[str, Any]) -> str | None:
     """Return the real API's 400 message for a request that misuses thinking, else None."""
-    # Signatures are checked on every request: the API rejects an unsigned thinking block in
-    # the history whether or not this turn asks for thinking.
+    # Signatures are checked on every request: a missing one is a schema error in the real API
+    # (signature is a required field of a thinking block param). That an empty one is refused
+    # with thinking off too is the fake's assumption; the real check verifies the signature.
     messages = body.get("messages")
     for m_index, message in enumerate(messages if isinstance(messages, list) else []):
         if not isinstance(message, dict) or message.get("role") != "assistant":
