@@ -127,6 +127,22 @@ class ContextTooLong(ZyronError):
     default_detail = "The message does not fit the model's context window."
 
 
+class UnsupportedAttachment(ZyronError):
+    """The model cannot take an attached file's kind (an image or PDF to a text-only model)."""
+
+    status_code = 422
+    code = "unsupported_attachment"
+    default_detail = "The model cannot read this kind of attachment; GET /models says which can."
+
+
+class ReasoningUnsupported(ZyronError):
+    """The request asks for thinking from a model that does not think on request."""
+
+    status_code = 422
+    code = "reasoning_unsupported"
+    default_detail = "This model does not reason on request; GET /models says which do."
+
+
 class ReplyInProgress(ZyronError):
     """The reply to regenerate, or to follow with a new message, is still being produced."""
 

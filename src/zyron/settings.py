@@ -112,6 +112,10 @@ class Settings(BaseSettings):
     openai_models: Annotated[list[str], NoDecode] = Field(default=[], alias="OPENAI_MODELS")
     openai_context_window: int = Field(default=32_768, alias="OPENAI_CONTEXT_WINDOW", ge=256)
     openai_max_output: int = Field(default=4096, alias="OPENAI_MAX_OUTPUT", ge=1)
+    # What OPENAI_MODELS take besides text: images (as data URLs), PDFs, reasoning on request.
+    openai_capabilities: Annotated[list[Literal["vision", "pdf", "reasoning"]], NoDecode] = Field(
+        default=["vision"], alias="OPENAI_CAPABILITIES"
+    )
     openai_max_tokens_parameter: Literal["max_tokens", "max_completion_tokens"] = Field(
         default="max_tokens", alias="OPENAI_MAX_TOKENS_PARAMETER"
     )
@@ -229,7 +233,12 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "allowed_origins", "anthropic_models", "openai_models", "trusted_proxies", mode="before"
+        "allowed_origins",
+        "anthropic_models",
+        "openai_models",
+        "openai_capabilities",
+        "trusted_proxies",
+        mode="before",
     )
     @classmethod
     def _split_list(cls, value: object) -> object:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 import pytest
 
 from zyron.chat.context import (
     FittedPrompt,
+    Turn,
     build_history,
     fit_prompt,
     join_message,
@@ -29,7 +31,7 @@ def _message(role: Role, content: str, status: Status = Status.COMPLETE) -> Mess
     )
 
 
-def build_prompt(history: list[tuple[str, str]], message: str) -> list[PromptMessage]:
+def build_prompt(history: Sequence[Turn | tuple[str, str]], message: str) -> list[PromptMessage]:
     """The whole prompt with no window to fit: the history, then the message."""
     return join_message(build_history(history), message)
 

@@ -19,7 +19,14 @@ from zyron.db.engine import create_engine, create_sessionmaker
 from zyron.db.migrate import upgrade
 from zyron.db.models import ChatSession, Message, Role, Status, User
 from zyron.db.types import utcnow
-from zyron.llm.base import Finished, PromptMessage, ProviderEvent, ProviderStatus, TextDelta
+from zyron.llm.base import (
+    Finished,
+    PromptMessage,
+    ProviderEvent,
+    ProviderStatus,
+    Reasoning,
+    TextDelta,
+)
 
 PROMPT = PromptRequest(
     model="m", system=None, messages=[{"role": "user", "content": "hi"}], max_tokens=10
@@ -44,6 +51,7 @@ class SlowProvider:
         system: str | None,
         messages: Sequence[PromptMessage],
         max_tokens: int,
+        reasoning: Reasoning | None = None,
     ) -> AsyncIterator[ProviderEvent]:
         """Yield the deltas slowly."""
         for index in range(self.chunks):

@@ -34,7 +34,15 @@ def test_models_lists_what_the_server_offers(client: httpx.Client) -> None:
         "context_window": 200_000,
         "max_output": 64_000,
         "default": True,
+        "vision": True,
+        "pdf": True,
+        "reasoning": True,
+        # Claude Sonnet 5 thinks adaptively and refuses a token budget.
+        "reasoning_modes": ["effort"],
     }
+    haiku = body["models"][2]
+    assert haiku["id"] == "claude-haiku-4-5"
+    assert haiku["reasoning_modes"] == ["budget_tokens", "effort"]
 
 
 def test_health_reports_providers_without_calling_them(

@@ -16,7 +16,14 @@ from zyron.chat.titles import (
     make_title,
 )
 from zyron.errors import UpstreamError
-from zyron.llm.base import Finished, PromptMessage, ProviderEvent, ProviderStatus, TextDelta
+from zyron.llm.base import (
+    Finished,
+    PromptMessage,
+    ProviderEvent,
+    ProviderStatus,
+    Reasoning,
+    TextDelta,
+)
 
 
 @pytest.mark.parametrize(
@@ -81,6 +88,7 @@ class _Scripted:
         system: str | None,
         messages: Sequence[PromptMessage],
         max_tokens: int,
+        reasoning: Reasoning | None = None,
     ) -> AsyncIterator[ProviderEvent]:
         self.calls.append({"model": model, "system": system, "messages": list(messages)})
         if self.hang:

@@ -660,6 +660,8 @@ def test_policies_are_per_command_and_use_a_subselect_of_auth_uid(world: World) 
         ("idempotency_keys", "SELECT", ("authenticated",)),
         ("idempotency_keys", "INSERT", ("authenticated",)),
         *{("usage_daily", cmd, ("authenticated",)) for cmd in own[:3]},
+        *{("files", cmd, ("authenticated",)) for cmd in ("SELECT", "INSERT", "DELETE")},
+        *{("message_files", cmd, ("authenticated",)) for cmd in ("SELECT", "INSERT", "DELETE")},
     }
     assert len(rows) == len(shape)  # no duplicate policy that could widen access
     for r in rows:
@@ -673,6 +675,10 @@ def test_policies_are_per_command_and_use_a_subselect_of_auth_uid(world: World) 
             assert "SELECT auth.uid()" in (r[column] or ""), (r["tablename"], r["cmd"], column)
         if r["tablename"] == "messages" and r["cmd"] in ("INSERT", "UPDATE"):
             assert "chat_sessions" in r["with_check"], r["cmd"]
+        if r["tablename"] == "message_files" and r["cmd"] == "INSERT":
+            # Only the caller's own message and own file can be linked.
+            assert "messages" in r["with_check"]
+            assert "files" in r["with_check"]
 
 
 def test_rls_is_enabled_and_forced_on_every_table(world: World) -> None:
@@ -682,11 +688,13 @@ def test_rls_is_enabled_and_forced_on_every_table(world: World) -> None:
             world.admin_dsn,
             "SELECT relname::text, relrowsecurity, relforcerowsecurity FROM pg_class "
             "WHERE relnamespace = 'public'::regnamespace AND relname = ANY($1::text[])",
-            [*TABLES, "idempotency_keys", "usage_daily"],
+            [*TABLES, "idempotency_keys", "usage_daily", "files", "message_files"],
         )
     )
     assert {r["relname"]: (r["relrowsecurity"], r["relforcerowsecurity"]) for r in rows} == (
-        dict.fromkeys((*TABLES, "idempotency_keys", "usage_daily"), (True, True))
+        dict.fromkeys(
+            (*TABLES, "idempotency_keys", "usage_daily", "files", "message_files"), (True, True)
+        )
     )
 
 
@@ -716,6 +724,8 @@ def test_grants_are_minimal(world: World) -> None:
         ("service_role", "refresh_tokens"): {"SELECT", "INSERT", "UPDATE"},
         ("authenticated", "idempotency_keys"): {"SELECT", "INSERT"},
         ("authenticated", "usage_daily"): {"SELECT", "INSERT", "UPDATE"},
+        ("authenticated", "files"): {"SELECT", "INSERT", "DELETE"},
+        ("authenticated", "message_files"): {"SELECT", "INSERT", "DELETE"},
     }
     # Spelled out as the brief's check, so a missing alembic_version table cannot hide it.
     anon_select = asyncio.run(
@@ -786,8 +796,8 @@ def test_migrations_go_up_down_and_up_again_as_the_app_role(postgres: PostgresSe
     assert up == {
         "tables": set(TABLES),
         "version": head,
-        "forced": 6,
-        "policies": 19,
+        "forced": 8,
+        "policies": 25,
         "roles": roles,
         "auth_functions": functions,
     }

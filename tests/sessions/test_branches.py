@@ -198,7 +198,7 @@ def test_page_rows_carry_the_api_columns(database: Database) -> None:
         lambda db: branches.branch(db, chat.user_id, chat.session_id, leaf_id=None, limit=5)
     )
     assert [tuple(row._mapping) for row in turns] == [
-        ("id", "parent_id", "role", "content", "status")
+        ("id", "parent_id", "role", "content", "parts", "status")
     ] * 2
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import select, update
 
 from zyron.auth.deps import CurrentUser
 from zyron.auth.principal import Principal
+from zyron.chat.reply_parts import positioned
 from zyron.db.deps import UserDb
 from zyron.db.models import Message, Role, Status
 from zyron.db.types import utcnow
@@ -202,14 +203,16 @@ async def _from_database(
     sent = max(after, 0)
     quiet = 0.0
     while True:
-        text = reply.content
-        if len(text) > sent:
-            yield StreamEvent(len(text), "delta", {"text": text[sent:]})
-            sent = len(text)
-            quiet = 0.0
+        end = 0
+        for event, end, text in positioned(reply.parts, reply.content):
+            if end > sent:  # this part has characters the client has not seen
+                start = end - len(text)
+                yield StreamEvent(end, event, {"text": text[max(0, sent - start) :]})
+                sent = end
+                quiet = 0.0
         if reply.status != Status.STREAMING:
-            if after < len(text) + 1:
-                yield _terminal(reply)
+            if after < end + 1:
+                yield _terminal(reply, end)
             return
         await asyncio.sleep(DB_POLL_SECONDS)
         quiet += DB_POLL_SECONDS
@@ -234,9 +237,9 @@ def _session_data(reply: Message) -> dict[str, Any]:
     }
 
 
-def _terminal(reply: Message) -> StreamEvent:
-    """The last event of a finished reply, rebuilt from its row."""
-    event_id = len(reply.content) + 1
+def _terminal(reply: Message, length: int) -> StreamEvent:
+    """The last event of a finished reply, rebuilt from its row; `length` is its last position."""
+    event_id = length + 1
     if reply.status in (Status.COMPLETE, Status.CANCELLED):
         return StreamEvent(
             event_id,

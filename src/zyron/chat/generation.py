@@ -15,13 +15,22 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from zyron.chat.reply_parts import ReplyParts
 from zyron.chat.titles import TitleRequest, make_title
 from zyron.chat.writer import FlushPacer, ReplyTarget, ReplyWriter, WriterSettings
 from zyron.db.models import Status
 from zyron.db.types import utcnow
 from zyron.db.unit_of_work import unit_of_work
 from zyron.errors import UpstreamError
-from zyron.llm.base import Finished, PromptMessage, Provider, TextDelta
+from zyron.llm.base import (
+    Finished,
+    PromptMessage,
+    Provider,
+    Reasoning,
+    ReasoningDelta,
+    ReasoningEnd,
+    TextDelta,
+)
 from zyron.llm.tokens import TokenCounter
 from zyron.sessions.repository import set_generated_title
 from zyron.settings import Settings
@@ -48,6 +57,7 @@ class PromptRequest:
     turns_omitted: int = 0  # earlier turns left out to fit the context window
     input_tokens: int = 0  # the prompt's size as counted before sending (for quotas)
     counter: TokenCounter | None = None  # calibrated by the usage the provider reports
+    reasoning: Reasoning | None = None  # the thinking asked of the model, if any
 
 
 @dataclass(slots=True)
@@ -58,6 +68,7 @@ class Outcome:
     status: Status
     model: str
     stop_reason: str | None = None
+    parts: list[dict[str, Any]] = field(default_factory=list)  # as stored, signatures too
     input_tokens: int = 0
     output_tokens: int = 0
     turns_sent: int = 0
@@ -76,7 +87,8 @@ class Generation:
     created_at: datetime = field(default_factory=utcnow)
     events: list[StreamEvent] = field(default_factory=list)
     outcome: Outcome | None = None
-    text_length: int = 0
+    # Characters of reasoning and text sent so far: the position the next event's id counts from.
+    position: int = 0
     cancel_requested: bool = False
     on_event: Callable[[StreamEvent], None] | None = None
     # Set while the session's title is being made: the stream stays open after `done` for
@@ -102,16 +114,16 @@ class Generation:
             wakeup.set()
 
     def publish(self, event: str, data: dict[str, Any]) -> None:
-        """Append an event (its id is the text offset) and wake every follower."""
-        if event == "delta":
-            self.text_length += len(data["text"])
-            event_id = self.text_length
+        """Append an event (its id is its end position in the reply) and wake every follower."""
+        if event == "delta" or event == "reasoning":
+            self.position += len(data["text"])
+            event_id = self.position
         elif event == "session":
             event_id = 0
         elif event == "title":  # after `done`: ids stay increasing for Last-Event-ID
-            event_id = self.text_length + 2
+            event_id = self.position + 2
         else:
-            event_id = self.text_length + 1
+            event_id = self.position + 1
         stream_event = StreamEvent(event_id, event, data)
         self.events.append(stream_event)
         if self.on_event is not None:
@@ -349,19 +361,30 @@ class Generations:
         on_end: Callable[[Outcome | None], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
         """Stream the reply, save it, and send its last event."""
-        parts: list[str] = []
-        writer = self._writer(generation, target)
+        parts = ReplyParts(provider.kind)
+        writer = self._writer(generation, target, parts)
 
         def on_text(text: str) -> None:
-            parts.append(text)
+            parts.add_text(text)
             generation.publish("delta", {"text": text})
             if writer is not None:
-                writer.append(text)
+                writer.changed()
+
+        def on_reasoning(event: ReasoningDelta | ReasoningEnd) -> None:
+            if isinstance(event, ReasoningDelta):
+                parts.add_reasoning(event.text)
+                generation.publish("reasoning", {"text": event.text})
+            else:  # kept for the next turn, never sent to the client
+                parts.end_reasoning(signature=event.signature, redacted=event.redacted)
+            if writer is not None:
+                writer.changed()
 
         outcome = Outcome(content="", status=Status.ERROR, model=prompt.model)
         shutting_down = False
         try:
-            finished = await self._stream_with_retries(generation, provider, prompt, on_text)
+            finished = await self._stream_with_retries(
+                generation, provider, prompt, on_text, on_reasoning
+            )
             outcome = Outcome(
                 content="",
                 status=Status.COMPLETE,
@@ -371,7 +394,8 @@ class Generations:
                 output_tokens=finished.output_tokens,
             )
             provider.status.succeeded()
-            if prompt.counter is not None:
+            if prompt.counter is not None and not _has_attachments(prompt):
+                # Files are counted by formula: only prompts of text calibrate the ratio.
                 prompt.counter.observe(_prompt_chars(prompt), finished.input_tokens, _turns(prompt))
         except UpstreamError as exc:
             outcome.error = exc
@@ -401,8 +425,9 @@ class Generations:
                 retryable=True,
             )
         if outcome.error is not None:
-            outcome.status = Status.INTERRUPTED if parts else Status.ERROR
-        outcome.content = "".join(parts)
+            outcome.status = Status.INTERRUPTED if parts.length else Status.ERROR
+        outcome.content = parts.text
+        outcome.parts = parts.parts()
         outcome.turns_sent, outcome.turns_omitted = prompt.turns_sent, prompt.turns_omitted
         outcome.charged = _charge(prompt, outcome)
         # Saving and ending the stream must happen even if this task is cancelled meanwhile:
@@ -420,12 +445,15 @@ class Generations:
         if shutting_down:
             raise asyncio.CancelledError
 
-    def _writer(self, generation: Generation, target: ReplyTarget | None) -> ReplyWriter | None:
+    def _writer(
+        self, generation: Generation, target: ReplyTarget | None, parts: ReplyParts
+    ) -> ReplyWriter | None:
         if target is None or self._sessionmaker is None:
             return None
         writer = ReplyWriter(
             self._sessionmaker,
             target,
+            parts,
             self._writer_settings,
             on_cancel_requested=lambda: self.cancel(generation.key),
             pacer=self._pacer,
@@ -439,18 +467,19 @@ class Generations:
         provider: Provider,
         prompt: PromptRequest,
         on_text: Callable[[str], None],
+        on_reasoning: Callable[[ReasoningDelta | ReasoningEnd], None],
     ) -> Finished:
-        """Stream once; before any text, retry retryable failures with backoff and jitter."""
+        """Stream once; before any output, retry retryable failures with backoff and jitter."""
         settings = self._settings
         loop = asyncio.get_running_loop()
         started = loop.time()
         attempt = 0
         while True:
             try:
-                return await self._stream_once(provider, prompt, on_text)
+                return await self._stream_once(provider, prompt, on_text, on_reasoning)
             except UpstreamError as exc:
-                if generation.text_length > 0 or not exc.retryable:
-                    raise  # after text, a retry would repeat what the user already saw
+                if generation.position > 0 or not exc.retryable:
+                    raise  # after output, a retry would repeat what the user already saw
                 delay = _backoff(attempt, settings.upstream_retry_base_seconds, exc.retry_after)
                 spent = loop.time() - started
                 if (
@@ -466,7 +495,11 @@ class Generations:
                 await asyncio.sleep(delay)
 
     async def _stream_once(
-        self, provider: Provider, prompt: PromptRequest, on_text: Callable[[str], None]
+        self,
+        provider: Provider,
+        prompt: PromptRequest,
+        on_text: Callable[[str], None],
+        on_reasoning: Callable[[ReasoningDelta | ReasoningEnd], None],
     ) -> Finished:
         """One upstream call, bounded by the first-token and between-token timeouts."""
         settings = self._settings
@@ -486,16 +519,20 @@ class Generations:
                     system=prompt.system,
                     messages=prompt.messages,
                     max_tokens=prompt.max_tokens,
+                    reasoning=prompt.reasoning,
                 ):
                     if isinstance(event, TextDelta):
-                        got_text = True
                         on_text(event.text)
-                        now = loop.time()
-                        if now - moved_at >= slack:
-                            deadline.reschedule(now + idle)
-                            moved_at = now
                     elif isinstance(event, Finished):
                         finished = event
+                        continue
+                    else:
+                        on_reasoning(event)
+                    got_text = True
+                    now = loop.time()
+                    if now - moved_at >= slack:
+                        deadline.reschedule(now + idle)
+                        moved_at = now
         except TimeoutError as exc:
             which = "between tokens" if got_text else "before the first token"
             raise UpstreamError(
@@ -533,22 +570,28 @@ def _charge(prompt: PromptRequest, outcome: Outcome) -> tuple[int, int] | None:
     reply just before its end would pass any quota.
     """
     complete = outcome.status == Status.COMPLETE
-    if not complete and not outcome.content:
+    # Thinking is billed as output too: a reply cut short mid-thought still cost it.
+    produced = "".join(part.get("text", "") for part in outcome.parts) or outcome.content
+    if not complete and not produced:
         return None  # nothing generated: providers do not bill a request that failed
     # A complete reply's figures, where the provider reported them (an OpenAI-compatible
     # server may send none: then it is counted like one cut short).
     prompt_tokens = (complete and outcome.input_tokens) or prompt.input_tokens
     reply_tokens = complete and outcome.output_tokens
-    if not reply_tokens and outcome.content:
+    if not reply_tokens and produced:
         if prompt.counter is not None:
-            reply_tokens = prompt.counter.count(outcome.content)
+            reply_tokens = prompt.counter.count(produced)
         else:
-            reply_tokens = math.ceil(len(outcome.content) / FALLBACK_CHARS_PER_TOKEN)
+            reply_tokens = math.ceil(len(produced) / FALLBACK_CHARS_PER_TOKEN)
     return prompt_tokens, int(reply_tokens)
 
 
 def _prompt_chars(prompt: PromptRequest) -> int:
     return len(prompt.system or "") + sum(len(m["content"]) for m in prompt.messages)
+
+
+def _has_attachments(prompt: PromptRequest) -> bool:
+    return any(m.get("attachments") for m in prompt.messages)
 
 
 def _turns(prompt: PromptRequest) -> int:
@@ -576,6 +619,7 @@ async def _finish(
             saved = await writer.close(
                 charge=outcome.charged,
                 content=outcome.content,
+                parts=outcome.parts,
                 status=outcome.status,
                 model=outcome.model,
                 stop_reason=outcome.stop_reason,

@@ -34,6 +34,9 @@ def fingerprint(body: ChatRequest) -> str:
     # is absent, so keys stored before the field existed still match.
     if "parent_id" not in body.model_fields_set:
         del canonical["parent_id"]
+    for name in ("reasoning", "attachments"):  # fields added later: absent when unused
+        if canonical[name] is None:
+            del canonical[name]
     encoded = json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(encoded).hexdigest()
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from zyron.sessions.schemas import Usage
+from zyron.sessions.schemas import PARTS_DESCRIPTION, Usage
 
 
 class HistoryTurn(BaseModel):
@@ -16,6 +16,45 @@ class HistoryTurn(BaseModel):
 
     role: Literal["user", "assistant"]
     content: str
+
+
+class ReasoningOptions(BaseModel):
+    """Ask the model to think before it answers: a token budget, or an effort."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    budget_tokens: int | None = Field(
+        default=None,
+        ge=1024,
+        description="Tokens the model may think with (Claude's extended thinking: at least "
+        "1024, and inside max_tokens). For models that take a budget.",
+    )
+    effort: Literal["low", "medium", "high", "xhigh", "max"] | None = Field(
+        default=None,
+        description="How hard to think (Claude's adaptive thinking; OpenAI-compatible "
+        "servers' reasoning_effort). Works with every model that reasons; where a model takes "
+        "only a budget, the effort picks one. Default: medium.",
+    )
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ReasoningOptions:
+        if self.budget_tokens is not None and self.effort is not None:
+            raise ValueError("give budget_tokens or effort, not both")
+        return self
+
+
+class InlineAttachment(BaseModel):
+    """A guest's file, sent with the message and never stored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    media_type: str = Field(
+        min_length=1,
+        max_length=100,
+        description="The type the client believes; the bytes decide, and must not contradict it.",
+    )
+    data: str = Field(min_length=1, description="The file's bytes, base64.")
+    filename: str | None = Field(default=None, max_length=255, description="Display text only.")
 
 
 class ChatRequest(BaseModel):
@@ -43,7 +82,18 @@ class ChatRequest(BaseModel):
         default=None, description="Guests only: earlier turns, oldest first."
     )
     max_tokens: int | None = Field(
-        default=None, ge=1, description="Reply length cap, at most the server's MAX_TOKENS."
+        default=None,
+        ge=1,
+        description="Reply length cap, at most the server's MAX_TOKENS (plus the thinking "
+        "allowance when `reasoning` is asked for: thinking counts inside max_tokens).",
+    )
+    reasoning: ReasoningOptions | None = Field(
+        default=None, description="Ask the model to think first; streamed as `reasoning`."
+    )
+    attachments: list[uuid.UUID] | list[InlineAttachment] | None = Field(
+        default=None,
+        description="Files for the model: ids from POST /files (signed in), or inline base64 "
+        "objects (guests). At most MAX_ATTACHMENTS.",
     )
 
     @field_validator("message")
@@ -65,6 +115,9 @@ class RegenerateRequest(BaseModel):
     max_tokens: int | None = Field(
         default=None, ge=1, description="Reply length cap, at most the server's MAX_TOKENS."
     )
+    reasoning: ReasoningOptions | None = Field(
+        default=None, description="Ask the model to think first; streamed as `reasoning`."
+    )
 
 
 class ChatMessage(BaseModel):
@@ -74,6 +127,7 @@ class ChatMessage(BaseModel):
     session_id: uuid.UUID | None
     role: Literal["assistant"] = "assistant"
     content: str
+    parts: list[dict[str, Any]] = Field(default_factory=list, description=PARTS_DESCRIPTION)
     status: str
     model: str
     stop_reason: str | None

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from zyron.chat.reply_parts import ReplyParts
 from zyron.db.models import Message, Status
 from zyron.db.types import utcnow
 from zyron.db.unit_of_work import unit_of_work
@@ -70,7 +71,7 @@ class ReplyTarget:
 
 
 class ReplyWriter:
-    """Keep the row's text at most one batch behind the stream, and its lease fresh.
+    """Keep the row's text (and reasoning) at most one batch behind the stream, and its lease fresh.
 
     Writes go out when `flush_chars` characters are pending or `flush_interval` has passed,
     never per token; with nothing to write, a heartbeat renews the lease. Each write reads
@@ -81,6 +82,7 @@ class ReplyWriter:
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
         target: ReplyTarget,
+        parts: ReplyParts,
         settings: WriterSettings,
         on_cancel_requested: Callable[[], object],
         pacer: FlushPacer | None = None,
@@ -92,9 +94,9 @@ class ReplyWriter:
         self._target = target
         self._settings = settings
         self._on_cancel = on_cancel_requested
-        self._text: list[str] = []
-        self._length = 0
-        self._written = 0
+        self._parts = parts  # the generation appends to it; this writes what it holds
+        self._written = 0  # the position written last
+        self._last_seen = 0  # the position at the previous change
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -108,17 +110,23 @@ class ReplyWriter:
     def _stopped(self, _: asyncio.Task[None]) -> None:
         self._pacer.active -= 1
 
-    def append(self, text: str) -> None:
-        """Add streamed text; never waits for the database."""
-        was_idle = self._length == self._written
-        self._text.append(text)
-        self._length += len(text)
-        # The first text after a write starts the flush interval; enough text ends it early,
-        # unless the process is already writing as much as it may.
-        if was_idle or (
-            self._length - self._written >= self._settings.flush_chars and not self._pacer.throttled
+    @property
+    def _length(self) -> int:
+        return self._parts.length
+
+    def changed(self) -> None:
+        """Note that the reply's parts grew; never waits for the database."""
+        # The first output after a write starts the flush interval; enough of it ends the
+        # interval early, unless the process is already writing as much as it may.
+        if not self._wake.is_set() and (
+            self._written == self._last_seen
+            or (
+                self._length - self._written >= self._settings.flush_chars
+                and not self._pacer.throttled
+            )
         ):
             self._wake.set()
+        self._last_seen = self._length
 
     async def _run(self) -> None:
         settings = self._settings
@@ -146,14 +154,18 @@ class ReplyWriter:
                 await asyncio.sleep(settings.flush_interval)  # never a tight retry loop
 
     async def _write_progress(self) -> None:
-        text = "".join(self._text)
+        length = self._length
         lease = utcnow() + timedelta(seconds=self._settings.lease_seconds)
         async with unit_of_work(
             self._sessionmaker, role="authenticated", claims=self._target.claims
         ) as db:
             values: dict[str, Any] = {"lease_expires_at": lease}
-            if len(text) > self._written:
-                values["content"] = text
+            if length > self._written:
+                values["content"] = self._parts.text
+                # A text-only reply keeps `parts` empty until its final save: readers take
+                # its text from `content`, and every write stays one column.
+                if self._parts.has_reasoning:
+                    values["parts"] = self._parts.parts()
             result = await db.execute(
                 update(Message)
                 .where(
@@ -181,7 +193,7 @@ class ReplyWriter:
                     )
                 ).one_or_none()
             cancel_requested = row[0] if row is not None else None
-        self._written = len(text)
+        self._written = length
         if cancel_requested is not None:
             self._on_cancel()
 

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import anthropic
 import httpx2
 from anthropic import AsyncAnthropic, DefaultAioHttpClient, DefaultAsyncHttpxClient
-from anthropic.types import AssistantMessageParam, MessageParam, UserMessageParam
+from anthropic.types import MessageParam
 
 from zyron.errors import UpstreamError
+from zyron.llm.attachments import base64_data, note
 from zyron.llm.base import (
     Finished,
     PromptMessage,
     ProviderEvent,
     ProviderStatus,
+    Reasoning,
+    ReasoningDelta,
+    ReasoningEnd,
     TextDelta,
     public_url,
 )
@@ -87,9 +91,12 @@ class AnthropicProvider:
         system: str | None,
         messages: Sequence[PromptMessage],
         max_tokens: int,
+        reasoning: Reasoning | None = None,
     ) -> AsyncIterator[ProviderEvent]:
-        """Yield text deltas as they arrive, then Finished with usage and stop reason."""
+        """Yield thinking and text deltas as they arrive, then Finished with usage and stop."""
         extra: dict[str, Any] = {"system": system} if system else {}
+        if reasoning is not None:
+            extra.update(thinking_options(reasoning))
         # The raw event stream, not the SDK's `messages.stream()` helper: the helper rebuilds
         # a snapshot of the whole message on every event, and creates a pydantic model class
         # for each reply (profiled: ~8% of a reply's CPU). Usage and stop reason come from
@@ -101,15 +108,26 @@ class AnthropicProvider:
             stream = await self._client.messages.create(
                 model=model,
                 max_tokens=max_tokens,
-                messages=[_message_param(m) for m in messages],
+                messages=[_message_param(m, thinking=reasoning is not None) for m in messages],
                 stream=True,
                 **extra,
             )
             async with stream:
                 async for event in stream:
                     if event.type == "content_block_delta":
-                        if event.delta.type == "text_delta" and event.delta.text:
-                            yield TextDelta(event.delta.text)
+                        delta = event.delta
+                        if delta.type == "text_delta":
+                            if delta.text:
+                                yield TextDelta(delta.text)
+                        elif delta.type == "thinking_delta":
+                            if delta.thinking:
+                                yield ReasoningDelta(delta.thinking)
+                        elif delta.type == "signature_delta":
+                            yield ReasoningEnd(signature=delta.signature)
+                    elif event.type == "content_block_start":
+                        block = event.content_block
+                        if block.type == "redacted_thinking":
+                            yield ReasoningEnd(redacted=block.data)
                     elif event.type == "message_start":
                         model_used = event.message.model or model
                         input_tokens = event.message.usage.input_tokens
@@ -181,10 +199,86 @@ def upstream_error(exc: anthropic.APIError) -> UpstreamError:
     )
 
 
-def _message_param(message: PromptMessage) -> MessageParam:
+def thinking_options(reasoning: Reasoning) -> dict[str, Any]:
+    """Return the Messages API's parameters for the thinking a request asks for.
+
+    A budget is manual extended thinking (`enabled`, budget_tokens ≥ 1024 and below
+    max_tokens); an effort is adaptive thinking with `output_config.effort`. Newer models
+    may leave adaptive thinking out of the response unless `display` asks for its summary.
+    """
+    if reasoning.budget_tokens is not None:
+        return {"thinking": {"type": "enabled", "budget_tokens": reasoning.budget_tokens}}
+    options: dict[str, Any] = {"thinking": {"type": "adaptive", "display": "summarized"}}
+    if reasoning.effort is not None:
+        options["output_config"] = {"effort": reasoning.effort}
+    return options
+
+
+def _message_param(message: PromptMessage, *, thinking: bool) -> MessageParam:
+    """Build one turn's content blocks: files before a user's text, thinking before a reply's."""
     if message["role"] == "assistant":
-        return AssistantMessageParam(role="assistant", content=message["content"])
-    return UserMessageParam(role="user", content=message["content"])
+        parts = message.get("parts")
+        if thinking and parts and _signed_by_claude(parts):
+            # Sent back exactly as received, in their order: the API checks the signatures
+            # and the blocks' positions. Without thinking on, earlier thinking is left out,
+            # which the API allows.
+            return cast(MessageParam, {"role": "assistant", "content": _reply_blocks(parts)})
+        return {"role": "assistant", "content": message["content"]}
+    attachments = message.get("attachments")
+    if not attachments:
+        return {"role": "user", "content": message["content"]}
+    blocks: list[dict[str, Any]] = []
+    for attachment in attachments:
+        said = note(attachment)
+        if said is not None:
+            blocks.append({"type": "text", "text": said})
+        elif attachment.kind == "image":
+            source = {
+                "type": "base64",
+                "media_type": attachment.media_type,
+                "data": base64_data(attachment),
+            }
+            blocks.append({"type": "image", "source": source})
+        elif attachment.kind == "pdf":
+            source = {
+                "type": "base64",
+                "media_type": "application/pdf",
+                "data": base64_data(attachment),
+            }
+            blocks.append({"type": "document", "source": source, "title": attachment.filename})
+        else:
+            source = {
+                "type": "text",
+                "media_type": "text/plain",
+                "data": attachment.data.decode("utf-8", errors="replace"),
+            }
+            blocks.append({"type": "document", "source": source, "title": attachment.filename})
+    blocks.append({"type": "text", "text": message["content"]})
+    return cast(MessageParam, {"role": "user", "content": blocks})
+
+
+def _signed_by_claude(parts: Sequence[dict[str, Any]]) -> bool:
+    """Tell whether a reply's reasoning can go back: Claude's, every block signed or redacted."""
+    thoughts = [part for part in parts if part.get("type") == "reasoning"]
+    return bool(thoughts) and all(
+        part.get("provider") == "anthropic" and (part.get("signature") or part.get("redacted"))
+        for part in thoughts
+    )
+
+
+def _reply_blocks(parts: Sequence[dict[str, Any]]) -> list[Any]:
+    blocks: list[Any] = []
+    for part in parts:
+        if part.get("type") == "reasoning":
+            if part.get("redacted"):
+                blocks.append({"type": "redacted_thinking", "data": part["redacted"]})
+            else:
+                blocks.append(
+                    {"type": "thinking", "thinking": part["text"], "signature": part["signature"]}
+                )
+        elif part.get("type") == "text" and part["text"]:
+            blocks.append({"type": "text", "text": part["text"]})
+    return blocks
 
 
 def _error_type(body: object) -> str | None:

@@ -1,21 +1,56 @@
-"""The provider protocol: stream a reply as text deltas, then one Finished event."""
+"""The provider protocol: stream a reply as reasoning and text deltas, then one Finished event."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, TypedDict
+from typing import Any, Literal, NotRequired, Protocol, TypedDict
 from urllib.parse import urlsplit, urlunsplit
 
 ProviderKind = Literal["anthropic", "openai", "local"]
 
 
+AttachmentKind = Literal["image", "pdf", "text"]
+Effort = Literal["low", "medium", "high", "xhigh", "max"]
+# How a model is asked to think: Anthropic's manual budget ("enabled" with budget_tokens),
+# adaptive thinking with an effort, or both; None: it does not reason on request.
+ReasoningMode = Literal["budget", "adaptive", "both"]
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file that goes to the model with a user turn, its bytes loaded."""
+
+    kind: AttachmentKind
+    media_type: str
+    filename: str
+    data: bytes
+    tokens: int  # what it costs in the prompt, by the provider's documented formula
+    # The file was deleted: the model is told so instead of receiving it.
+    missing: bool = False
+    # The model does not take this kind (an earlier turn's image, the model switched since).
+    omitted: bool = False
+
+
 class PromptMessage(TypedDict):
-    """One turn sent to the model."""
+    """One turn sent to the model: its text, and what else goes with it."""
 
     role: Literal["user", "assistant"]
     content: str
+    # A user turn's files, sent before its text.
+    attachments: NotRequired[list[Attachment]]
+    # An assistant turn as stored (text, reasoning with signatures): what goes back to the
+    # provider that produced the reasoning, in its order.
+    parts: NotRequired[list[dict[str, Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Reasoning:
+    """What a request asks of the model's thinking: a token budget, or an effort."""
+
+    budget_tokens: int | None = None
+    effort: Effort | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +58,21 @@ class TextDelta:
     """A piece of the reply's text."""
 
     text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningDelta:
+    """A piece of the model's thinking."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningEnd:
+    """A thinking block ended: its signature, or a redacted block's data, kept server-side."""
+
+    signature: str | None = None
+    redacted: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +85,7 @@ class Finished:
     model: str
 
 
-ProviderEvent = TextDelta | Finished
+ProviderEvent = TextDelta | ReasoningDelta | ReasoningEnd | Finished
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +97,9 @@ class ModelSpec:
     context_window: int  # tokens of prompt and reply together
     max_output: int  # the most tokens one reply may have
     upstream_id: str  # the provider's own name for it (usually the same as `id`)
+    vision: bool = False  # takes images
+    pdf: bool = False  # takes PDF documents
+    reasoning: ReasoningMode | None = None  # thinks on request, and how it is asked to
 
 
 class ProviderStatus:
@@ -120,8 +173,9 @@ class Provider(Protocol):
         system: str | None,
         messages: Sequence[PromptMessage],
         max_tokens: int,
+        reasoning: Reasoning | None = None,
     ) -> AsyncIterator[ProviderEvent]:
-        """Yield the reply's text deltas, then Finished; `model` is the upstream id."""
+        """Yield the reply's reasoning and text deltas, then Finished; `model` is upstream's."""
         ...
 
     def count_tokens(self, text: str) -> int | None:

@@ -20,7 +20,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from zyron.errors import UpstreamError
-from zyron.llm.base import Finished, PromptMessage, ProviderEvent, ProviderStatus, TextDelta
+from zyron.llm.attachments import inline_text
+from zyron.llm.base import (
+    Finished,
+    PromptMessage,
+    ProviderEvent,
+    ProviderStatus,
+    Reasoning,
+    TextDelta,
+)
 
 if TYPE_CHECKING:
     from zyron.llm._llama import TappedLlama
@@ -152,8 +160,13 @@ class LocalProvider:
         system: str | None,
         messages: Sequence[PromptMessage],
         max_tokens: int,
+        reasoning: Reasoning | None = None,
     ) -> AsyncGenerator[ProviderEvent, None]:
-        """Yield the reply token by token from a worker thread, then Finished with usage."""
+        """Yield the reply token by token from a worker thread, then Finished with usage.
+
+        Text files go inline with their turn; the registry refuses images and PDFs before
+        they get here (the model reads neither). `reasoning` is not asked of this model.
+        """
         if self._closed:
             raise _shut_down()
         await self.load()
@@ -173,9 +186,8 @@ class LocalProvider:
         try:
             if self._closed:
                 raise _shut_down()
-            work = self._executor.submit(
-                _generate, llama, run, system, list(messages), max_tokens, model
-            )
+            turns = [PromptMessage(role=m["role"], content=inline_text(m)) for m in messages]
+            work = self._executor.submit(_generate, llama, run, system, turns, max_tokens, model)
         except BaseException:
             self._turn.release()
             raise

@@ -19,12 +19,15 @@ from openai.types.chat import (
 )
 
 from zyron.errors import UpstreamError
+from zyron.llm.attachments import data_url, inline_text
 from zyron.llm.base import (
     Finished,
     PromptMessage,
     ProviderEvent,
     ProviderKind,
     ProviderStatus,
+    Reasoning,
+    ReasoningDelta,
     TextDelta,
 )
 from zyron.llm.errors import (
@@ -46,6 +49,15 @@ _STOP_REASONS = {
     "content_filter": "refusal",
     "tool_calls": "tool_use",
     "function_call": "tool_use",
+}
+
+# OpenAI's reasoning_effort takes low, medium and high; the stronger efforts ask for its most.
+_REASONING_EFFORT = {
+    "low": "low",
+    "medium": "medium",
+    "high": "high",
+    "xhigh": "high",
+    "max": "high",
 }
 
 # The HTTP status an error sent inside a 200 stream stands for, by its `type` or `code` name,
@@ -122,8 +134,13 @@ class OpenAICompatProvider:
         system: str | None,
         messages: Sequence[PromptMessage],
         max_tokens: int,
+        reasoning: Reasoning | None = None,
     ) -> AsyncIterator[ProviderEvent]:
-        """Yield text deltas as they arrive, then Finished with usage and stop reason."""
+        """Yield reasoning and text deltas as they arrive, then Finished with usage and stop.
+
+        Servers that think (vLLM, DeepSeek, Ollama) stream it as `reasoning_content` (newer
+        vLLM: `reasoning`) beside `content`; it is never sent back, as those servers ask.
+        """
         prompt: list[ChatCompletionMessageParam] = []
         if system:
             prompt.append(ChatCompletionSystemMessageParam(role="system", content=system))
@@ -141,6 +158,7 @@ class OpenAICompatProvider:
                 stream_options={"include_usage": True},
                 max_tokens=omit if use_completion_tokens else max_tokens,
                 max_completion_tokens=max_tokens if use_completion_tokens else omit,
+                reasoning_effort=_effort(reasoning),
             )
             async with stream:
                 async for chunk in stream:
@@ -158,10 +176,19 @@ class OpenAICompatProvider:
                     for choice in chunk.choices or ():
                         if choice.index != 0:  # only one completion is asked for
                             continue
-                        text = choice.delta.content if choice.delta is not None else None
+                        delta = choice.delta
+                        if delta is None:
+                            continue
+                        text = delta.content
                         if text:
                             content_chunks += 1
                             yield TextDelta(text)
+                        elif delta.model_extra:  # fields beyond OpenAI's own, only when sent
+                            thought = delta.model_extra.get(
+                                "reasoning_content"
+                            ) or delta.model_extra.get("reasoning")
+                            if isinstance(thought, str) and thought:
+                                yield ReasoningDelta(thought)
                         if choice.finish_reason is not None:
                             finish_reason = choice.finish_reason
         except openai.APIError as exc:
@@ -243,10 +270,34 @@ class OpenAICompatProvider:
         )
 
 
+def _effort(reasoning: Reasoning | None) -> Any:
+    if reasoning is None or reasoning.effort is None:
+        return omit
+    return _REASONING_EFFORT[reasoning.effort]
+
+
 def _message_param(message: PromptMessage) -> ChatCompletionMessageParam:
+    """Build one turn: images as data URLs, PDFs as file parts, text files inline."""
     if message["role"] == "assistant":
         return ChatCompletionAssistantMessageParam(role="assistant", content=message["content"])
-    return ChatCompletionUserMessageParam(role="user", content=message["content"])
+    attachments = message.get("attachments")
+    if not attachments:
+        return ChatCompletionUserMessageParam(role="user", content=message["content"])
+    parts: list[Any] = []
+    for attachment in attachments:
+        if attachment.missing or attachment.omitted or attachment.kind == "text":
+            continue  # said in the text part, by inline_text
+        if attachment.kind == "image":
+            parts.append({"type": "image_url", "image_url": {"url": data_url(attachment)}})
+        else:
+            parts.append(
+                {
+                    "type": "file",
+                    "file": {"filename": attachment.filename, "file_data": data_url(attachment)},
+                }
+            )
+    parts.append({"type": "text", "text": inline_text(message)})
+    return ChatCompletionUserMessageParam(role="user", content=parts)
 
 
 def _is_disconnect(exc: BaseException) -> bool:

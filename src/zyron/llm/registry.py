@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from zyron.errors import NoProvider, UnknownModel
-from zyron.llm.base import ModelSpec, Provider, ProviderKind
+from zyron.llm.base import ModelSpec, Provider, ProviderKind, ReasoningMode
 from zyron.llm.tokens import TokenCounter
 from zyron.settings import DEFAULT_CLAUDE_MODELS, ConfigError, Settings
 
@@ -49,6 +50,14 @@ class Registry:
             raise NoProvider()
         choices = ", ".join(self.models)
         raise UnknownModel(f"Unknown model '{model_id[:100]}'. This server offers: {choices}.")
+
+    def reasoning_models(self) -> list[str]:
+        """Return the ids of the models that think on request."""
+        return [spec.id for spec in self.models.values() if spec.reasoning is not None]
+
+    def accepting(self, kind: str) -> list[str]:
+        """Return the ids of the models that take attachments of `kind` (image, pdf, text)."""
+        return [spec.id for spec in self.models.values() if accepts(spec, kind)]
 
     def counter(self, spec: ModelSpec) -> TokenCounter:
         """Return the token counter of a model."""
@@ -104,6 +113,10 @@ class ModelEntry(BaseModel):
     upstream_id: str | None = None
     context_window: int = Field(ge=256)
     max_output: int = Field(ge=1)
+    # What it takes besides text; left out, the provider kind's defaults (docs/models.md).
+    vision: bool | None = None
+    pdf: bool | None = None
+    reasoning: ReasoningMode | Literal["none"] | None = None
 
 
 class ModelsFile(BaseModel):
@@ -172,6 +185,10 @@ def build_registry(settings: Settings) -> Registry:
                     context_window=settings.openai_context_window,
                     max_output=settings.openai_max_output,
                     upstream_id=model_id,
+                    vision="vision" in settings.openai_capabilities,
+                    pdf="pdf" in settings.openai_capabilities,
+                    # OpenAI-compatible servers are asked with reasoning_effort.
+                    reasoning="adaptive" if "reasoning" in settings.openai_capabilities else None,
                 )
             )
     default = settings.default_model
@@ -233,14 +250,67 @@ def _check_limits(prefix: str, window: int, max_output: int) -> None:
         )
 
 
+# Claude models that think only with a manual budget (`thinking: {type: "enabled"}`), and
+# the 4.6 models that take it beside adaptive thinking; later ones (4.7, 5) think adaptively
+# and refuse a budget with a 400; 3.5 and older do not think. Anthropic's "Troubleshooting
+# thinking" page lists them.
+_BUDGET_ONLY = re.compile(r"claude-(3-7-sonnet|(sonnet|opus|haiku)-4-5|opus-4-1|(sonnet|opus)-4-2)")
+_BUDGET_AND_ADAPTIVE = re.compile(r"claude-(sonnet|opus)-4-6")
+_NO_THINKING = re.compile(r"claude-(instant|2|3-(5-)?(sonnet|haiku|opus))")
+
+
+def claude_reasoning(model_id: str) -> ReasoningMode | None:
+    """Tell how a Claude model is asked to think, from its id."""
+    if _BUDGET_ONLY.search(model_id):
+        return "budget"
+    if _BUDGET_AND_ADAPTIVE.search(model_id):
+        return "both"
+    if _NO_THINKING.search(model_id):
+        return None
+    return "adaptive"
+
+
+def accepts(spec: ModelSpec, kind: str) -> bool:
+    """Tell whether a model takes attachments of `kind`: every model reads text files."""
+    if kind == "image":
+        return spec.vision
+    if kind == "pdf":
+        return spec.pdf
+    return True
+
+
 def _claude(settings: Settings, model_id: str) -> ModelSpec:
-    """A Claude model with the limits from the environment."""
+    """A Claude model with the limits from the environment; every current Claude sees images
+    and PDFs."""
     return ModelSpec(
         id=model_id,
         provider="anthropic",
         context_window=settings.anthropic_context_window,
         max_output=settings.anthropic_max_output,
         upstream_id=model_id,
+        vision=True,
+        pdf=True,
+        reasoning=claude_reasoning(model_id),
+    )
+
+
+def _capabilities(entry: ModelEntry, kind: ProviderKind) -> tuple[bool, bool, ReasoningMode | None]:
+    """A models-file entry's vision, pdf and reasoning, defaulted by its provider's kind."""
+    if kind == "anthropic":
+        defaults: tuple[bool, bool, ReasoningMode | None] = (
+            True,
+            True,
+            claude_reasoning(entry.upstream_id or entry.id),
+        )
+    elif kind == "openai":
+        defaults = (True, False, None)
+    else:
+        defaults = (False, False, None)
+    reasoning = defaults[2] if entry.reasoning is None else entry.reasoning
+    return (
+        defaults[0] if entry.vision is None else entry.vision,
+        defaults[1] if entry.pdf is None else entry.pdf,
+        None if reasoning == "none" else reasoning,
     )
 
 
@@ -298,6 +368,12 @@ def _add_from_file(
             raise ConfigError(
                 f"MODELS_FILE: model '{model.id}': max_output must be below context_window"
             )
+        vision, pdf, reasoning = _capabilities(model, providers[model.provider].kind)
+        if providers[model.provider].kind == "local" and (vision or pdf):
+            raise ConfigError(
+                f"MODELS_FILE: model '{model.id}': the local model reads text only "
+                "(vision and pdf must be false)"
+            )
         add_model(
             ModelSpec(
                 id=model.id,
@@ -305,6 +381,9 @@ def _add_from_file(
                 context_window=model.context_window,
                 max_output=model.max_output,
                 upstream_id=model.upstream_id or model.id,
+                vision=vision,
+                pdf=pdf,
+                reasoning=reasoning,
             )
         )
 

@@ -35,6 +35,7 @@ TURN_COLUMNS: tuple[InstrumentedAttribute[Any], ...] = (
     Message.parent_id,
     Message.role,
     Message.content,
+    Message.parts,
     Message.status,
 )
 

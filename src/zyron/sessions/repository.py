@@ -26,6 +26,8 @@ class TurnRow(Protocol):
     @property
     def content(self) -> str: ...
     @property
+    def parts(self) -> list[dict[str, Any]]: ...
+    @property
     def status(self) -> str: ...
 
 
@@ -57,6 +59,7 @@ MESSAGE_COLUMNS = (
     Message.parent_id,
     Message.role,
     Message.content,
+    Message.parts,
     Message.status,
     Message.model,
     Message.stop_reason,
@@ -234,6 +237,7 @@ async def add_exchange(
     chat: ChatSession,
     *,
     text: str,
+    parts: list[dict[str, Any]],
     model: str,
     parent_id: uuid.UUID | None,
     lease_seconds: float,
@@ -258,6 +262,7 @@ async def add_exchange(
             "parent_id": parent_id,
             "role": Role.USER,
             "content": text,
+            "parts": parts,
             "status": Status.COMPLETE,
             "model": None,
             "created_at": now,
@@ -270,6 +275,7 @@ async def add_exchange(
             "parent_id": exchange.user_message_id,
             "role": Role.ASSISTANT,
             "content": "",
+            "parts": [],
             "status": Status.STREAMING,
             "model": model,
             "created_at": exchange.reply_created_at,
@@ -302,6 +308,7 @@ async def add_reply(
                 "parent_id": parent_id,
                 "role": Role.ASSISTANT,
                 "content": "",
+                "parts": [],
                 "status": Status.STREAMING,
                 "model": model,
                 "created_at": now,

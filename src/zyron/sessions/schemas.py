@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from zyron.sessions.parts import public_parts, stored_parts
 
 if TYPE_CHECKING:
     from zyron.sessions.repository import MessageRow
@@ -58,6 +60,14 @@ class Usage(BaseModel):
     output_tokens: int
 
 
+PARTS_DESCRIPTION = (
+    "The message in order: `{type: text, text}`, `{type: reasoning, text}` (the model's "
+    "thinking; `redacted: true` where the provider withheld it) and `{type: file, file_id, "
+    "media_type, filename, size}` (`missing: true` once the file was deleted). `content` is "
+    "the text parts joined."
+)
+
+
 class MessageRead(BaseModel):
     """A message as the API shows it."""
 
@@ -66,6 +76,7 @@ class MessageRead(BaseModel):
     parent_id: uuid.UUID | None
     role: str
     content: str
+    parts: list[dict[str, Any]] = Field(description=PARTS_DESCRIPTION)
     status: str
     model: str | None
     stop_reason: str | None
@@ -86,6 +97,7 @@ class MessageRead(BaseModel):
             parent_id=message.parent_id,
             role=message.role,
             content=message.content,
+            parts=public_parts(stored_parts(message.parts, message.content)),
             status=message.status,
             model=message.model,
             stop_reason=message.stop_reason,

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 TERMINAL_EVENTS = frozenset({"done", "error"})
+# Events that carry characters of the reply, and so move its position.
+POSITIONED_EVENTS = frozenset({"delta", "reasoning"})
 # Stream responses must reach the client as written: no proxy buffering, no caching.
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 PING = b": ping\n\n"  # an SSE comment: keeps idle connections open, ignored by clients
@@ -16,10 +18,12 @@ PING = b": ping\n\n"  # an SSE comment: keeps idle connections open, ignored by 
 class StreamEvent:
     """One server-sent event.
 
-    `id` is a position in the reply's text, so a resume is exact however the events are
-    stored: `session` is 0, a `delta` is the length of the text once it is added, and the
-    final `done`/`error` is the full length plus one. Resuming after id N means "send
-    everything after the first N characters".
+    `id` is a position in the reply, so a resume is exact however the events are stored:
+    `session` is 0, a `reasoning` or `delta` event is the length of the reply's reasoning
+    and text together once it is added (reasoning comes first when the model thinks), and
+    the final `done`/`error` is the full length plus one. Resuming after id N means "send
+    everything after the first N characters"; for a reply without reasoning that is its
+    text, as before reasoning existed.
     """
 
     id: int
@@ -57,11 +61,11 @@ def parse_last_event_id(value: str | None) -> int:
 
 
 def trim_delta(event: StreamEvent, after: int) -> StreamEvent:
-    """Cut a delta so a client that has the first `after` characters gets only the rest."""
-    if event.event != "delta" or after <= 0:
+    """Cut a delta or reasoning event: a client with the first `after` characters gets the rest."""
+    if after <= 0 or event.event not in POSITIONED_EVENTS:
         return event
     text = event.data["text"]
     start = event.id - len(text)
     if start >= after:
         return event
-    return StreamEvent(event.id, "delta", {**event.data, "text": text[after - start :]})
+    return StreamEvent(event.id, event.event, {**event.data, "text": text[after - start :]})

@@ -1,0 +1,646 @@
+"""What happens to a message, in order: caps and limits, the context, saving the exchange,
+idempotent replays, and starting the reply. The router hands a request here once."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Row
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from zyron.auth.principal import Principal
+from zyron.chat import idempotency
+from zyron.chat.context import Turn, build_history, fit_prompt, stored_turns
+from zyron.chat.follow import reply_events
+from zyron.chat.generation import Generation, Outcome, PromptRequest, ReplyTarget
+from zyron.chat.idempotency import IdempotencyKeyReused
+from zyron.chat.reasoning import allowance, fit_reasoning
+from zyron.chat.schemas import (
+    ChatMessage,
+    ChatRequest,
+    ChatResponse,
+    ReasoningOptions,
+    RegenerateRequest,
+)
+from zyron.chat.titles import TitleRequest
+from zyron.db.models import Message, Role, Status
+from zyron.db.types import utcnow
+from zyron.db.unit_of_work import unit_of_work
+from zyron.errors import InvalidInput, NotAuthenticated, NotFound, ReplyInProgress, UpstreamError
+from zyron.limits import usage
+from zyron.limits.concurrency import Slot
+from zyron.limits.usage import check_quota
+from zyron.llm.base import Attachment, ModelSpec, Provider
+from zyron.sessions import branches
+from zyron.sessions import repository as repo
+from zyron.sessions.parts import public_parts, stored_parts, text_part
+from zyron.sessions.schemas import Usage
+from zyron.settings import Settings
+from zyron.state import AppState
+from zyron.streams.events import StreamEvent
+
+log = logging.getLogger("zyron.chat")
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """A reply under way: its event log, and where it is saved (None for a guest)."""
+
+    generation: Generation
+    target: ReplyTarget | None
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """A retried request: answer with the exchange its Idempotency-Key already produced."""
+
+    user_message_id: uuid.UUID
+    assistant_message_id: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A reply ready to start: its event log, what goes to which provider, where it is saved."""
+
+    generation: Generation
+    provider: Provider
+    prompt: PromptRequest
+    target: ReplyTarget | None
+    title: TitleRequest | None = None
+
+
+# --- POST /chat -----------------------------------------------------------------------------
+
+
+async def send_message(
+    state: AppState,
+    body: ChatRequest,
+    principal: Principal | None,
+    *,
+    address: str,
+    idempotency_key: str | None,
+) -> Started | Replay:
+    """Check the request, save the exchange (signed in) and start the reply; or find a replay."""
+    settings = state.settings
+    check_caps(body, settings)
+    state.models.check(body.model)
+    # Before anything is written or any model called.
+    if principal is None:
+        await state.limiter.hit("guest_chat", address)
+        slot = await state.running.acquire("guest", address)
+    else:
+        await state.limiter.hit("user_chat", str(principal.user_id))
+        slot = await state.running.acquire("user", str(principal.user_id))
+    try:
+        if principal is None:
+            prepared = _guest(body, state)
+            if settings.rate_limit_enabled and settings.guest_daily_tokens:
+                # Reserved first, used second: a reply ending in between is counted twice
+                # (safe), never not at all.
+                reserved = await _reserve(state, slot, prepared.prompt)
+                check_quota(
+                    await state.guest_usage.used_today(address),
+                    _worst_case(prepared.prompt),
+                    settings.guest_daily_tokens,
+                    "This address",
+                    reserved=reserved,
+                )
+        else:
+            found = await _signed_in(body, principal, state, idempotency_key, slot)
+            if isinstance(found, Replay):
+                if slot is not None:
+                    await state.running.release(slot)
+                return found
+            prepared = found
+    except BaseException:
+        if slot is not None:
+            await state.running.release(slot)
+        raise
+    return _start(state, prepared, slot, guest_address=address if principal is None else None)
+
+
+def check_caps(body: ChatRequest, settings: Settings) -> None:
+    """Refuse requests over the configured caps, naming the field."""
+    if len(body.message) > settings.max_message_chars:
+        raise InvalidInput(f"message: at most {settings.max_message_chars} characters")
+    check_reply_options(body, settings)
+    history = body.history or []
+    if len(history) > settings.max_history_messages:
+        raise InvalidInput(f"history: at most {settings.max_history_messages} turns")
+    for index, turn in enumerate(history):
+        if len(turn.content) > settings.max_message_chars:
+            raise InvalidInput(
+                f"history.{index}.content: at most {settings.max_message_chars} characters"
+            )
+
+
+def check_reply_options(options: ChatRequest | RegenerateRequest, settings: Settings) -> None:
+    """Refuse a reply budget or a system prompt over the caps."""
+    # Thinking counts inside max_tokens: a request that thinks may ask for that much more.
+    cap = settings.max_tokens + allowance(options.reasoning)
+    if options.max_tokens is not None and options.max_tokens > cap:
+        more = " with its reasoning allowance" if options.reasoning is not None else ""
+        raise InvalidInput(f"max_tokens: at most {cap}{more}")
+    if options.system is not None and len(options.system) > settings.max_message_chars:
+        raise InvalidInput(f"system: at most {settings.max_message_chars} characters")
+
+
+def fitted_prompt(
+    state: AppState,
+    model_id: str | None,
+    *,
+    system: str | None,
+    turns: Sequence[Turn],
+    message: str,
+    max_tokens: int | None,
+    reasoning: ReasoningOptions | None = None,
+    attachments: Sequence[Attachment] = (),
+) -> tuple[ModelSpec, Provider, PromptRequest]:
+    """Pick the model and fit the conversation into its window, with room for the reply."""
+    spec, provider = state.models.resolve(model_id)
+    # A request may ask for less than the model's most, never more.
+    reply_budget, thinking = fit_reasoning(
+        spec,
+        reasoning,
+        max_tokens=max_tokens,
+        default_max_tokens=state.settings.max_tokens,
+        reasoning_models=state.models.reasoning_models(),
+    )
+    counter = state.models.counter(spec)
+    fitted = fit_prompt(
+        build_history(turns),
+        message,
+        attachments=attachments,
+        system=system,
+        window=spec.context_window,
+        reply_budget=reply_budget,
+        counter=counter,
+        model=spec.id,
+    )
+    prompt = PromptRequest(
+        model=spec.upstream_id,
+        system=system,
+        messages=fitted.messages,
+        max_tokens=reply_budget,
+        turns_sent=fitted.turns_sent,
+        turns_omitted=fitted.turns_omitted,
+        input_tokens=fitted.input_tokens,
+        counter=counter,
+        reasoning=thinking,
+    )
+    return spec, provider, prompt
+
+
+def _guest(body: ChatRequest, state: AppState) -> Prepared:
+    """Prepare a guest's reply: nothing is written anywhere."""
+    if body.session_id is not None:
+        raise NotAuthenticated(
+            "Sign in to continue a saved session; guests send earlier turns in `history`."
+        )
+    if "parent_id" in body.model_fields_set:
+        raise InvalidInput("parent_id: guests have no saved messages to branch from")
+    _, provider, prompt = fitted_prompt(
+        state,
+        body.model,
+        system=body.system,
+        turns=[Turn(turn.role, turn.content) for turn in body.history or []],
+        message=body.message,
+        max_tokens=body.max_tokens,
+        reasoning=body.reasoning,
+    )
+    generation = state.generations.create(
+        uuid.uuid4(),
+        {
+            "session_id": None,
+            "user_message_id": None,
+            "assistant_message_id": None,
+            "saved": False,
+        },
+        resumable=False,  # a guest's reply has no owner to resume it
+    )
+    return Prepared(generation, provider, prompt, None)
+
+
+async def _signed_in(
+    body: ChatRequest,
+    principal: Principal,
+    state: AppState,
+    idempotency_key: str | None,
+    slot: Slot | None,
+) -> Prepared | Replay:
+    """Save the user's message and a placeholder reply, committed before the model is called."""
+    request_hash = idempotency.fingerprint(body)
+    try:
+        return await _save_exchange(body, principal, state, idempotency_key, slot)
+    except IntegrityError:
+        if idempotency_key is None:
+            raise
+        # A concurrent request with the same key committed first: this one is its retry.
+        async with unit_of_work(
+            state.sessionmaker, role="authenticated", claims=principal.claims
+        ) as db:
+            seen = await idempotency.find(db, principal.user_id, idempotency_key)
+        if seen is None:
+            raise
+        if seen.request_hash != request_hash:
+            raise IdempotencyKeyReused() from None
+        return Replay(seen.user_message_id, seen.assistant_message_id)
+
+
+async def _save_exchange(
+    body: ChatRequest,
+    principal: Principal,
+    state: AppState,
+    idempotency_key: str | None,
+    slot: Slot | None,
+) -> Prepared | Replay:
+    """In one transaction: replay a known key, or save the exchange (and the key)."""
+    settings = state.settings
+    branching = "parent_id" in body.model_fields_set
+    async with unit_of_work(
+        state.sessionmaker, role="authenticated", claims=principal.claims
+    ) as db:
+        if idempotency_key is not None:
+            seen = await idempotency.find(db, principal.user_id, idempotency_key)
+            if seen is not None:
+                if seen.request_hash != idempotency.fingerprint(body):
+                    raise IdempotencyKeyReused()
+                return Replay(seen.user_message_id, seen.assistant_message_id)
+        # Every statement here delays the first token: one round trip each, no ORM objects
+        # where rows will do (see docs/benchmarks.md).
+        now = utcnow()
+        if body.session_id is not None:
+            chat = await repo.touch_owned_session(db, principal.user_id, body.session_id, now)
+            if chat is None:
+                raise NotFound("No such session.")
+            earlier = await _branch_before(db, principal, chat.id, body, settings)
+            if earlier and earlier[-1].status == Status.STREAMING:
+                # The model would never see that reply, yet the tree would show it answered.
+                raise ReplyInProgress(
+                    "The reply this message would follow is still being produced; send it "
+                    "after that reply's `done`, or cancel the reply first."
+                )
+        else:
+            if branching and body.parent_id is not None:
+                raise InvalidInput("parent_id: only with the session_id it belongs to")
+            chat = await repo.add_session(
+                db,
+                principal.user_id,
+                title=body.title,
+                model=body.model,
+                now=now,
+            )
+            earlier = []
+        # Fitted before anything is written: a message too long for the model changes nothing.
+        spec, provider, prompt = fitted_prompt(
+            state,
+            body.model or _session_model(state, chat.model),
+            system=body.system or chat.system_prompt,
+            turns=stored_turns(_newest(earlier, settings.max_history_messages)),
+            message=body.message,
+            max_tokens=body.max_tokens,
+            reasoning=body.reasoning,
+        )
+        await _check_user_quota(db, state, principal, prompt, slot)
+        exchange = await repo.add_exchange(
+            db,
+            chat,
+            parts=[dict(text_part(body.message))],
+            text=body.message,
+            model=spec.id,
+            parent_id=earlier[-1].id if earlier else None,
+            lease_seconds=settings.reply_lease_seconds,
+            now=now,
+        )
+        if idempotency_key is not None:
+            idempotency.remember(
+                db,
+                user_id=principal.user_id,
+                key=idempotency_key,
+                request_hash=idempotency.fingerprint(body),
+                session_id=chat.id,
+                user_message_id=exchange.user_message_id,
+                assistant_message_id=exchange.reply_id,
+            )
+    title = None
+    if settings.auto_titles and chat.title_pending:
+        title = title_request(state, spec, provider, body.message)
+    generation, target = _saved_reply(state, principal, chat.id, exchange)
+    return Prepared(generation, provider, prompt, target, title)
+
+
+async def _branch_before(
+    db: AsyncSession,
+    principal: Principal,
+    session_id: uuid.UUID,
+    body: ChatRequest,
+    settings: Settings,
+) -> Sequence[Row[Any]]:
+    """The turns the new message follows: the active branch, or the one ending at parent_id."""
+    if "parent_id" not in body.model_fields_set:
+        return await branches.branch(
+            db,
+            principal.user_id,
+            session_id,
+            leaf_id=None,
+            # At least the leaf: the new message's parent, even with no history sent.
+            limit=max(1, settings.max_history_messages),
+            columns=branches.TURN_COLUMNS,
+        )
+    if body.parent_id is None:  # an edit of the session's first message: a new root
+        return []
+    earlier = await branches.branch(
+        db,
+        principal.user_id,
+        session_id,
+        leaf_id=body.parent_id,
+        limit=max(1, settings.max_history_messages),
+        columns=branches.TURN_COLUMNS,
+    )
+    if not earlier:
+        raise NotFound("No such message in this session.")
+    if earlier[-1].role != Role.ASSISTANT:
+        raise InvalidInput(
+            "parent_id: must be a reply (assistant message); to edit a message, branch from "
+            "the reply before it, or send parent_id null to edit the first message"
+        )
+    return earlier
+
+
+# --- POST /chat/{id}/regenerate -------------------------------------------------------------
+
+
+async def regenerate(
+    state: AppState, principal: Principal, message_id: uuid.UUID, options: RegenerateRequest
+) -> Started:
+    """Start a new reply to the same message as reply `message_id`: its sibling in the tree."""
+    check_reply_options(options, state.settings)
+    state.models.check(options.model)
+    await state.limiter.hit("user_chat", str(principal.user_id))
+    slot = await state.running.acquire("user", str(principal.user_id))
+    try:
+        prepared = await _prepare_regenerate(state, principal, message_id, options, slot)
+    except BaseException:
+        if slot is not None:
+            await state.running.release(slot)
+        raise
+    return _start(state, prepared, slot)
+
+
+async def _prepare_regenerate(
+    state: AppState,
+    principal: Principal,
+    message_id: uuid.UUID,
+    options: RegenerateRequest,
+    slot: Slot | None,
+) -> Prepared:
+    """Save a placeholder reply beside `message_id`, and what goes to the model for it."""
+    settings = state.settings
+    async with unit_of_work(
+        state.sessionmaker, role="authenticated", claims=principal.claims
+    ) as db:
+        reply = await repo.message_by_id(db, principal.user_id, message_id)
+        if reply is None:
+            raise NotFound("No such message.")
+        if reply.role != Role.ASSISTANT or reply.parent_id is None:
+            raise InvalidInput("message_id: regenerate takes the id of a reply (assistant message)")
+        if reply.status == Status.STREAMING:
+            raise ReplyInProgress()
+        now = utcnow()
+        chat = await repo.touch_owned_session(db, principal.user_id, reply.session_id, now)
+        if chat is None:
+            raise NotFound("No such message.")
+        earlier = await branches.branch(
+            db,
+            principal.user_id,
+            chat.id,
+            leaf_id=reply.parent_id,
+            limit=settings.max_history_messages + 1,
+            columns=branches.TURN_COLUMNS,
+        )
+        if not earlier:
+            raise NotFound("No such message.")
+        question = earlier[-1]
+        spec, provider, prompt = fitted_prompt(
+            state,
+            options.model or _session_model(state, chat.model),
+            system=options.system or chat.system_prompt,
+            turns=stored_turns(earlier[:-1]),
+            message=question.content,
+            max_tokens=options.max_tokens,
+            reasoning=options.reasoning,
+        )
+        await _check_user_quota(db, state, principal, prompt, slot)
+        exchange = await repo.add_reply(
+            db,
+            chat,
+            parent_id=question.id,
+            model=spec.id,
+            lease_seconds=settings.reply_lease_seconds,
+            now=now,
+        )
+    # The first reply may have failed before the session got a title: this one can give it.
+    title = None
+    if settings.auto_titles and chat.title_pending:
+        title = title_request(state, spec, provider, question.content)
+    generation, target = _saved_reply(state, principal, chat.id, exchange)
+    return Prepared(generation, provider, prompt, target, title)
+
+
+# --- shared steps ---------------------------------------------------------------------------
+
+
+def _saved_reply(
+    state: AppState, principal: Principal, session_id: uuid.UUID, exchange: repo.Exchange
+) -> tuple[Generation, ReplyTarget]:
+    """Make the event log of a reply that is saved, and say where it is saved."""
+    generation = state.generations.create(
+        exchange.reply_id,
+        {
+            "session_id": str(session_id),
+            "user_message_id": str(exchange.user_message_id),
+            "assistant_message_id": str(exchange.reply_id),
+            "saved": True,
+        },
+        created_at=exchange.reply_created_at,
+    )
+    target = ReplyTarget(
+        user_id=principal.user_id,
+        session_id=session_id,
+        message_id=exchange.reply_id,
+        claims=principal.claims,
+    )
+    return generation, target
+
+
+def _start(
+    state: AppState, prepared: Prepared, slot: Slot | None, guest_address: str | None = None
+) -> Started:
+    """Start the reply's task; the slot is given back (and a guest's usage counted) at its end."""
+
+    async def on_end(outcome: Outcome | None) -> None:
+        try:
+            if guest_address is not None and outcome is not None and outcome.charged is not None:
+                # A guest's usage is counted by address; their conversation is not kept.
+                await state.guest_usage.add(guest_address, sum(outcome.charged))
+        finally:
+            # After the usage is counted: the reservation held by the slot goes with it.
+            if slot is not None:
+                await state.running.release(slot)
+
+    state.generations.start(
+        prepared.generation,
+        provider=prepared.provider,
+        prompt=prepared.prompt,
+        target=prepared.target,
+        title=prepared.title,
+        on_end=on_end,
+    )
+    return Started(prepared.generation, prepared.target)
+
+
+def _worst_case(prompt: PromptRequest) -> int:
+    """The most tokens a request can use: its prompt and the whole reply budget."""
+    return prompt.input_tokens + prompt.max_tokens
+
+
+async def _check_user_quota(
+    db: AsyncSession,
+    state: AppState,
+    principal: Principal,
+    prompt: PromptRequest,
+    slot: Slot | None,
+) -> None:
+    """Refuse a request that could take the user past today's token quota."""
+    settings = state.settings
+    if settings.rate_limit_enabled and settings.user_daily_tokens:
+        reserved = await _reserve(state, slot, prompt)  # before reading usage, as for guests
+        check_quota(
+            await usage.used_today(db, principal.user_id),
+            _worst_case(prompt),
+            settings.user_daily_tokens,
+            "This account",
+            reserved=reserved,
+        )
+
+
+async def _reserve(state: AppState, slot: Slot | None, prompt: PromptRequest) -> int:
+    """Set this request's worst case aside; return what the owner's running replies hold."""
+    if slot is None:
+        return 0
+    return await state.running.reserve(slot, _worst_case(prompt))
+
+
+def _newest(turns: Sequence[Row[Any]], count: int) -> Sequence[Row[Any]]:
+    """Return the last `count` turns (none for 0)."""
+    return turns[len(turns) - count :] if count else []
+
+
+def _session_model(state: AppState, model: str | None) -> str | None:
+    """The session's model, or None (the default) if the server no longer offers it.
+
+    A session keeps the model it was created with; one removed from the configuration since
+    (or stored before models were checked) must not make the session unusable.
+    """
+    if model is not None and model not in state.models.models:
+        log.warning("session model not offered; using the default", extra={"model": model})
+        return None
+    return model
+
+
+def title_request(
+    state: AppState, spec: ModelSpec, provider: Provider, message: str
+) -> TitleRequest:
+    """Say which model titles a new session: TITLE_MODEL, or the one that replied."""
+    if state.models.title_model is not None:
+        spec, provider = state.models.resolve(state.models.title_model)
+    return TitleRequest(provider=provider, model=spec.upstream_id, message=message)
+
+
+# --- answers --------------------------------------------------------------------------------
+
+
+async def reply_json(started: Started) -> ChatResponse:
+    """Wait for the reply and answer with it, or raise the upstream error."""
+    generation, target = started.generation, started.target
+    outcome = await generation.wait()
+    if outcome.error is not None:
+        raise outcome.error
+    session = generation.events[0].data
+    reply_usage = Usage(input_tokens=outcome.input_tokens, output_tokens=outcome.output_tokens)
+    return ChatResponse(
+        session_id=target.session_id if target else None,
+        user_message_id=uuid.UUID(session["user_message_id"]) if target else None,
+        saved=target is not None,
+        message=ChatMessage(
+            id=target.message_id if target else None,
+            session_id=target.session_id if target else None,
+            content=outcome.content,
+            parts=public_parts(outcome.parts),
+            status=outcome.status,
+            model=outcome.model,
+            stop_reason=outcome.stop_reason,
+            usage=reply_usage,
+            created_at=generation.created_at,
+        ),
+        usage=reply_usage,
+        turns_sent=outcome.turns_sent,
+        turns_omitted=outcome.turns_omitted,
+    )
+
+
+async def _replayed_reply(state: AppState, principal: Principal, replay: Replay) -> Message:
+    async with unit_of_work(
+        state.sessionmaker, role="authenticated", claims=principal.claims
+    ) as db:
+        reply = await db.get(Message, replay.assistant_message_id)
+    if reply is None:  # the session was deleted since
+        raise NotFound("The reply of the first request with this Idempotency-Key is gone.")
+    return reply
+
+
+async def replay_events(
+    state: AppState, principal: Principal, replay: Replay
+) -> AsyncIterator[StreamEvent | None]:
+    """Follow the first request's reply: live if it runs (on any replica), else from its row."""
+    reply = await _replayed_reply(state, principal, replay)
+    return reply_events(state, principal, reply, after=-1)
+
+
+async def replay_json(state: AppState, principal: Principal, replay: Replay) -> ChatResponse:
+    """Wait for the first request's reply to end, wherever it runs, and answer with it."""
+    async for _ in await replay_events(state, principal, replay):
+        pass
+    reply = await _replayed_reply(state, principal, replay)
+    if reply.status not in (Status.COMPLETE, Status.CANCELLED):
+        raise UpstreamError(
+            "reply_interrupted" if reply.status == Status.INTERRUPTED else "reply_failed",
+            "The first request with this Idempotency-Key did not get a complete reply.",
+            status_code=502,
+            retryable=True,
+        )
+    reply_usage = Usage(
+        input_tokens=reply.input_tokens or 0, output_tokens=reply.output_tokens or 0
+    )
+    return ChatResponse(
+        session_id=reply.session_id,
+        user_message_id=replay.user_message_id,
+        saved=True,
+        message=ChatMessage(
+            id=reply.id,
+            session_id=reply.session_id,
+            content=reply.content,
+            parts=public_parts(stored_parts(reply.parts, reply.content)),
+            status=reply.status,
+            model=reply.model or "",
+            stop_reason=reply.stop_reason,
+            usage=reply_usage,
+            created_at=reply.created_at,
+        ),
+        usage=reply_usage,
+    )
