@@ -54,9 +54,7 @@ def text_part(text: str) -> TextPart:
     return {"type": "text", "text": text}
 
 
-def file_part(
-    file_id: uuid.UUID | str, *, media_type: str, filename: str, size: int
-) -> FilePart:
+def file_part(file_id: uuid.UUID | str, *, media_type: str, filename: str, size: int) -> FilePart:
     """Return a file part for an attachment."""
     return {
         "type": "file",

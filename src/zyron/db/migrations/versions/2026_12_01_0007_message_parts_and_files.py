@@ -73,7 +73,10 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
-            ["file_id"], ["files.id"], name=op.f("fk_message_files_file_id_files"), ondelete="CASCADE"
+            ["file_id"],
+            ["files.id"],
+            name=op.f("fk_message_files_file_id_files"),
+            ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
             ["user_id"],
