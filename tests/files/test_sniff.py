@@ -112,7 +112,7 @@ def test_image_size_refuses_what_is_not_an_image() -> None:
     """A non-image type, or a truncated header, is a ValueError."""
     with pytest.raises(ValueError, match="not an image"):
         image_size(samples.pdf(), "application/pdf")
-    with pytest.raises(ValueError, match="truncated|IHDR"):
+    with pytest.raises(ValueError, match=r"truncated|IHDR"):
         image_size(samples.png()[:18], "image/png")
 
 
