@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -59,7 +59,7 @@ async def remove_objects(storage: Storage, keys: list[str]) -> None:
             log.warning("stored object not deleted", extra={"reason": exc.reason})
 
 
-async def _storage_work(request: Request) -> AsyncIterator[StorageWork]:
+async def _storage_work(request: Request) -> AsyncGenerator[StorageWork, None]:
     work = StorageWork(get_state(request).storage)
     try:
         yield work
