@@ -13,6 +13,7 @@ from tests.backends import Backend
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.pg import PostgresServer, PostgresUnavailable
 from tests.redis_server import RedisServer, RedisUnavailable
+from tests.s3_server import S3Server, S3Unavailable
 from tests.support import LiveServer, live_server
 
 REQUIRE_SERVICES = os.environ.get("ZYRON_REQUIRE_SERVICES") == "1"
@@ -48,6 +49,19 @@ def redis_server() -> Iterator[RedisServer]:
         server = RedisServer.start()
     except RedisUnavailable as exc:
         pytest.skip(f"no Redis for the tests: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """A real S3-compatible server: ZYRON_TEST_S3_URL or a throwaway SeaweedFS; else skip."""
+    try:
+        server = S3Server.start()
+    except S3Unavailable as exc:
+        pytest.skip(f"no S3-compatible server for the tests: {exc}")
     try:
         yield server
     finally:

@@ -88,6 +88,8 @@ def limited(
         anthropic_base_url=fake_anthropic.base_url,
         max_body_bytes=LIMIT_BODY_BYTES,
         max_message_chars=LIMIT_MESSAGE_CHARS,
+        # No inline attachments: /chat then has the plain MAX_BODY_BYTES cap too.
+        max_inline_attachment_bytes=0,
     )
     with live_server(settings) as running:
         yield running

@@ -27,6 +27,8 @@ from zyron.chat.writer import recover_abandoned
 from zyron.db.engine import create_engine, create_sessionmaker
 from zyron.db.migrate import upgrade
 from zyron.errors import install_error_handlers
+from zyron.files.router import router as files_router
+from zyron.files.storage import open_storage
 from zyron.health import router as health_router
 from zyron.limits.client_ip import ClientAddresses, parse_networks
 from zyron.limits.concurrency import ConcurrencyLimiter
@@ -35,7 +37,7 @@ from zyron.limits.router import router as usage_router
 from zyron.limits.usage import GuestUsage
 from zyron.llm.registry import build_registry
 from zyron.llm.router import router as models_router
-from zyron.middleware import AccessLog, BodySizeLimit
+from zyron.middleware import AccessLog, BodyCap, BodySizeLimit
 from zyron.sessions.router import router as sessions_router
 from zyron.settings import Settings
 from zyron.state import AppState
@@ -109,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             hold_seconds=settings.upstream_timeout_seconds + settings.title_timeout_seconds,
         )
         hub = await _start_hub(settings)
+        storage = await open_storage(settings)
         generations = Generations(settings, sessionmaker, mirror=hub.publish if hub else None)
         if hub is not None:
             hub.on_cancel(generations.cancel_here)
@@ -141,6 +144,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 parse_networks(settings.trusted_proxies), settings.client_ipv6_prefix
             ),
             generations=generations,
+            storage=storage,
         )
         app.state.zyron = state
         app.state.auth_service = AuthService(settings, state.passwords, signing_key)
@@ -174,6 +178,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await models.aclose()
             await running.aclose()
             await guest_usage.aclose()
+            await storage.aclose()
             await http.aclose()
             await engine.dispose()
 
@@ -184,7 +189,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    default_cap, caps = body_caps(settings)
+    app.add_middleware(BodySizeLimit, default=default_cap, caps=caps)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.allowed_origins,
@@ -201,10 +207,36 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         follow_router,
         models_router,
         usage_router,
+        files_router,
     ):
         app.include_router(router)
     _refine_openapi(app)
     return app
+
+
+# Multipart framing around an upload: boundaries, part headers, a long filename.
+MULTIPART_ALLOWANCE_BYTES = 64 * 1024
+# JSON around inline attachments: field names, media types, filenames, base64 padding.
+INLINE_ALLOWANCE_BYTES = 64 * 1024
+CHAT_ROUTES = ("/chat", "/ui/chat")
+
+
+def body_caps(settings: Settings) -> tuple[BodyCap, dict[str, BodyCap]]:
+    """Return the default body cap and the paths with caps of their own (uploads, chat)."""
+    upload = BodyCap(
+        settings.max_file_bytes + MULTIPART_ALLOWANCE_BYTES, "MAX_FILE_BYTES plus multipart"
+    )
+    inline = settings.max_inline_attachment_bytes
+    chat = BodyCap(settings.max_body_bytes, "MAX_BODY_BYTES")
+    if inline:
+        # Base64 turns 3 bytes into 4.
+        encoded = 4 * -(-inline // 3)
+        chat = BodyCap(
+            settings.max_body_bytes + encoded + INLINE_ALLOWANCE_BYTES,
+            "MAX_BODY_BYTES plus MAX_INLINE_ATTACHMENT_BYTES in base64",
+        )
+    caps = {"/files": upload} | dict.fromkeys(CHAT_ROUTES, chat)
+    return BodyCap(settings.max_body_bytes, "MAX_BODY_BYTES"), caps
 
 
 def _refine_openapi(app: FastAPI) -> None:
@@ -225,7 +257,7 @@ def _refine_openapi(app: FastAPI) -> None:
                         "the field",
                         "content": error_body,
                     }
-                if "requestBody" in operation:
+                if "requestBody" in operation and "413" not in responses:
                     responses["413"] = {
                         "description": "`payload_too_large`: the body exceeds MAX_BODY_BYTES",
                         "content": error_body,

@@ -94,10 +94,29 @@ class InvalidInput(ZyronError):
 
 
 class PayloadTooLarge(ZyronError):
-    """The request body exceeds the configured cap."""
+    """The request body, or an uploaded file, exceeds the configured cap."""
 
     status_code = 413
     code = "payload_too_large"
+    default_detail = "The request body or file exceeds the size allowed."
+
+
+class UnsupportedMediaType(ZyronError):
+    """An upload whose bytes are of an unsupported type, or contradict its declared type."""
+
+    status_code = 415
+    code = "unsupported_media_type"
+    default_detail = (
+        "Unsupported file type: send PNG, JPEG, GIF or WebP images, PDF, or UTF-8 text."
+    )
+
+
+class StorageQuotaExceeded(ZyronError):
+    """An upload that would take the caller's files past MAX_STORAGE_BYTES_PER_USER."""
+
+    status_code = 413
+    code = "storage_quota_exceeded"
+    default_detail = "Your files would exceed your storage quota; delete some first."
 
 
 class NoProvider(ZyronError):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -12,25 +14,42 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 log = logging.getLogger("zyron.access")
 
 
-class BodySizeLimit:
-    """Answer 413 to request bodies over `max_bytes`, by Content-Length or as they stream in."""
+@dataclass(frozen=True, slots=True)
+class BodyCap:
+    """A cap on request bodies, and the name of the limit it comes from (said in the 413)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    max_bytes: int
+    limit: str
+
+
+class BodySizeLimit:
+    """Answer 413 to request bodies over their path's cap, by Content-Length or as they stream.
+
+    `caps` maps a path to its own cap (uploads, chat with inline attachments); every other
+    path has `default`. One dict lookup per request.
+    """
+
+    def __init__(
+        self, app: ASGIApp, default: BodyCap, caps: Mapping[str, BodyCap] | None = None
+    ) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.default = default
+        self.caps = dict(caps or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        cap = self.caps.get(scope["path"], self.default)
+        max_bytes = cap.max_bytes
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
-                    too_big = int(value) > self.max_bytes
+                    too_big = int(value) > max_bytes
                 except ValueError:
                     too_big = False
                 if too_big:
-                    await self._reject(send)
+                    await self._reject(send, cap)
                     return
         received = 0
         started = False
@@ -40,8 +59,8 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _TooLarge(self.max_bytes)
+                if received > max_bytes:
+                    raise _TooLarge(cap)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -54,15 +73,10 @@ class BodySizeLimit:
             await self.app(scope, limited_receive, tracking_send)
         except _TooLarge:
             if not started:
-                await self._reject(send)
+                await self._reject(send, cap)
 
-    async def _reject(self, send: Send) -> None:
-        body = json.dumps(
-            {
-                "error": "payload_too_large",
-                "detail": f"The request body exceeds {self.max_bytes} bytes.",
-            }
-        ).encode()
+    async def _reject(self, send: Send, cap: BodyCap) -> None:
+        body = json.dumps({"error": "payload_too_large", "detail": _too_large(cap)}).encode()
         await send(
             {
                 "type": "http.response.start",
@@ -76,11 +90,15 @@ class BodySizeLimit:
         await send({"type": "http.response.body", "body": body})
 
 
+def _too_large(cap: BodyCap) -> str:
+    return f"The request body exceeds {cap.max_bytes} bytes ({cap.limit})."
+
+
 class _TooLarge(HTTPException):
     """Raised inside receive() when a streamed body crosses the limit; rendered as a 413."""
 
-    def __init__(self, max_bytes: int) -> None:
-        super().__init__(413, f"The request body exceeds {max_bytes} bytes.")
+    def __init__(self, cap: BodyCap) -> None:
+        super().__init__(413, _too_large(cap))
 
 
 class AccessLog:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from limits import parse as parse_rate
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_CLAUDE_MODEL = "claude-sonnet-5"
@@ -204,6 +204,36 @@ class Settings(BaseSettings):
     max_message_chars: int = Field(default=100_000, alias="MAX_MESSAGE_CHARS", ge=1)
     max_history_messages: int = Field(default=200, alias="MAX_HISTORY_MESSAGES", ge=0)
     max_sessions_page: int = Field(default=200, alias="MAX_SESSIONS_PAGE", ge=1)
+    max_files_page: int = Field(default=200, alias="MAX_FILES_PAGE", ge=1)
+
+    # Uploaded files (docs/attachments.md). Every file is capped by MAX_FILE_BYTES and by the
+    # cap of its kind, whichever is smaller. The kinds' defaults are what the Anthropic API
+    # takes: an image's base64 text at most 5 MiB (so 3.75 MiB of bytes); a PDF inside a
+    # 32 MB request once base64 has made it a third larger (20 MB leaves room for the rest);
+    # text: 1 MB, more than any model's context window holds (200K tokens is about 800 KB).
+    max_file_bytes: int = Field(default=20_000_000, alias="MAX_FILE_BYTES", ge=1)
+    max_image_bytes: int = Field(default=3_932_160, alias="MAX_IMAGE_BYTES", ge=1)
+    max_pdf_bytes: int = Field(default=20_000_000, alias="MAX_PDF_BYTES", ge=1)
+    max_pdf_pages: int = Field(default=100, alias="MAX_PDF_PAGES", ge=0)  # 0: no page cap
+    max_text_file_bytes: int = Field(default=1_000_000, alias="MAX_TEXT_FILE_BYTES", ge=1)
+    # The sum of one user's files' sizes; 0: no quota.
+    max_storage_bytes_per_user: int = Field(
+        default=1_000_000_000, alias="MAX_STORAGE_BYTES_PER_USER", ge=0
+    )
+    # Decoded bytes of the inline (base64) attachments of one POST /chat; unset (-1): the
+    # value of MAX_FILE_BYTES.
+    max_inline_attachment_bytes: int = Field(default=-1, alias="MAX_INLINE_ATTACHMENT_BYTES", ge=-1)
+    storage_backend: Literal["local", "s3"] = Field(default="local", alias="STORAGE_BACKEND")
+    s3_bucket: str | None = Field(default=None, alias="S3_BUCKET")
+    # None: AWS itself. R2: https://<account>.r2.cloudflarestorage.com; Supabase:
+    # https://<project-ref>.supabase.co/storage/v1/s3; MinIO: its URL.
+    s3_endpoint_url: str | None = Field(default=None, alias="S3_ENDPOINT_URL")
+    s3_region: str = Field(default="us-east-1", alias="S3_REGION")
+    s3_access_key_id: str | None = Field(default=None, alias="S3_ACCESS_KEY_ID")
+    s3_secret_access_key: SecretStr | None = Field(default=None, alias="S3_SECRET_ACCESS_KEY")
+    s3_prefix: str = Field(default="", alias="S3_PREFIX")
+    # Bucket in the path, not the host name: MinIO, SeaweedFS and Supabase need it.
+    s3_force_path_style: bool = Field(default=False, alias="S3_FORCE_PATH_STYLE")
     max_messages_page: int = Field(default=1000, alias="MAX_MESSAGES_PAGE", ge=1)
     stream_ping_seconds: float = Field(default=15.0, alias="STREAM_PING_SECONDS", gt=0)
 
@@ -245,6 +275,12 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _inline_default(self) -> Settings:
+        if self.max_inline_attachment_bytes < 0:
+            self.max_inline_attachment_bytes = self.max_file_bytes
+        return self
 
     @cached_property
     def resolved_database_url(self) -> str:

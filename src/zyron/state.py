@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import uuid
 
     from zyron.chat.generation import Generations
+    from zyron.files.storage import Storage
     from zyron.limits.client_ip import ClientAddresses
     from zyron.limits.concurrency import ConcurrencyLimiter
     from zyron.limits.rates import RateLimiter
@@ -47,6 +48,7 @@ class AppState:
     running: ConcurrencyLimiter
     guest_usage: GuestUsage
     clients: ClientAddresses  # trusted proxies, and how addresses are keyed
+    storage: Storage  # file bytes: local directory or S3-compatible (zyron.files.storage)
     # (issuer, user id) of accounts whose row is known to exist. Bounded, so a server that
     # sees millions of users keeps a constant size; a TTL, so an account deleted elsewhere
     # stops being admitted within minutes even while its tokens are still valid.

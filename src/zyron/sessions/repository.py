@@ -11,7 +11,7 @@ from typing import Any, Protocol, cast
 from sqlalchemy import Row, Table, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from zyron.db.models import ChatSession, Message, Role, Status
+from zyron.db.models import ChatSession, Message, MessageFile, Role, Status
 from zyron.db.types import utcnow
 
 # The title of a session created without one, until a title is generated for it.
@@ -162,8 +162,18 @@ async def set_generated_title(
 
 
 async def delete_session(db: AsyncSession, chat: ChatSession) -> None:
-    """Delete a session and its messages."""
-    # Explicit, so messages go even where the database does not cascade.
+    """Delete a session, its messages and their file links (zyron.files.service deletes files)."""
+    # Explicit, so messages and their file links go even where the database does not cascade.
+    await db.execute(
+        delete(MessageFile).where(
+            MessageFile.user_id == chat.user_id,
+            MessageFile.message_id.in_(
+                select(Message.id).where(
+                    Message.session_id == chat.id, Message.user_id == chat.user_id
+                )
+            ),
+        )
+    )
     await db.execute(
         delete(Message).where(Message.session_id == chat.id, Message.user_id == chat.user_id)
     )

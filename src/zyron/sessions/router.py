@@ -18,6 +18,8 @@ from zyron.errors import (
     UnknownModel,
     error_responses,
 )
+from zyron.files import service as files_service
+from zyron.files.deps import AfterCommit
 from zyron.llm.deps import Models
 from zyron.sessions import branches
 from zyron.sessions import repository as repo
@@ -81,9 +83,9 @@ async def update_session(
 @router.delete(
     "/{session_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(NotFound)
 )
-async def delete_session(chat: OwnedSession, db: UserDb) -> Response:
-    """Delete a session and all its messages."""
-    await repo.delete_session(db, chat)
+async def delete_session(chat: OwnedSession, db: UserDb, work: AfterCommit) -> Response:
+    """Delete a session, all its messages, and the files that only its messages used."""
+    await files_service.delete_session(db, work, chat)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
