@@ -211,6 +211,8 @@ class Settings(BaseSettings):
     # takes: an image's base64 text at most 5 MiB (so 3.75 MiB of bytes); a PDF inside a
     # 32 MB request once base64 has made it a third larger (20 MB leaves room for the rest);
     # text: 1 MB, more than any model's context window holds (200K tokens is about 800 KB).
+    # Files one message may attach (stored ones by id, or a guest's inline ones).
+    max_attachments: int = Field(default=20, alias="MAX_ATTACHMENTS", ge=0)
     max_file_bytes: int = Field(default=20_000_000, alias="MAX_FILE_BYTES", ge=1)
     max_image_bytes: int = Field(default=3_932_160, alias="MAX_IMAGE_BYTES", ge=1)
     max_pdf_bytes: int = Field(default=20_000_000, alias="MAX_PDF_BYTES", ge=1)

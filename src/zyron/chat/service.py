@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zyron.auth.principal import Principal
+from zyron.chat import attachments as attach
 from zyron.chat import idempotency
 from zyron.chat.context import Turn, build_history, fit_prompt, stored_turns
 from zyron.chat.follow import reply_events
@@ -32,13 +33,14 @@ from zyron.db.models import Message, Role, Status
 from zyron.db.types import utcnow
 from zyron.db.unit_of_work import unit_of_work
 from zyron.errors import InvalidInput, NotAuthenticated, NotFound, ReplyInProgress, UpstreamError
+from zyron.files import service as file_service
 from zyron.limits import usage
 from zyron.limits.concurrency import Slot
 from zyron.limits.usage import check_quota
 from zyron.llm.base import Attachment, ModelSpec, Provider
 from zyron.sessions import branches
 from zyron.sessions import repository as repo
-from zyron.sessions.parts import public_parts, stored_parts, text_part
+from zyron.sessions.parts import public_parts, stored_parts
 from zyron.sessions.schemas import Usage
 from zyron.settings import Settings
 from zyron.state import AppState
@@ -128,6 +130,7 @@ def check_caps(body: ChatRequest, settings: Settings) -> None:
     """Refuse requests over the configured caps, naming the field."""
     if len(body.message) > settings.max_message_chars:
         raise InvalidInput(f"message: at most {settings.max_message_chars} characters")
+    attach.check_count(body.attachments, settings.max_attachments)
     check_reply_options(body, settings)
     history = body.history or []
     if len(history) > settings.max_history_messages:
@@ -204,6 +207,10 @@ def _guest(body: ChatRequest, state: AppState) -> Prepared:
         )
     if "parent_id" in body.model_fields_set:
         raise InvalidInput("parent_id: guests have no saved messages to branch from")
+    inline = attach.guest_inline(body.attachments)
+    spec, provider = state.models.resolve(body.model)
+    # Checked like uploads, decoded once, and never written anywhere.
+    files = attach.inline_attachments(state, inline, spec, provider) if inline else []
     _, provider, prompt = fitted_prompt(
         state,
         body.model,
@@ -212,6 +219,7 @@ def _guest(body: ChatRequest, state: AppState) -> Prepared:
         message=body.message,
         max_tokens=body.max_tokens,
         reasoning=body.reasoning,
+        attachments=files,
     )
     generation = state.generations.create(
         uuid.uuid4(),
@@ -262,6 +270,7 @@ async def _save_exchange(
     """In one transaction: replay a known key, or save the exchange (and the key)."""
     settings = state.settings
     branching = "parent_id" in body.model_fields_set
+    file_ids = attach.stored_ids(body.attachments)
     async with unit_of_work(
         state.sessionmaker, role="authenticated", claims=principal.claims
     ) as db:
@@ -296,27 +305,42 @@ async def _save_exchange(
                 now=now,
             )
             earlier = []
+        model_id = body.model or _session_model(state, chat.model)
+        spec, provider = state.models.resolve(model_id)
+        # The files are the caller's (404 otherwise) and readable by the model (422), and
+        # their bytes are loaded, before anything is written.
+        owned, files = await attach.owned_attachments(
+            state, db, principal.user_id, file_ids, spec, provider
+        )
+        history = _newest(earlier, settings.max_history_messages)
+        earlier_files = await attach.history_attachments(
+            state, db, principal.user_id, history, spec, provider
+        )
         # Fitted before anything is written: a message too long for the model changes nothing.
         spec, provider, prompt = fitted_prompt(
             state,
-            body.model or _session_model(state, chat.model),
+            model_id,
             system=body.system or chat.system_prompt,
-            turns=stored_turns(_newest(earlier, settings.max_history_messages)),
+            turns=stored_turns(history, earlier_files),
             message=body.message,
             max_tokens=body.max_tokens,
             reasoning=body.reasoning,
+            attachments=files,
         )
         await _check_user_quota(db, state, principal, prompt, slot)
         exchange = await repo.add_exchange(
             db,
             chat,
-            parts=[dict(text_part(body.message))],
+            parts=attach.parts_for(owned, body.message),
             text=body.message,
             model=spec.id,
             parent_id=earlier[-1].id if earlier else None,
             lease_seconds=settings.reply_lease_seconds,
             now=now,
         )
+        if owned:
+            # What deleting the file, or the session, follows.
+            await file_service.link(db, principal.user_id, exchange.user_message_id, owned)
         if idempotency_key is not None:
             idempotency.remember(
                 db,
@@ -426,14 +450,21 @@ async def _prepare_regenerate(
         if not earlier:
             raise NotFound("No such message.")
         question = earlier[-1]
+        model_id = options.model or _session_model(state, chat.model)
+        spec, provider = state.models.resolve(model_id)
+        # The question's files go again, with the history's, as they are now.
+        loaded = await attach.history_attachments(
+            state, db, principal.user_id, earlier, spec, provider
+        )
         spec, provider, prompt = fitted_prompt(
             state,
-            options.model or _session_model(state, chat.model),
+            model_id,
             system=options.system or chat.system_prompt,
-            turns=stored_turns(earlier[:-1]),
+            turns=stored_turns(earlier[:-1], loaded),
             message=question.content,
             max_tokens=options.max_tokens,
             reasoning=options.reasoning,
+            attachments=stored_turns([question], loaded)[0].attachments,
         )
         await _check_user_quota(db, state, principal, prompt, slot)
         exchange = await repo.add_reply(
