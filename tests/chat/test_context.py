@@ -17,7 +17,7 @@ from zyron.chat.context import (
 )
 from zyron.db.models import Message, Role, Status
 from zyron.errors import ContextTooLong
-from zyron.llm.base import PromptMessage
+from zyron.llm.base import Attachment, PromptMessage
 
 
 def _message(role: Role, content: str, status: Status = Status.COMPLETE) -> Message:
@@ -208,3 +208,82 @@ def test_an_unanswered_turn_that_fits_goes_first() -> None:
     assert fitted.messages[-1] == {"role": "user", "content": "lost" * 10 + "\n\nnow"}
     assert [m["content"][:2] for m in fitted.messages[:-1]] == ["q2", "a2"]
     assert (fitted.turns_sent, fitted.turns_omitted) == (3, 4)
+
+
+def _image(tokens: int, name: str = "a.png") -> Attachment:
+    return Attachment("image", "image/png", name, b"\x89PNG", tokens)
+
+
+def test_attachments_count_and_a_turn_with_files_drops_whole() -> None:
+    """A turn's files count with its text; one that does not fit goes out with its files."""
+    history = build_history(
+        [
+            Turn("user", "q0", [_image(500)]),
+            Turn("assistant", "a0"),
+            Turn("user", "q1"),
+            Turn("assistant", "a1"),
+        ]
+    )
+    fitted = fit_prompt(
+        history,
+        "now",
+        system=None,
+        window=400,
+        reply_budget=100,
+        counter=_Chars(),
+        model="tiny",
+    )
+    assert (fitted.turns_sent, fitted.turns_omitted) == (2, 2)
+    assert [m["content"] for m in fitted.messages] == ["q1", "a1", "now"]
+    assert all("attachments" not in m for m in fitted.messages)
+    # With room for it, the image goes in with its question, and counts.
+    roomy = fit_prompt(
+        history, "now", system=None, window=1000, reply_budget=100, counter=_Chars(), model="tiny"
+    )
+    assert roomy.turns_sent == 4
+    assert roomy.messages[0].get("attachments") == [_image(500)]
+    assert roomy.input_tokens == 500 + len("q0a0q1a1now")
+
+
+def test_the_new_message_with_its_files_must_fit() -> None:
+    """Files too large for the window with the message: context_too_long, naming them."""
+    with pytest.raises(ContextTooLong, match="attachments"):
+        fit_prompt(
+            [],
+            "look",
+            attachments=[_image(950)],
+            system=None,
+            window=1000,
+            reply_budget=100,
+            counter=_Chars(),
+            model="tiny",
+        )
+    fitted = fit_prompt(
+        [],
+        "look",
+        attachments=[_image(800)],
+        system=None,
+        window=1000,
+        reply_budget=100,
+        counter=_Chars(),
+        model="tiny",
+    )
+    assert fitted.messages == [{"role": "user", "content": "look", "attachments": [_image(800)]}]
+
+
+def test_an_unanswered_turns_files_join_the_message() -> None:
+    """A failed turn is joined to the new message, files first: both turns' files go."""
+    history = build_history([Turn("user", "first", [_image(10, "one.png")])])
+    fitted = fit_prompt(
+        history,
+        "second",
+        attachments=[_image(10, "two.png")],
+        system=None,
+        window=1000,
+        reply_budget=100,
+        counter=_Chars(),
+        model="tiny",
+    )
+    [message] = fitted.messages
+    assert message["content"] == "first\n\nsecond"
+    assert [a.filename for a in message.get("attachments", [])] == ["one.png", "two.png"]

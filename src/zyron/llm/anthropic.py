@@ -11,6 +11,7 @@ from anthropic import AsyncAnthropic, DefaultAioHttpClient, DefaultAsyncHttpxCli
 from anthropic.types import MessageParam
 
 from zyron.errors import UpstreamError
+from zyron.llm import sdk
 from zyron.llm.attachments import base64_data, note
 from zyron.llm.base import (
     Finished,
@@ -27,9 +28,9 @@ from zyron.llm.errors import (
     upstream_cut_off,
     upstream_disconnected,
     upstream_error_for_status,
-    upstream_malformed,
     upstream_timeout,
 )
+from zyron.llm.sdk import HttpBackend, transport_error
 
 # The error type in Anthropic's error body, for errors that arrive inside a 200 stream.
 _BODY_TYPES = {
@@ -57,22 +58,17 @@ class AnthropicProvider:
         base_url: str | None,
         timeout_seconds: float,
         connect_timeout_seconds: float,
-        http_client: Literal["aiohttp", "httpx"] = "httpx",
+        http_client: HttpBackend = "httpx",
         max_connections: int = 1000,
     ) -> None:
         self.name = name
         self.status = ProviderStatus()
         self._base_url = base_url
-        limits = httpx2.Limits(
+        client = sdk.http_client(
+            DefaultAioHttpClient,
+            DefaultAsyncHttpxClient,
+            backend=http_client,
             max_connections=max_connections,
-            max_keepalive_connections=min(max_connections, 1000),
-        )
-        # Both are the SDK's own clients with its defaults; aiohttp is its documented choice
-        # "for improved concurrency performance".
-        client = (
-            DefaultAioHttpClient(limits=limits)
-            if http_client == "aiohttp"
-            else DefaultAsyncHttpxClient(limits=limits)
         )
         # base_url None lets the SDK read ANTHROPIC_BASE_URL itself, as it documents. Retries
         # are ours (zyron.chat.generation), so they can stop once text has reached the user.
@@ -80,7 +76,7 @@ class AnthropicProvider:
             api_key=api_key,
             base_url=base_url,
             max_retries=0,
-            timeout=httpx2.Timeout(timeout_seconds, connect=connect_timeout_seconds),
+            timeout=sdk.timeout(timeout_seconds, connect_timeout_seconds),
             http_client=client,
         )
 
@@ -139,17 +135,8 @@ class AnthropicProvider:
                             input_tokens = event.usage.input_tokens
         except anthropic.APIError as exc:
             raise upstream_error(exc) from exc
-        except httpx2.TimeoutException as exc:
-            # Failures while reading the stream reach us from the SDK's HTTP client, unwrapped.
-            raise upstream_timeout(
-                "The model provider stopped sending before the reply was complete."
-            ) from exc
-        except httpx2.HTTPError as exc:
-            raise upstream_disconnected(
-                "The model provider closed the connection before the reply was complete."
-            ) from exc
-        except ValueError as exc:  # a body or event that is not the JSON the protocol promises
-            raise upstream_malformed() from exc
+        except (httpx2.HTTPError, ValueError) as exc:
+            raise transport_error(exc) from exc
         if stop_reason is None:
             # The stream ended cleanly but without message_delta/message_stop: a cut-off reply.
             raise upstream_cut_off()

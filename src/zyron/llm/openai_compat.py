@@ -19,6 +19,7 @@ from openai.types.chat import (
 )
 
 from zyron.errors import UpstreamError
+from zyron.llm import sdk
 from zyron.llm.attachments import data_url, inline_text
 from zyron.llm.base import (
     Finished,
@@ -37,6 +38,7 @@ from zyron.llm.errors import (
     upstream_malformed,
     upstream_timeout,
 )
+from zyron.llm.sdk import HttpBackend, transport_error
 
 # Servers that need no key (Ollama, vLLM, llama.cpp) still get one: the SDK refuses to start
 # without a key, and an explicit placeholder keeps it from reading OPENAI_API_KEY by itself.
@@ -95,7 +97,7 @@ class OpenAICompatProvider:
         base_url: str | None,
         timeout_seconds: float,
         connect_timeout_seconds: float,
-        http_client: Literal["aiohttp", "httpx"] = "aiohttp",
+        http_client: HttpBackend = "aiohttp",
         max_connections: int = 1000,
         max_tokens_parameter: Literal["max_tokens", "max_completion_tokens"] = "max_tokens",
         api_key_setting: str = "OPENAI_API_KEY",
@@ -105,16 +107,11 @@ class OpenAICompatProvider:
         self._max_tokens_parameter = max_tokens_parameter
         # Named in the upstream_auth detail so the operator knows what to fix; never the key.
         self._key_name = f"{api_key_setting} (provider '{name}')"
-        limits = httpx2.Limits(
+        client = sdk.http_client(
+            DefaultAioHttpClient,
+            DefaultAsyncHttpxClient,
+            backend=http_client,
             max_connections=max_connections,
-            max_keepalive_connections=min(max_connections, 1000),
-        )
-        # Both are the SDK's own clients with its defaults (the SDK's keep-alive cap of 100
-        # raised with the connection limit); aiohttp reads a stream for less CPU.
-        client = (
-            DefaultAioHttpClient(limits=limits)
-            if http_client == "aiohttp"
-            else DefaultAsyncHttpxClient(limits=limits)
         )
         # base_url None lets the SDK read OPENAI_BASE_URL itself, else use api.openai.com.
         # Retries are ours (zyron.chat.generation), so they can stop once text has reached
@@ -123,7 +120,7 @@ class OpenAICompatProvider:
             api_key=api_key or NO_KEY_PLACEHOLDER,
             base_url=base_url,
             max_retries=0,
-            timeout=httpx2.Timeout(timeout_seconds, connect=connect_timeout_seconds),
+            timeout=sdk.timeout(timeout_seconds, connect_timeout_seconds),
             http_client=client,
         )
 
@@ -193,22 +190,10 @@ class OpenAICompatProvider:
                             finish_reason = choice.finish_reason
         except openai.APIError as exc:
             raise self._failed(self._upstream_error(exc)) from exc
-        except httpx2.TimeoutException as exc:
-            # The SDK wraps transport errors from connecting and reading; these can still come
+        except (httpx2.HTTPError, ValueError) as exc:
+            # Transport errors the SDK wraps when connecting and reading can still come
             # unwrapped from closing the response, as they do in the Anthropic SDK.
-            raise self._failed(
-                upstream_timeout(
-                    "The model provider stopped sending before the reply was complete."
-                )
-            ) from exc
-        except httpx2.HTTPError as exc:
-            raise self._failed(
-                upstream_disconnected(
-                    "The model provider closed the connection before the reply was complete."
-                )
-            ) from exc
-        except ValueError as exc:  # a body or event that is not the JSON the protocol promises
-            raise self._failed(upstream_malformed()) from exc
+            raise self._failed(transport_error(exc)) from exc
         if finish_reason is None:
             # The stream ended cleanly but no choice said why it stopped: a cut-off reply.
             raise self._failed(upstream_cut_off())
