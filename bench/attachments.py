@@ -3,9 +3,10 @@
 `python -m bench.attachments [--quick]` starts the load upstream (bench/upstream.py), a
 throwaway SeaweedFS (as tests/s3_server.py does) and two `zyron serve` processes on SQLite:
 one with STORAGE_BACKEND=local, one with STORAGE_BACKEND=s3 against SeaweedFS. It uploads a
-PNG of random pixels (about 1 MB, incompressible) to each with POST /files, then times
-streaming POST /chat from the request to the first `delta` event, sequentially, each request
-in a new session, alternating without and with `attachments: [file_id]` and the two servers.
+PNG of random pixels (about 1 MB, incompressible) and a 16 x 16 one to each with POST
+/files, then times streaming POST /chat from the request to the first `delta` event,
+sequentially, each request in a new session, taking turns: no attachment, the small image,
+the 1 MB image (`attachments: [file_id]`), and the two servers.
 It prints medians and p90s and writes them as JSON (bench/results/attachments.json; with
 --quick, bench/results/attachments-quick.json). Everything it starts is stopped, and its
 temporary directories deleted, when it ends, within --timeout seconds.
@@ -17,6 +18,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import functools
 import json
 import random
 import shutil
@@ -25,21 +27,25 @@ import struct
 import sys
 import tempfile
 import time
+import uuid
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import anthropic
 import httpx
+from anthropic.types import MessageParam
 
 from bench.client import ZYRON, Connection, Dialect, stream_result
 from bench.context import machine
 from bench.procs import ROOT, Server, start_upstream, start_zyron
 from bench.stats import median, ms, percentile
 from tests.s3_server import S3Server
+from zyron.files import storage
 
 FULL_REQUESTS, QUICK_REQUESTS = 40, 10  # per server and per kind (with / without the image)
 WARMUP_REQUESTS = 4  # per server and kind, not counted
@@ -50,8 +56,13 @@ PROMPT = "What is in this picture?"  # under 200 characters: no token-ratio cali
 PASSWORD = "bench-password-1"  # noqa: S105  # a throwaway account on a throwaway server
 BREAKDOWN_REPEATS = 30
 RESULTS = ROOT / "bench" / "results"
-KINDS = ("none", "image")
-BACKENDS = ("local", "s3")
+# No file; a 16 x 16 noise PNG (what any attachment costs: the file's row, one storage read);
+# the 1 MB one (what its size adds: base64, a larger request).
+KINDS = ("none", "small", "image")
+SMALL_SIDE = 16
+# Zyron with each storage; then the SDK alone with the image already in memory, which is the
+# part of the added time that is base64, the SDK, the larger request and the upstream's parse.
+BACKENDS = ("local", "s3", "sdk")
 
 
 def noise_png(width: int, height: int, seed: int = 1) -> bytes:
@@ -89,7 +100,8 @@ class Target:
     backend: str
     server: Server
     token: str
-    file_id: str
+    user_id: str
+    file_ids: dict[str, str]
     connection: Connection = field(init=False)
 
     def __post_init__(self) -> None:
@@ -118,8 +130,8 @@ def _input_tokens(events: list[bytes]) -> int | None:
     return None
 
 
-async def sign_up_and_upload(backend: str, server: Server, image: bytes) -> Target:
-    """Create an account on the server and upload the image once with POST /files."""
+async def sign_up_and_upload(backend: str, server: Server, images: dict[str, bytes]) -> Target:
+    """Create an account on the server and upload each image once with POST /files."""
     async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
         signup = await client.post(
             "/auth/signup", json={"email": f"{backend}@bench.example", "password": PASSWORD}
@@ -127,21 +139,25 @@ async def sign_up_and_upload(backend: str, server: Server, image: bytes) -> Targ
         if signup.status_code != 201:
             raise RuntimeError(f"signup on {backend}: {signup.status_code} {signup.text[:200]}")
         token = str(signup.json()["access_token"])
-        upload = await client.post(
-            "/files",
-            headers={"Authorization": f"Bearer {token}"},
-            files={"file": ("noise.png", image, "image/png")},
-        )
-        if upload.status_code != 201:
-            raise RuntimeError(f"upload to {backend}: {upload.status_code} {upload.text[:300]}")
-        return Target(backend, server, token, str(upload.json()["id"]))
+        file_ids: dict[str, str] = {}
+        for kind, image in images.items():
+            upload = await client.post(
+                "/files",
+                headers={"Authorization": f"Bearer {token}"},
+                files={"file": (f"{kind}.png", image, "image/png")},
+            )
+            if upload.status_code != 201:
+                raise RuntimeError(f"upload to {backend}: {upload.status_code} {upload.text[:300]}")
+            file_ids[kind] = str(upload.json()["id"])
+        user_id = str(signup.json()["user"]["id"])
+        return Target(backend, server, token, user_id, file_ids)
 
 
 async def chat(target: Target, kind: str) -> Sample:
     """Send one streaming POST /chat in a new session; return its time to the first delta."""
     body: dict[str, Any] = {"message": PROMPT}
-    if kind == "image":
-        body["attachments"] = [target.file_id]
+    if kind != "none":
+        body["attachments"] = [target.file_ids[kind]]
     done: list[bytes] = []
     response = await target.connection.request(
         "POST",
@@ -157,20 +173,70 @@ async def chat(target: Target, kind: str) -> Sample:
     return Sample(target.backend, kind, result.ttft, _input_tokens(done))
 
 
-async def measure(targets: Sequence[Target], requests: int) -> list[Sample]:
-    """Warm up, then time `requests` of each kind per server, taking turns round by round."""
+class SdkDirect:
+    """The Anthropic SDK alone, as Zyron uses it (aiohttp), sending the image to the upstream."""
+
+    backend = "sdk"
+
+    def __init__(self, upstream: Server, images: dict[str, bytes]) -> None:
+        self.images = images
+        self.client = anthropic.AsyncAnthropic(
+            api_key="sk-ant-bench",
+            base_url=upstream.url,
+            max_retries=0,
+            http_client=anthropic.DefaultAioHttpClient(),
+        )
+
+    async def chat(self, kind: str) -> Sample:
+        """Stream one reply; return its time to the first text event (base64 included)."""
+        started = time.perf_counter()
+        content: str | list[dict[str, Any]] = PROMPT
+        if kind != "none":
+            data = base64.b64encode(self.images[kind]).decode("ascii")
+            source = {"type": "base64", "media_type": "image/png", "data": data}
+            content = [{"type": "image", "source": source}, {"type": "text", "text": PROMPT}]
+        stream = await self.client.messages.create(
+            model="claude-sonnet-5",
+            max_tokens=4096,
+            messages=[cast(MessageParam, {"role": "user", "content": content})],
+            stream=True,
+        )
+        ttft: float | None = None
+        tokens: int | None = None
+        async with stream:
+            async for event in stream:
+                if event.type == "message_start":
+                    tokens = event.message.usage.input_tokens
+                elif event.type == "content_block_delta" and ttft is None:
+                    ttft = time.perf_counter() - started
+        if ttft is None:
+            raise RuntimeError(f"sdk {kind}: no text event")
+        return Sample(self.backend, kind, ttft, tokens)
+
+    async def aclose(self) -> None:
+        """Close the client's connections."""
+        await self.client.close()
+
+
+Chat = Callable[[str], Awaitable[Sample]]
+
+
+async def measure(chats: Sequence[Chat], requests: int) -> list[Sample]:
+    """Warm up, then time `requests` of each kind per target, taking turns round by round."""
     for _ in range(WARMUP_REQUESTS):
-        for target in targets:
+        for send in chats:
             for kind in KINDS:
-                await chat(target, kind)
+                await send(kind)
     samples: list[Sample] = []
     for round_ in range(requests):
         # Who goes first changes every round, so drift on a shared machine hits all alike.
-        servers = list(targets) if round_ % 2 == 0 else list(reversed(targets))
-        kinds = KINDS if (round_ // 2) % 2 == 0 else KINDS[::-1]
-        for target in servers:
+        turn = round_ % len(chats)
+        order = [*chats[turn:], *chats[:turn]]
+        turn = (round_ // len(chats)) % len(KINDS)
+        kinds = KINDS[turn:] + KINDS[:turn]
+        for send in order:
             for kind in kinds:
-                samples.append(await chat(target, kind))
+                samples.append(await send(kind))
     return samples
 
 
@@ -185,7 +251,9 @@ def _timed(call: Callable[[], object], repeats: int = BREAKDOWN_REPEATS) -> floa
     return statistics.median(times)
 
 
-def breakdown(image: bytes, local_path: Path, s3: S3Server, bucket: str, key: str) -> dict[str, Any]:
+def breakdown(
+    image: bytes, local_path: Path, s3: S3Server, bucket: str, key: str
+) -> dict[str, Any]:
     """Time, in this process, the steps an attached image adds (not inside Zyron itself)."""
     encoded = base64.b64encode(image).decode("ascii")
     request = json.dumps(
@@ -199,7 +267,11 @@ def breakdown(image: bytes, local_path: Path, s3: S3Server, bucket: str, key: st
                     "content": [
                         {
                             "type": "image",
-                            "source": {"type": "base64", "media_type": "image/png", "data": encoded},
+                            "source": {
+                                "type": "base64",
+                                "media_type": "image/png",
+                                "data": encoded,
+                            },
                         },
                         {"type": "text", "text": PROMPT},
                     ],
@@ -243,13 +315,22 @@ def summarise(samples: Sequence[Sample]) -> dict[str, Any]:
                 "ttft_ms": [ms(t) for t in times],
             }
         without = [s.ttft for s in samples if s.backend == backend and s.kind == "none"]
-        with_image = [s.ttft for s in samples if s.backend == backend and s.kind == "image"]
-        paired = [b - a for a, b in zip(without, with_image, strict=True)]
-        rows["added_median_ms"] = _diff(rows["image"]["median_ms"], rows["none"]["median_ms"])
-        rows["added_p90_ms"] = _diff(rows["image"]["p90_ms"], rows["none"]["p90_ms"])
-        rows["added_paired_median_ms"] = ms(median(paired))
+        for kind in KINDS[1:]:
+            attached = [s.ttft for s in samples if s.backend == backend and s.kind == kind]
+            paired = [b - a for a, b in zip(without, attached, strict=True)]
+            rows[kind]["added_median_ms"] = _diff(
+                rows[kind]["median_ms"], rows["none"]["median_ms"]
+            )
+            rows[kind]["added_p90_ms"] = _diff(rows[kind]["p90_ms"], rows["none"]["p90_ms"])
+            # Round by round: each round's request with the file minus the one without.
+            rows[kind]["added_paired_median_ms"] = ms(median(paired))
         out[backend] = rows
     return out
+
+
+def object_key(target: Target, kind: str) -> str:
+    """Return where the server stored a file: the key zyron.files.storage.object_key makes."""
+    return storage.object_key(uuid.UUID(target.user_id), uuid.UUID(target.file_ids[kind]))
 
 
 def _diff(a: float | None, b: float | None) -> float | None:
@@ -258,35 +339,32 @@ def _diff(a: float | None, b: float | None) -> float | None:
 
 def print_table(summary: dict[str, Any]) -> None:
     """Print the medians, p90s and the added time per backend."""
-    print(f"\n{'backend':8} {'attachment':10} {'n':>3} {'p50 ms':>8} {'p90 ms':>8} {'upstream bytes':>15}")
+    heads = ("backend", "attachment", "n", "p50 ms", "p90 ms", "added p50", "upstream bytes")
+    print("\n{:8} {:10} {:>3} {:>8} {:>8} {:>9} {:>15}".format(*heads))
     for backend in BACKENDS:
         for kind in KINDS:
             row = summary[backend][kind]
             size = row["upstream_request_bytes"]
+            added = row.get("added_median_ms")
             print(
                 f"{backend:8} {kind:10} {row['n']:>3} {row['median_ms']:>8.2f} "
-                f"{row['p90_ms']:>8.2f} {size if size is not None else '-':>15}"
+                f"{row['p90_ms']:>8.2f} {'-' if added is None else f'{added:.2f}':>9} "
+                f"{'-' if size is None else size:>15}"
             )
     for backend in BACKENDS:
-        row = summary[backend]
+        row = summary[backend]["image"]
         print(
-            f"{backend}: the image adds {row['added_median_ms']:.2f} ms at the median "
-            f"({row['added_paired_median_ms']:.2f} ms paired), {row['added_p90_ms']:.2f} ms at p90"
+            f"{backend}: the 1 MB image adds {row['added_median_ms']:.2f} ms at the median "
+            f"({row['added_paired_median_ms']:.2f} ms round by round), "
+            f"{row['added_p90_ms']:.2f} ms at p90"
         )
-
-
-def _stored_file(data_dir: Path) -> tuple[Path, str]:
-    """Return the path and key of the one file the local server stored."""
-    paths = [p for p in (data_dir / "files").rglob("*") if p.is_file()]
-    if len(paths) != 1:
-        raise RuntimeError(f"expected one stored file under {data_dir}, found {len(paths)}")
-    return paths[0], paths[0].relative_to(data_dir).as_posix()
 
 
 async def run(args: argparse.Namespace, stack: ExitStack, work: Path) -> dict[str, Any]:
     """Start everything, upload, measure; return the results."""
     requests = QUICK_REQUESTS if args.quick else FULL_REQUESTS
     image = noise_png(IMAGE_SIDE, IMAGE_SIDE)
+    small = noise_png(SMALL_SIDE, SMALL_SIDE)
     if abs(len(image) - IMAGE_BYTES) > IMAGE_TOLERANCE * IMAGE_BYTES:
         raise RuntimeError(f"the image is {len(image):,} bytes, not 1.0 +/- 0.05 MB")
     logs = work / "logs"
@@ -327,26 +405,34 @@ async def run(args: argparse.Namespace, stack: ExitStack, work: Path) -> dict[st
             extra_env={**common, **extra},
         )
         stack.callback(server.stop)
-        targets.append(await sign_up_and_upload(backend, server, image))
+        targets.append(await sign_up_and_upload(backend, server, {"small": small, "image": image}))
     print(
-        f"image: {IMAGE_SIDE}x{IMAGE_SIDE} RGB noise PNG, {len(image):,} bytes; "
+        f"image: {IMAGE_SIDE}x{IMAGE_SIDE} RGB noise PNG, {len(image):,} bytes; small: "
+        f"{SMALL_SIDE}x{SMALL_SIDE}, {len(small):,} bytes; "
         f"{requests} timed requests per server and kind after {WARMUP_REQUESTS} warm-up",
         flush=True,
     )
+    sdk = SdkDirect(upstream, {"small": small, "image": image})
+    chats: list[Chat] = [functools.partial(chat, target) for target in targets]
     began = time.monotonic()
-    samples = await measure(targets, requests)
+    try:
+        samples = await measure([*chats, sdk.chat], requests)
+    finally:
+        await sdk.aclose()
+        for target in targets:
+            await target.connection.close()
     elapsed = time.monotonic() - began
-    for target in targets:
-        await target.connection.close()
     summary = summarise(samples)
-    local_path, key = _stored_file(work / "local")
-    s3_keys = s3.keys(bucket)
-    parts = breakdown(image, local_path, s3, bucket, s3_keys[0] if s3_keys else key)
+    local, remote = targets
+    parts = breakdown(
+        image, work / "local" / object_key(local, "image"), s3, bucket, object_key(remote, "image")
+    )
     return {
         "quick": args.quick,
         "started_at": args.started_at,
         "machine": machine(),
         "image": {"width": IMAGE_SIDE, "height": IMAGE_SIDE, "bytes": len(image)},
+        "small_image": {"width": SMALL_SIDE, "height": SMALL_SIDE, "bytes": len(small)},
         "requests_per_kind": requests,
         "warmup_per_kind": WARMUP_REQUESTS,
         "reply": {"chunks": CHUNKS, "interval_ms": INTERVAL_MS, "first_token_ms": 0},

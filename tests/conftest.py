@@ -11,6 +11,7 @@ import pytest
 
 from tests.backends import Backend
 from tests.fakes.anthropic_upstream import FakeAnthropic
+from tests.fakes.openai_upstream import FakeOpenAI
 from tests.pg import PostgresServer, PostgresUnavailable
 from tests.redis_server import RedisServer, RedisUnavailable
 from tests.s3_server import S3Server, S3Unavailable
@@ -80,6 +81,13 @@ def backend(request: pytest.FixtureRequest) -> Backend:
 def fake_anthropic() -> Iterator[FakeAnthropic]:
     """One fake Anthropic server for the whole run."""
     with FakeAnthropic() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def fake_openai() -> Iterator[FakeOpenAI]:
+    """One fake OpenAI-compatible server for the whole run; tests reset it before use."""
+    with FakeOpenAI() as fake:
         yield fake
 
 

@@ -216,13 +216,6 @@ def test_signed_in_attachment_refusals_change_nothing(
 
 
 @pytest.fixture(scope="module")
-def fake_openai() -> Iterator[FakeOpenAI]:
-    """A fake OpenAI-compatible server for this module."""
-    with FakeOpenAI() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module")
 def openai_server(
     backend: Backend, fake_openai: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:

@@ -13,13 +13,6 @@ from tests.support import LiveServer, live_server, parse_sse, signup, stream_cha
 
 
 @pytest.fixture(scope="module")
-def fake_openai() -> Iterator[FakeOpenAI]:
-    """A fake OpenAI-compatible server for this module."""
-    with FakeOpenAI() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module")
 def openai_server(
     backend: Backend, fake_openai: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
@@ -160,3 +153,41 @@ def test_local_model_answers_with_no_api_key(local_server: LiveServer) -> None:
         assert reply["status"] == "complete"
         assert reply["model"] == "smollm2-135m-instruct"
         assert reply["content"]
+
+
+@pytest.mark.local_model
+def test_local_model_reads_text_files_and_refuses_images(local_server: LiveServer) -> None:
+    """A text file goes inline and counts in the prompt; an image or PDF is a clear 422."""
+    from tests.files.samples import pdf, png
+
+    with local_server.client() as http:
+        account = signup(http)
+        notes = http.post(
+            "/files",
+            files={"file": ("notes.md", b"# Shopping\n- apples\n- pears\n", "text/markdown")},
+            headers=account.headers,
+        ).json()
+        bare = stream_chat(http, {"message": "List it.", "max_tokens": 8}, account.headers)
+        with_file = stream_chat(
+            http,
+            {"message": "List it.", "max_tokens": 8, "attachments": [notes["id"]]},
+            account.headers,
+        )
+        done = {e.event: e.data for e in with_file}["done"]
+        before = {e.event: e.data for e in bare}["done"]
+        # The file's text was in the prompt the model read.
+        assert done["usage"]["input_tokens"] - before["usage"]["input_tokens"] >= 8
+        for data, name in ((png(), "p.png"), (pdf(), "d.pdf")):
+            file = http.post(
+                "/files",
+                files={"file": (name, data, "application/octet-stream")},
+                headers=account.headers,
+            ).json()
+            refused = http.post(
+                "/chat",
+                json={"message": "See?", "attachments": [file["id"]]},
+                headers=account.headers,
+            )
+            assert refused.status_code == 422
+            assert refused.json()["error"] == "unsupported_attachment"
+            assert "smollm2-135m-instruct" in refused.json()["detail"]

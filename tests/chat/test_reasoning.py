@@ -284,13 +284,6 @@ def test_reasoning_that_cannot_fit_is_refused(
 
 
 @pytest.fixture(scope="module")
-def fake_openai() -> Iterator[FakeOpenAI]:
-    """A fake OpenAI-compatible server for this module."""
-    with FakeOpenAI() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module")
 def openai_server(
     backend: Backend, fake_openai: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
