@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -337,3 +338,34 @@ def test_a_text_only_model_refuses_images_and_history_images_become_notes(
             }
         ],
     }
+
+
+def _stored_objects(server: LiveServer) -> set[str]:
+    root = server.settings.data_dir / "files"
+    return {path.name for path in root.rglob("*") if path.is_file()} if root.exists() else set()
+
+
+def test_deleting_a_session_leaves_nothing_orphaned(
+    client: httpx.Client, upstream: FakeAnthropic, server: LiveServer, alice: Account
+) -> None:
+    """Files only the session's messages used go, rows and bytes; an unattached upload stays."""
+    used = upload(client, alice, png(), "used.png")
+    kept = upload(client, alice, NOTES.encode(), "kept.txt")
+    events = stream_chat(client, {"message": "Look", "attachments": [used["id"]]}, alice.headers)
+    session_id = events[0].data["session_id"]
+    mine = {uuid.UUID(used["id"]).hex, uuid.UUID(kept["id"]).hex}
+    assert mine <= _stored_objects(server)
+    assert client.delete(f"/sessions/{session_id}", headers=alice.headers).status_code == 204
+    assert client.get(f"/files/{used['id']}", headers=alice.headers).status_code == 404
+    assert client.get(f"/files/{kept['id']}", headers=alice.headers).status_code == 200
+    deadline = time.monotonic() + 10  # objects are removed just after the commit
+    while uuid.UUID(used["id"]).hex in _stored_objects(server) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert mine & _stored_objects(server) == {uuid.UUID(kept["id"]).hex}
+    rows = {str(r[0]) for r in server.query("SELECT storage_key FROM files")}
+    objects = {
+        p.relative_to(server.settings.data_dir).as_posix()
+        for p in (server.settings.data_dir / "files").rglob("*")
+        if p.is_file()
+    }
+    assert rows == objects  # every object has its row, every row its object

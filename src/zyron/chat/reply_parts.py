@@ -19,27 +19,30 @@ class ReplyParts:
 
     __slots__ = ("_blocks", "_text", "has_reasoning", "length", "provider")
 
+    # Per streamed event this is one list append and a compare: it runs on the hot path.
+
     def __init__(self, provider: str = "") -> None:
         self.provider = provider  # recorded on reasoning parts: whose signature it is
         # [type, chunks, extra]: chunks joined only when the parts are read.
         self._blocks: list[tuple[str, list[str], dict[str, Any]]] = []
-        self._text: list[str] = []  # every text chunk, for `content`
+        self._text: list[str] | None = None  # the open text block's chunks
         self.has_reasoning = False
         self.length = 0  # characters so far, reasoning and text: the last event's id
 
     def add_text(self, text: str) -> None:
         """Append reply text."""
-        self._text.append(text)
         self.length += len(text)
-        if self._blocks and self._blocks[-1][0] == "text":
-            self._blocks[-1][1].append(text)
+        if self._text is not None:
+            self._text.append(text)
         else:
-            self._blocks.append(("text", [text], {}))
+            self._text = [text]
+            self._blocks.append(("text", self._text, {}))
 
     def add_reasoning(self, text: str) -> None:
         """Append thinking; a new block starts after text or a finished (signed) block."""
         self.has_reasoning = True
         self.length += len(text)
+        self._text = None
         last = self._blocks[-1] if self._blocks else None
         if last is not None and last[0] == "reasoning" and not last[2]:
             last[1].append(text)
@@ -49,6 +52,7 @@ class ReplyParts:
     def end_reasoning(self, *, signature: str | None, redacted: str | None) -> None:
         """Close the open thinking block with its signature, or add a redacted block."""
         self.has_reasoning = True
+        self._text = None
         if redacted is not None:
             self._blocks.append(("reasoning", [], {"redacted": redacted}))
             return
@@ -61,12 +65,9 @@ class ReplyParts:
     @property
     def text(self) -> str:
         """Return the reply's text so far: its `content`."""
-        return "".join(self._text)
-
-    @property
-    def text_length(self) -> int:
-        """Return the characters of text (not reasoning) so far."""
-        return sum(len(chunk) for chunk in self._text)
+        return "".join(
+            chunk for kind, chunks, _ in self._blocks if kind == "text" for chunk in chunks
+        )
 
     def parts(self) -> list[dict[str, Any]]:
         """Return the parts as stored: reasoning keeps its signature and provider."""

@@ -1,0 +1,60 @@
+"""A reply's parts as they stream: order, signatures, positions across reasoning and text."""
+
+from __future__ import annotations
+
+from zyron.chat.reply_parts import ReplyParts, positioned, total_length
+from zyron.sessions.parts import public_parts
+
+
+def test_text_only_is_one_part_and_positions_are_its_length() -> None:
+    """Without reasoning: one text part, the length is the text's, nothing to sign."""
+    parts = ReplyParts("anthropic")
+    for chunk in ("Hel", "lo", "!"):
+        parts.add_text(chunk)
+    assert (parts.text, parts.length, parts.has_reasoning) == ("Hello!", 6, False)
+    assert parts.parts() == [{"type": "text", "text": "Hello!"}]
+
+
+def test_interleaved_blocks_keep_their_order_and_signatures() -> None:
+    """Thinking, a redacted block, text, more thinking, text: each its own part, in order."""
+    parts = ReplyParts("anthropic")
+    parts.add_reasoning("ab")
+    parts.add_reasoning("c")
+    parts.end_reasoning(signature="s1", redacted=None)
+    parts.end_reasoning(signature=None, redacted="opaque")
+    parts.add_text("xy")
+    parts.add_reasoning("d")
+    parts.end_reasoning(signature="s2", redacted=None)
+    parts.add_text("z")
+    stored = parts.parts()
+    assert stored == [
+        {"type": "reasoning", "text": "abc", "provider": "anthropic", "signature": "s1"},
+        {"type": "reasoning", "text": "", "provider": "anthropic", "redacted": "opaque"},
+        {"type": "text", "text": "xy"},
+        {"type": "reasoning", "text": "d", "provider": "anthropic", "signature": "s2"},
+        {"type": "text", "text": "z"},
+    ]
+    assert parts.text == "xyz"
+    assert parts.length == 7
+    # Positions from the stored parts are the ids the live stream gave.
+    assert list(positioned(stored, parts.text)) == [
+        ("reasoning", 3, "abc"),
+        ("delta", 5, "xy"),
+        ("reasoning", 6, "d"),
+        ("delta", 7, "z"),
+    ]
+    assert total_length(stored, parts.text) == 7
+    # Clients never see a signature or redacted data.
+    assert public_parts(stored) == [
+        {"type": "reasoning", "text": "abc"},
+        {"type": "reasoning", "text": "", "redacted": True},
+        {"type": "text", "text": "xy"},
+        {"type": "reasoning", "text": "d"},
+        {"type": "text", "text": "z"},
+    ]
+
+
+def test_a_row_without_parts_reads_from_its_content() -> None:
+    """A streaming text-only row has only `content` so far: one text position."""
+    assert list(positioned([], "Hello")) == [("delta", 5, "Hello")]
+    assert list(positioned(None, "")) == []
