@@ -23,6 +23,7 @@ from zyron.db.unit_of_work import DbRole, unit_of_work
 from zyron.sessions import repository
 
 TABLES = ("users", "chat_sessions", "messages", "refresh_tokens")
+LATER_TABLES = ("idempotency_keys", "usage_daily", "files", "message_files")
 PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 
 # Exactly what zyron.db.unit_of_work sends: both settings local to the transaction.
@@ -660,6 +661,7 @@ def test_policies_are_per_command_and_use_a_subselect_of_auth_uid(world: World) 
         ("idempotency_keys", "SELECT", ("authenticated",)),
         ("idempotency_keys", "INSERT", ("authenticated",)),
         *{("usage_daily", cmd, ("authenticated",)) for cmd in own[:3]},
+        # Files are never updated; a link is made or removed, never changed.
         *{("files", cmd, ("authenticated",)) for cmd in ("SELECT", "INSERT", "DELETE")},
         *{("message_files", cmd, ("authenticated",)) for cmd in ("SELECT", "INSERT", "DELETE")},
     }
@@ -688,13 +690,11 @@ def test_rls_is_enabled_and_forced_on_every_table(world: World) -> None:
             world.admin_dsn,
             "SELECT relname::text, relrowsecurity, relforcerowsecurity FROM pg_class "
             "WHERE relnamespace = 'public'::regnamespace AND relname = ANY($1::text[])",
-            [*TABLES, "idempotency_keys", "usage_daily", "files", "message_files"],
+            [*TABLES, *LATER_TABLES],
         )
     )
     assert {r["relname"]: (r["relrowsecurity"], r["relforcerowsecurity"]) for r in rows} == (
-        dict.fromkeys(
-            (*TABLES, "idempotency_keys", "usage_daily", "files", "message_files"), (True, True)
-        )
+        dict.fromkeys((*TABLES, *LATER_TABLES), (True, True))
     )
 
 
@@ -723,9 +723,9 @@ def test_grants_are_minimal(world: World) -> None:
         ("service_role", "users"): {"SELECT", "INSERT", "UPDATE"},
         ("service_role", "refresh_tokens"): {"SELECT", "INSERT", "UPDATE"},
         ("authenticated", "idempotency_keys"): {"SELECT", "INSERT"},
-        ("authenticated", "usage_daily"): {"SELECT", "INSERT", "UPDATE"},
         ("authenticated", "files"): {"SELECT", "INSERT", "DELETE"},
         ("authenticated", "message_files"): {"SELECT", "INSERT", "DELETE"},
+        ("authenticated", "usage_daily"): {"SELECT", "INSERT", "UPDATE"},
     }
     # Spelled out as the brief's check, so a missing alembic_version table cannot hide it.
     anon_select = asyncio.run(

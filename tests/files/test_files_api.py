@@ -371,3 +371,60 @@ def test_a_filename_is_display_text_only(
     assert not (root.parent / "etc").exists()
     assert not list(root.parent.glob("**/passwd"))
     assert all(path.startswith("files/") for path in files_env.stored())
+
+
+def _refuse_rows_named(env: FilesEnv, filename: str, event: str = "INSERT") -> list[str]:
+    """Make the database refuse to INSERT or DELETE a files row of that name: at COMMIT on
+    Postgres, at once on SQLite (which has no deferred triggers). Return the SQL undoing it."""
+    row = "NEW" if event == "INSERT" else "OLD"
+    if env.server.dialect == "postgresql":
+        env.server.query(
+            "CREATE OR REPLACE FUNCTION refuse_file() RETURNS trigger LANGUAGE plpgsql AS "
+            f"$$ BEGIN IF {row}.filename = '{filename}' THEN RAISE EXCEPTION 'refused'; END IF; "
+            f"RETURN {row}; END $$"
+        )
+        env.server.query(
+            f"CREATE CONSTRAINT TRIGGER refuse_file AFTER {event} ON files "
+            "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_file()"
+        )
+        return ["DROP TRIGGER refuse_file ON files", "DROP FUNCTION refuse_file()"]
+    env.server.query(
+        f"CREATE TRIGGER refuse_file BEFORE {event} ON files WHEN {row}.filename = '{filename}' "
+        "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+    )
+    return ["DROP TRIGGER refuse_file"]
+
+
+def test_a_row_the_database_refuses_leaves_no_object(
+    files_env: FilesEnv, files_client: httpx.Client, account: Account
+) -> None:
+    """Stored first; when the row is refused (on Postgres at COMMIT), the object goes too."""
+    undo = _refuse_rows_named(files_env, "refused.png")
+    try:
+        before = files_env.snapshot()
+        response = upload(files_client, account, samples.png(), filename="refused.png")
+        assert_error(response, 500, "internal_error")
+        files_env.assert_in_sync()
+        assert files_env.snapshot() == before
+        uploaded(files_client, account, samples.png(), filename="accepted.png")
+    finally:
+        for sql in undo:
+            files_env.server.query(sql)
+    files_env.assert_in_sync()
+
+
+def test_a_deletion_the_database_refuses_keeps_the_bytes(
+    files_env: FilesEnv, files_client: httpx.Client, account: Account
+) -> None:
+    """The object is deleted only once the row's deletion commits: a refused one keeps both."""
+    kept = uploaded(files_client, account, samples.gif(), filename="undeletable.gif")
+    undo = _refuse_rows_named(files_env, "undeletable.gif", "DELETE")
+    try:
+        response = files_client.delete(f"/files/{kept['id']}", headers=account.headers)
+        assert_error(response, 500, "internal_error")
+    finally:
+        for sql in undo:
+            files_env.server.query(sql)
+    files_env.assert_in_sync()
+    response = files_client.get(f"/files/{kept['id']}", headers=account.headers)
+    assert response.content == samples.gif()

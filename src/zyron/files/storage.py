@@ -105,7 +105,10 @@ class LocalStorage:
 
     async def put(self, key: str, data: bytes, media_type: str) -> None:
         """Store `data` under `key`, atomically."""
-        await asyncio.to_thread(self._put, self._path(key), data)
+        try:
+            await asyncio.to_thread(self._put, self._path(key), data)
+        except OSError as exc:
+            raise _local_error(exc) from exc
 
     @staticmethod
     def _put(path: Path, data: bytes) -> None:
@@ -130,12 +133,18 @@ class LocalStorage:
             return await asyncio.to_thread(path.read_bytes)
         except FileNotFoundError as exc:
             raise ObjectNotFound("no object under that key") from exc
+        except OSError as exc:
+            raise _local_error(exc) from exc
 
     async def delete(self, key: str) -> None:
         """Remove the file, if it is there."""
         path = self._path(key)
-        with contextlib.suppress(FileNotFoundError):
+        try:
             await asyncio.to_thread(path.unlink)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise _local_error(exc) from exc
 
     async def exists(self, key: str) -> bool:
         """Tell whether the file is there."""
@@ -155,6 +164,11 @@ class LocalStorage:
 
     async def aclose(self) -> None:
         """Nothing to release."""
+
+
+def _local_error(exc: OSError) -> StorageError:
+    """Describe a disk error without its path (which holds the key)."""
+    return StorageError(f"local storage: {exc.strerror or type(exc).__name__}")
 
 
 class S3Storage:
@@ -221,16 +235,19 @@ class S3Storage:
 
     async def get(self, key: str) -> bytes:
         """Download the object."""
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             response = await self.client.get_object(Bucket=self.bucket, Key=self._name(key))
+            async with response["Body"] as body:
+                data: bytes = await body.read()
         except ClientError as exc:
             if _error_code(exc) in ("NoSuchKey", "404", "NotFound"):
                 raise ObjectNotFound("no object under that key") from exc
             raise StorageError(f"S3 GetObject failed: {_error_code(exc)}") from exc
-        async with response["Body"] as body:
-            return await body.read()
+        except (BotoCoreError, OSError) as exc:
+            raise StorageError(f"S3 GetObject failed: {type(exc).__name__}") from exc
+        return data
 
     async def delete(self, key: str) -> None:
         """Delete the object (S3 answers success for a missing key)."""
@@ -238,7 +255,7 @@ class S3Storage:
 
     async def exists(self, key: str) -> bool:
         """HEAD the object."""
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             await self.client.head_object(Bucket=self.bucket, Key=self._name(key))
@@ -246,6 +263,8 @@ class S3Storage:
             if _error_code(exc) in ("NoSuchKey", "404", "NotFound"):
                 return False
             raise StorageError(f"S3 HeadObject failed: {_error_code(exc)}") from exc
+        except (BotoCoreError, OSError) as exc:
+            raise StorageError(f"S3 HeadObject failed: {type(exc).__name__}") from exc
         return True
 
     async def keys(self) -> list[str]:
@@ -264,7 +283,7 @@ class S3Storage:
             await call
         except ClientError as exc:
             raise StorageError(f"S3 request failed: {_error_code(exc)}") from exc
-        except BotoCoreError as exc:
+        except (BotoCoreError, OSError) as exc:
             raise StorageError(f"S3 request failed: {type(exc).__name__}") from exc
 
     async def aclose(self) -> None:
