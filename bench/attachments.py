@@ -466,11 +466,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         with ExitStack() as stack:
             results = asyncio.run(_bounded(args, stack, work))
-    except BaseException:
+    except BaseException as exc:
         log_dir = work / "logs"
         for log in sorted(log_dir.glob("*.log")) if log_dir.exists() else []:
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
             print(f"--- {log.name}\n{tail}", file=sys.stderr)
+        if isinstance(exc, TimeoutError):
+            raise SystemExit(f"gave up after {args.timeout:.0f} s (--timeout)") from None
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)

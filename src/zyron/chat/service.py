@@ -155,7 +155,7 @@ def check_reply_options(options: ChatRequest | RegenerateRequest, settings: Sett
 
 def fitted_prompt(
     state: AppState,
-    model_id: str | None,
+    spec: ModelSpec,
     *,
     system: str | None,
     turns: Sequence[Turn],
@@ -163,9 +163,8 @@ def fitted_prompt(
     max_tokens: int | None,
     reasoning: ReasoningOptions | None = None,
     attachments: Sequence[Attachment] = (),
-) -> tuple[ModelSpec, Provider, PromptRequest]:
-    """Pick the model and fit the conversation into its window, with room for the reply."""
-    spec, provider = state.models.resolve(model_id)
+) -> PromptRequest:
+    """Fit the conversation into the model's window, with room for the reply (and thinking)."""
     # A request may ask for less than the model's most, never more.
     reply_budget, thinking = fit_reasoning(
         spec,
@@ -185,7 +184,7 @@ def fitted_prompt(
         counter=counter,
         model=spec.id,
     )
-    prompt = PromptRequest(
+    return PromptRequest(
         model=spec.upstream_id,
         system=system,
         messages=fitted.messages,
@@ -196,7 +195,6 @@ def fitted_prompt(
         counter=counter,
         reasoning=thinking,
     )
-    return spec, provider, prompt
 
 
 def _guest(body: ChatRequest, state: AppState) -> Prepared:
@@ -211,9 +209,9 @@ def _guest(body: ChatRequest, state: AppState) -> Prepared:
     spec, provider = state.models.resolve(body.model)
     # Checked like uploads, decoded once, and never written anywhere.
     files = attach.inline_attachments(state, inline, spec, provider) if inline else []
-    _, provider, prompt = fitted_prompt(
+    prompt = fitted_prompt(
         state,
-        body.model,
+        spec,
         system=body.system,
         turns=[Turn(turn.role, turn.content) for turn in body.history or []],
         message=body.message,
@@ -305,8 +303,7 @@ async def _save_exchange(
                 now=now,
             )
             earlier = []
-        model_id = body.model or _session_model(state, chat.model)
-        spec, provider = state.models.resolve(model_id)
+        spec, provider = state.models.resolve(body.model or _session_model(state, chat.model))
         # The files are the caller's (404 otherwise) and readable by the model (422), and
         # their bytes are loaded, before anything is written.
         owned, files = await attach.owned_attachments(
@@ -317,9 +314,9 @@ async def _save_exchange(
             state, db, principal.user_id, history, spec, provider
         )
         # Fitted before anything is written: a message too long for the model changes nothing.
-        spec, provider, prompt = fitted_prompt(
+        prompt = fitted_prompt(
             state,
-            model_id,
+            spec,
             system=body.system or chat.system_prompt,
             turns=stored_turns(history, earlier_files),
             message=body.message,
@@ -450,15 +447,14 @@ async def _prepare_regenerate(
         if not earlier:
             raise NotFound("No such message.")
         question = earlier[-1]
-        model_id = options.model or _session_model(state, chat.model)
-        spec, provider = state.models.resolve(model_id)
+        spec, provider = state.models.resolve(options.model or _session_model(state, chat.model))
         # The question's files go again, with the history's, as they are now.
         loaded = await attach.history_attachments(
             state, db, principal.user_id, earlier, spec, provider
         )
-        spec, provider, prompt = fitted_prompt(
+        prompt = fitted_prompt(
             state,
-            model_id,
+            spec,
             system=options.system or chat.system_prompt,
             turns=stored_turns(earlier[:-1], loaded),
             message=question.content,
