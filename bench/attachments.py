@@ -6,8 +6,9 @@ one with STORAGE_BACKEND=local, one with STORAGE_BACKEND=s3 against SeaweedFS. I
 PNG of random pixels (about 1 MB, incompressible) and a 16 x 16 one to each with POST
 /files, then times streaming POST /chat from the request to the first `delta` event,
 sequentially, each request in a new session, taking turns: no attachment, the small image,
-the 1 MB image (`attachments: [file_id]`), and the two servers.
-It prints medians and p90s and writes them as JSON (bench/results/attachments.json; with
+the 1 MB image (`attachments: [file_id]`), and the targets: the two servers and the SDK
+alone (the same prompt and image sent by the official SDK from this process, no Zyron). It
+prints medians and p90s and writes them as JSON (bench/results/attachments.json; with
 --quick, bench/results/attachments-quick.json). Everything it starts is stopped, and its
 temporary directories deleted, when it ends, within --timeout seconds.
 """
@@ -49,8 +50,8 @@ from bench.stats import median, ms, percentile
 from tests.s3_server import S3Server
 from zyron.files import storage
 
-FULL_REQUESTS, QUICK_REQUESTS = 40, 10  # per server and per kind (with / without the image)
-WARMUP_REQUESTS = 4  # per server and kind, not counted
+FULL_REQUESTS, QUICK_REQUESTS = 40, 10  # timed, per target and kind of attachment
+WARMUP_REQUESTS = 4  # per target and kind, not counted
 CHUNKS, INTERVAL_MS = 8, 1.0  # the reply, as in scenario a: 8 chunks, first one at once
 IMAGE_SIDE = 580  # 580 x 580 RGB noise: 1,009,780 bytes of pixels, as many once compressed
 IMAGE_BYTES, IMAGE_TOLERANCE = 1_000_000, 0.05

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from zyron.sessions.schemas import PARTS_DESCRIPTION, Usage
+from zyron.sessions.schemas import PARTS_DESCRIPTION, Parts, Usage
 
 
 class HistoryTurn(BaseModel):
@@ -127,7 +127,7 @@ class ChatMessage(BaseModel):
     session_id: uuid.UUID | None
     role: Literal["assistant"] = "assistant"
     content: str
-    parts: list[dict[str, Any]] = Field(default_factory=list, description=PARTS_DESCRIPTION)
+    parts: Parts = Field(default_factory=list, description=PARTS_DESCRIPTION)
     status: str
     model: str
     stop_reason: str | None

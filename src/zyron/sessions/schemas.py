@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
 from zyron.sessions.parts import public_parts, stored_parts
 
@@ -68,6 +68,45 @@ PARTS_DESCRIPTION = (
 )
 
 
+class TextPartRead(BaseModel):
+    """Text written by the user or the model."""
+
+    type: Literal["text"]
+    text: str
+
+
+class ReasoningPartRead(BaseModel):
+    """The model's thinking; `redacted` where the provider withheld its text."""
+
+    type: Literal["reasoning"]
+    text: str
+    redacted: bool | None = None
+
+
+class FilePartRead(BaseModel):
+    """An attachment; `missing` once the file was deleted."""
+
+    type: Literal["file"]
+    file_id: uuid.UUID
+    media_type: str
+    filename: str
+    size: int
+    missing: bool | None = None
+
+
+_PART_SCHEMA: dict[str, Any] = {
+    "type": "array",
+    "items": {
+        # Each part's own schema, inline: none refers to another.
+        "oneOf": [m.model_json_schema() for m in (TextPartRead, ReasoningPartRead, FilePartRead)],
+        "discriminator": {"propertyName": "type"},
+    },
+}
+# Parts are served as stored (already checked when written), so no model is built per part;
+# the schema still says exactly what they are.
+Parts = Annotated[list[dict[str, Any]], WithJsonSchema(_PART_SCHEMA)]
+
+
 class MessageRead(BaseModel):
     """A message as the API shows it."""
 
@@ -76,7 +115,7 @@ class MessageRead(BaseModel):
     parent_id: uuid.UUID | None
     role: str
     content: str
-    parts: list[dict[str, Any]] = Field(description=PARTS_DESCRIPTION)
+    parts: Parts = Field(description=PARTS_DESCRIPTION)
     status: str
     model: str | None
     stop_reason: str | None
