@@ -58,3 +58,13 @@ def test_a_row_without_parts_reads_from_its_content() -> None:
     """A streaming text-only row has only `content` so far: one text position."""
     assert list(positioned([], "Hello")) == [("delta", 5, "Hello")]
     assert list(positioned(None, "")) == []
+
+
+def test_clear_forgets_a_failed_attempt() -> None:
+    """A retried attempt starts afresh: nothing of the failed one (a redacted block) stays."""
+    parts = ReplyParts("anthropic")
+    parts.end_reasoning(signature=None, redacted="stale")
+    parts.clear()
+    parts.add_text("fresh")
+    assert parts.parts() == [{"type": "text", "text": "fresh"}]
+    assert (parts.length, parts.has_reasoning) == (5, False)

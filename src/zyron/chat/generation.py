@@ -383,7 +383,7 @@ class Generations:
         shutting_down = False
         try:
             finished = await self._stream_with_retries(
-                generation, provider, prompt, on_text, on_reasoning
+                generation, provider, prompt, on_text, on_reasoning, on_retry=parts.clear
             )
             outcome = Outcome(
                 content="",
@@ -468,6 +468,7 @@ class Generations:
         prompt: PromptRequest,
         on_text: Callable[[str], None],
         on_reasoning: Callable[[ReasoningDelta | ReasoningEnd], None],
+        on_retry: Callable[[], None],
     ) -> Finished:
         """Stream once; before any output, retry retryable failures with backoff and jitter."""
         settings = self._settings
@@ -493,6 +494,7 @@ class Generations:
                     extra={"code": exc.code, "attempt": attempt, "delay_s": round(delay, 2)},
                 )
                 await asyncio.sleep(delay)
+                on_retry()  # a redacted block the failed attempt sent is not this reply's
 
     async def _stream_once(
         self,

@@ -29,6 +29,13 @@ class ReplyParts:
         self.has_reasoning = False
         self.length = 0  # characters so far, reasoning and text: the last event's id
 
+    def clear(self) -> None:
+        """Forget everything: an attempt that failed before any output is retried afresh."""
+        self._blocks.clear()
+        self._text = None
+        self.has_reasoning = False
+        self.length = 0
+
     def add_text(self, text: str) -> None:
         """Append reply text."""
         self.length += len(text)
