@@ -11,7 +11,7 @@ import pytest
 
 from tests.support import make_settings
 from zyron.errors import NoProvider, UnknownModel
-from zyron.llm.registry import Registry, build_registry
+from zyron.llm.registry import Registry, build_registry, claude_reasoning
 from zyron.llm.tokens import MESSAGE_OVERHEAD_TOKENS, PROMPT_OVERHEAD_TOKENS, TokenCounter
 from zyron.settings import DEFAULT_CLAUDE_MODELS, ConfigError
 
@@ -288,4 +288,68 @@ def test_reply_budget_must_leave_room_for_the_prompt(tmp_path: Path, prefix: str
         _registry(
             tmp_path,
             **{f"{prefix}_context_window": 4096, f"{prefix}_max_output": 4096},
+        )
+
+
+@pytest.mark.parametrize(
+    ("model_id", "mode"),
+    [
+        ("claude-sonnet-5", "adaptive"),
+        ("claude-opus-5", "adaptive"),
+        ("claude-opus-4-7", "adaptive"),
+        ("claude-sonnet-4-6", "both"),
+        ("claude-opus-4-6", "both"),
+        ("claude-haiku-4-5", "budget"),
+        ("claude-sonnet-4-5-20250929", "budget"),
+        ("claude-opus-4-1-20250805", "budget"),
+        ("claude-sonnet-4-20250514", "budget"),
+        ("claude-3-7-sonnet-20250219", "budget"),
+        ("claude-3-5-haiku-20241022", None),
+    ],
+)
+def test_claude_models_say_how_they_think(model_id: str, mode: str | None) -> None:
+    """Budget-only, both, adaptive-only or none, as Anthropic lists the models."""
+    assert claude_reasoning(model_id) == mode
+
+
+def test_capabilities_default_by_kind_and_the_file_overrides(tmp_path: Path) -> None:
+    """Claude sees images and PDFs; OpenAI-compatible images; the file may say otherwise."""
+    path = tmp_path / "models.toml"
+    path.write_text(
+        '[[providers]]\nname = "p"\nkind = "openai"\nbase_url = "http://x/v1"\n'
+        '[[models]]\nid = "plain"\nprovider = "p"\ncontext_window = 1000\nmax_output = 10\n'
+        '[[models]]\nid = "rich"\nprovider = "p"\ncontext_window = 1000\nmax_output = 10\n'
+        'pdf = true\nreasoning = "adaptive"\n'
+        '[[models]]\nid = "blind"\nprovider = "p"\ncontext_window = 1000\nmax_output = 10\n'
+        "vision = false\n"
+        '[[models]]\nid = "claude-x"\nprovider = "anthropic"\nupstream_id = "claude-haiku-4-5"\n'
+        'context_window = 1000\nmax_output = 10\nreasoning = "none"\n'
+    )
+    registry = _registry(tmp_path, anthropic_api_key="sk-ant-x", models_file=path)
+    caps = {spec.id: (spec.vision, spec.pdf, spec.reasoning) for spec in registry.models.values()}
+    assert caps["claude-sonnet-5"] == (True, True, "adaptive")
+    assert caps["plain"] == (True, False, None)
+    assert caps["rich"] == (True, True, "adaptive")
+    assert caps["blind"] == (False, False, None)
+    assert caps["claude-x"] == (True, True, None)
+    assert registry.accepting("pdf") == [
+        *DEFAULT_CLAUDE_MODELS,
+        "rich",
+        "claude-x",
+    ]
+
+
+def test_openai_capabilities_from_the_environment(tmp_path: Path) -> None:
+    """OPENAI_CAPABILITIES says what OPENAI_MODELS take; an unknown one stops the start."""
+    registry = _registry(
+        tmp_path,
+        openai_base_url="http://x/v1",
+        openai_models=["m"],
+        openai_capabilities=["pdf", "reasoning"],
+    )
+    spec = registry.models["m"]
+    assert (spec.vision, spec.pdf, spec.reasoning) == (False, True, "adaptive")
+    with pytest.raises(ValueError, match=r"OPENAI_CAPABILITIES|openai_capabilities"):
+        _registry(
+            tmp_path, openai_base_url="http://x/v1", openai_models=["m"], openai_capabilities=["x"]
         )
