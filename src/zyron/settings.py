@@ -137,6 +137,8 @@ class Settings(BaseSettings):
     # How long a stream stays open after `done` for the session's generated title.
     title_wait_seconds: float = Field(default=10.0, alias="TITLE_WAIT_SECONDS", ge=0)
     max_tokens: int = Field(default=4096, alias="MAX_TOKENS", ge=1)
+    # The most a request may think (a budget, or an effort's allowance), on top of MAX_TOKENS.
+    max_reasoning_tokens: int = Field(default=16_384, alias="MAX_REASONING_TOKENS", ge=0)
     # Retries happen only before the first token; after text has been sent there is none.
     upstream_max_retries: int = Field(default=3, alias="UPSTREAM_MAX_RETRIES", ge=0, le=10)
     upstream_retry_budget_seconds: float = Field(
@@ -224,7 +226,10 @@ class Settings(BaseSettings):
     )
     # Decoded bytes of the inline (base64) attachments of one POST /chat; unset (-1): the
     # value of MAX_FILE_BYTES.
-    max_inline_attachment_bytes: int = Field(default=-1, alias="MAX_INLINE_ATTACHMENT_BYTES", ge=-1)
+    # Guests' bodies are read before their rate limit: kept small by default.
+    max_inline_attachment_bytes: int = Field(
+        default=5_000_000, alias="MAX_INLINE_ATTACHMENT_BYTES", ge=-1
+    )
     storage_backend: Literal["local", "s3"] = Field(default="local", alias="STORAGE_BACKEND")
     s3_bucket: str | None = Field(default=None, alias="S3_BUCKET")
     # None: AWS itself. R2: https://<account>.r2.cloudflarestorage.com; Supabase:

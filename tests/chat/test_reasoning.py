@@ -255,6 +255,11 @@ def test_effort_on_a_budget_model_becomes_a_budget(
         ),
         ({"model": HAIKU, "reasoning": {"effort": "extreme"}}, "validation_error", "effort"),
         (
+            {"model": HAIKU, "reasoning": {"budget_tokens": 20_000}},
+            "validation_error",
+            "MAX_REASONING_TOKENS",
+        ),
+        (
             {"model": HAIKU, "reasoning": {"budget_tokens": 2048}, "max_tokens": 9000},
             "validation_error",
             "max_tokens: at most 6144",

@@ -68,3 +68,16 @@ def test_clear_forgets_a_failed_attempt() -> None:
     parts.add_text("fresh")
     assert parts.parts() == [{"type": "text", "text": "fresh"}]
     assert (parts.length, parts.has_reasoning) == (5, False)
+
+
+def test_a_resume_from_redis_notices_trimmed_entries() -> None:
+    """An event that starts past what the client has means entries were lost: use the row."""
+    from zyron.chat.follow import _gap
+    from zyron.streams.events import StreamEvent
+
+    assert not _gap(StreamEvent(5, "delta", {"text": "lo"}), 3)
+    assert _gap(StreamEvent(9, "reasoning", {"text": "ab"}), 3)
+    assert _gap(StreamEvent(9, "delta", {"text": "ab"}), -1)
+    assert not _gap(StreamEvent(0, "session", {}), -1)
+    assert _gap(StreamEvent(10, "done", {}), -1)
+    assert not _gap(StreamEvent(10, "done", {}), 9)

@@ -25,9 +25,9 @@ def test_default_caps() -> None:
     settings = make_settings(Path("unused"))
     default, caps = body_caps(settings)
     assert default.max_bytes == settings.max_body_bytes == 1_000_000
-    assert settings.max_inline_attachment_bytes == settings.max_file_bytes
+    assert settings.max_inline_attachment_bytes == 5_000_000
     assert caps["/files"].max_bytes == settings.max_file_bytes + MULTIPART_ALLOWANCE_BYTES
-    inline = 4 * math.ceil(settings.max_file_bytes / 3)
+    inline = 4 * math.ceil(5_000_000 / 3)
     for path in ("/chat", "/ui/chat"):
         assert caps[path].max_bytes == 1_000_000 + inline + INLINE_ALLOWANCE_BYTES
     assert set(caps) == {"/files", "/chat", "/ui/chat"}

@@ -86,6 +86,15 @@ def check_accepted(state: AppState, spec: ModelSpec, kinds: Iterable[AttachmentK
             )
 
 
+def kinds_of(message: TurnRow) -> list[AttachmentKind]:
+    """Return the kinds of a stored message's files that are still there."""
+    return [
+        kind(part["media_type"])
+        for part in stored_parts(message.parts, message.content)
+        if part.get("type") == "file" and not part.get("missing")
+    ]
+
+
 def attachment(
     media_type: str,
     filename: str,

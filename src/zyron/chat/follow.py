@@ -26,6 +26,7 @@ from zyron.sessions.deps import OwnedSession
 from zyron.state import AppState, get_state
 from zyron.streams.events import (
     PING,
+    POSITIONED_EVENTS,
     STREAM_HEADERS,
     StreamEvent,
     parse_last_event_id,
@@ -174,6 +175,10 @@ async def reply_events(
                     if event is None:
                         yield None
                         continue
+                    if _gap(event, sent):
+                        # Redis trimmed entries this client has not seen (a stream past
+                        # its MAXLEN): the row has them all, so carry on from it.
+                        break
                     yield trim_delta(event, sent)
                     sent = event.id
                     if event.terminal:
@@ -192,6 +197,13 @@ async def reply_events(
         after = sent
     async for event in _from_database(state, principal, reply, after):
         yield event
+
+
+def _gap(event: StreamEvent, sent: int) -> bool:
+    """Tell whether an event starts past what the client has: entries between were lost."""
+    if event.event in POSITIONED_EVENTS:
+        return event.id - len(event.data["text"]) > max(sent, 0)
+    return sent < 0 and event.event != "session"
 
 
 async def _from_database(

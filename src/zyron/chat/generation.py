@@ -361,7 +361,8 @@ class Generations:
         on_end: Callable[[Outcome | None], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
         """Stream the reply, save it, and send its last event."""
-        parts = ReplyParts(provider.kind)
+        # The provider instance, not its kind: a signature is good only where it was made.
+        parts = ReplyParts(provider.name)
         writer = self._writer(generation, target, parts)
 
         def on_text(text: str) -> None:

@@ -27,13 +27,20 @@ EFFORT_BUDGETS: dict[Effort, int] = {
 }
 
 
-def allowance(options: ReasoningOptions | None) -> int:
-    """Return the thinking tokens a request may add to the MAX_TOKENS cap."""
+def allowance(options: ReasoningOptions | None, cap: int) -> int:
+    """Return the thinking tokens a request may add to MAX_TOKENS, within MAX_REASONING_TOKENS.
+
+    A budget over the cap is refused; an effort's allowance is lowered to it.
+    """
     if options is None:
         return 0
     if options.budget_tokens is not None:
+        if options.budget_tokens > cap:
+            raise InvalidInput(
+                f"reasoning.budget_tokens: at most {cap} on this server (MAX_REASONING_TOKENS)"
+            )
         return options.budget_tokens
-    return EFFORT_BUDGETS[options.effort or DEFAULT_EFFORT]
+    return min(EFFORT_BUDGETS[options.effort or DEFAULT_EFFORT], cap)
 
 
 def fit_reasoning(
@@ -42,6 +49,7 @@ def fit_reasoning(
     *,
     max_tokens: int | None,
     default_max_tokens: int,
+    max_reasoning_tokens: int,
     reasoning_models: Iterable[str],
 ) -> tuple[int, Reasoning | None]:
     """Return the reply budget (max_tokens) and the thinking to ask of the model."""
@@ -58,7 +66,9 @@ def fit_reasoning(
             f"reasoning.budget_tokens: model '{spec.id}' thinks adaptively and refuses a token "
             'budget; send reasoning: {"effort": "low" … "max"} instead'
         )
-    thinking = allowance(options)
+    if max_reasoning_tokens < MIN_BUDGET_TOKENS:
+        raise ReasoningUnsupported("Reasoning is turned off on this server (MAX_REASONING_TOKENS).")
+    thinking = allowance(options, max_reasoning_tokens)
     cap = min(max_tokens or default_max_tokens + thinking, spec.max_output)
     if options.budget_tokens is None and spec.reasoning != "budget":
         return cap, Reasoning(effort=effort)

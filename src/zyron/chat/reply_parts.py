@@ -22,7 +22,7 @@ class ReplyParts:
     # Per streamed event this is one list append and a compare: it runs on the hot path.
 
     def __init__(self, provider: str = "") -> None:
-        self.provider = provider  # recorded on reasoning parts: whose signature it is
+        self.provider = provider  # the provider's name on reasoning parts: whose signature
         # [type, chunks, extra]: chunks joined only when the parts are read.
         self._blocks: list[tuple[str, list[str], dict[str, Any]]] = []
         self._text: list[str] | None = None  # the open text block's chunks

@@ -145,7 +145,7 @@ def check_caps(body: ChatRequest, settings: Settings) -> None:
 def check_reply_options(options: ChatRequest | RegenerateRequest, settings: Settings) -> None:
     """Refuse a reply budget or a system prompt over the caps."""
     # Thinking counts inside max_tokens: a request that thinks may ask for that much more.
-    cap = settings.max_tokens + allowance(options.reasoning)
+    cap = settings.max_tokens + allowance(options.reasoning, settings.max_reasoning_tokens)
     if options.max_tokens is not None and options.max_tokens > cap:
         more = " with its reasoning allowance" if options.reasoning is not None else ""
         raise InvalidInput(f"max_tokens: at most {cap}{more}")
@@ -171,6 +171,7 @@ def fitted_prompt(
         reasoning,
         max_tokens=max_tokens,
         default_max_tokens=state.settings.max_tokens,
+        max_reasoning_tokens=state.settings.max_reasoning_tokens,
         reasoning_models=state.models.reasoning_models(),
     )
     counter = state.models.counter(spec)
@@ -448,7 +449,9 @@ async def _prepare_regenerate(
             raise NotFound("No such message.")
         question = earlier[-1]
         spec, provider = state.models.resolve(options.model or _session_model(state, chat.model))
-        # The question's files go again, with the history's, as they are now.
+        # The question's files go again, with the history's, as they are now; a model that
+        # cannot read them is refused, as for a new message.
+        attach.check_accepted(state, spec, attach.kinds_of(question))
         loaded = await attach.history_attachments(
             state, db, principal.user_id, earlier, spec, provider
         )

@@ -104,7 +104,10 @@ class AnthropicProvider:
             stream = await self._client.messages.create(
                 model=model,
                 max_tokens=max_tokens,
-                messages=[_message_param(m, thinking=reasoning is not None) for m in messages],
+                messages=[
+                    _message_param(m, thinking=reasoning is not None, provider=self.name)
+                    for m in messages
+                ],
                 stream=True,
                 **extra,
             )
@@ -201,11 +204,11 @@ def thinking_options(reasoning: Reasoning) -> dict[str, Any]:
     return options
 
 
-def _message_param(message: PromptMessage, *, thinking: bool) -> MessageParam:
+def _message_param(message: PromptMessage, *, thinking: bool, provider: str) -> MessageParam:
     """Build one turn's content blocks: files before a user's text, thinking before a reply's."""
     if message["role"] == "assistant":
         parts = message.get("parts")
-        if thinking and parts and _signed_by_claude(parts):
+        if thinking and parts and _signed_here(parts, provider):
             # Sent back exactly as received, in their order: the API checks the signatures
             # and the blocks' positions. Without thinking on, earlier thinking is left out,
             # which the API allows.
@@ -244,11 +247,12 @@ def _message_param(message: PromptMessage, *, thinking: bool) -> MessageParam:
     return cast(MessageParam, {"role": "user", "content": blocks})
 
 
-def _signed_by_claude(parts: Sequence[dict[str, Any]]) -> bool:
-    """Tell whether a reply's reasoning can go back: Claude's, every block signed or redacted."""
+def _signed_here(parts: Sequence[dict[str, Any]], provider: str) -> bool:
+    """Tell whether a reply's reasoning can go back: made by this provider, every block
+    signed or redacted (another endpoint, even Anthropic-compatible, refuses its signatures)."""
     thoughts = [part for part in parts if part.get("type") == "reasoning"]
     return bool(thoughts) and all(
-        part.get("provider") == "anthropic" and (part.get("signature") or part.get("redacted"))
+        part.get("provider") == provider and (part.get("signature") or part.get("redacted"))
         for part in thoughts
     )
 

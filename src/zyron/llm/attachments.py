@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import math
 
 from zyron.llm.base import Attachment, PromptMessage
@@ -58,7 +59,8 @@ def note(attachment: Attachment) -> str | None:
 def text_document(attachment: Attachment) -> str:
     """Return a text file as it goes inline into a prompt."""
     body = attachment.data.decode("utf-8", errors="replace")
-    return f'<file name="{attachment.filename}">\n{body}\n</file>'
+    # Escaped: a name with a quote or "</file>" must not break the framing.
+    return f'<file name="{html.escape(attachment.filename)}">\n{body}\n</file>'
 
 
 def inline_text(message: PromptMessage) -> str:

@@ -254,7 +254,10 @@ def _check_limits(prefix: str, window: int, max_output: int) -> None:
 # the 4.6 models that take it beside adaptive thinking; later ones (4.7, 5) think adaptively
 # and refuse a budget with a 400; 3.5 and older do not think. Anthropic's "Troubleshooting
 # thinking" page lists them.
-_BUDGET_ONLY = re.compile(r"claude-(3-7-sonnet|(sonnet|opus|haiku)-4-5|opus-4-1|(sonnet|opus)-4-2)")
+_BUDGET_ONLY = re.compile(
+    r"claude-(3-7-sonnet|(sonnet|opus|haiku)-4-5|opus-4-1|(sonnet|opus)-4(-0|-\d{8})?$)"
+    r"|claude-(sonnet|opus)-4-\d{8}"
+)
 _BUDGET_AND_ADAPTIVE = re.compile(r"claude-(sonnet|opus)-4-6")
 _NO_THINKING = re.compile(r"claude-(instant|2|3-(5-)?(sonnet|haiku|opus))")
 
@@ -265,7 +268,8 @@ def claude_reasoning(model_id: str) -> ReasoningMode | None:
         return "budget"
     if _BUDGET_AND_ADAPTIVE.search(model_id):
         return "both"
-    if _NO_THINKING.search(model_id):
+    if _NO_THINKING.search(model_id) or not model_id.startswith("claude-"):
+        # Another vendor's model behind an Anthropic-compatible API: declare it in MODELS_FILE.
         return None
     return "adaptive"
 
