@@ -287,3 +287,32 @@ def test_an_unanswered_turns_files_join_the_message() -> None:
     [message] = fitted.messages
     assert message["content"] == "first\n\nsecond"
     assert [a.filename for a in message.get("attachments", [])] == ["one.png", "two.png"]
+
+
+def test_earlier_thinking_counts_when_this_turn_thinks() -> None:
+    """A reply's thinking may go back on a thinking turn: fitting counts it then, not else."""
+    history = build_history(
+        [
+            Turn("user", "q0"),
+            Turn(
+                "assistant",
+                "a0",
+                parts=[{"type": "reasoning", "text": "t" * 500}, {"type": "text", "text": "a0"}],
+            ),
+        ]
+    )
+    fitted = [
+        fit_prompt(
+            history,
+            "now",
+            system=None,
+            window=300,
+            reply_budget=100,
+            counter=_Chars(),
+            model="tiny",
+            reasoning=reasoning,
+        )
+        for reasoning in (False, True)
+    ]
+    plain, thinking = fitted
+    assert (plain.turns_sent, thinking.turns_sent) == (2, 0)

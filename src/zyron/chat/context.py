@@ -145,6 +145,7 @@ def fit_prompt(
     attachments: Sequence[Attachment] = (),
     system: str | None,
     window: int,
+    reasoning: bool = False,
     reply_budget: int,
     counter: Counter,
     model: str,
@@ -184,6 +185,12 @@ def fit_prompt(
         question, answer = earlier[-keep - 2], earlier[-keep - 1]
         cost = counter.count(question["content"]) + counter.count(answer["content"])
         cost += attachment_tokens(question)
+        if reasoning:  # a thinking turn may send earlier thinking back: count it, to be safe
+            cost += sum(
+                counter.count(part["text"])
+                for part in answer.get("parts", ())
+                if part.get("type") == "reasoning" and part.get("text")
+            )
         if used + cost > budget:
             break
         used += cost

@@ -181,6 +181,7 @@ def fitted_prompt(
         attachments=attachments,
         system=system,
         window=spec.context_window,
+        reasoning=thinking is not None,
         reply_budget=reply_budget,
         counter=counter,
         model=spec.id,

@@ -93,11 +93,13 @@ def upgrade() -> None:
     statements = rls.enable_rls("files") + rls.enable_rls("message_files")
     statements += rls.owner_policies("files", "user_id", commands=("select", "insert", "delete"))
     statements += rls.reset_grants("files", authenticated="SELECT, INSERT, DELETE", service_role="")
-    # A link ties the caller's own message to the caller's own file: both sub-selects are
-    # themselves under RLS, so nobody can attach a foreign file or annotate a foreign message.
+    # A link ties the caller's own message to the caller's own file, checked by owner and
+    # not only through the tables' SELECT policies: a later policy that lets users read
+    # others' messages (shared links) must not let them attach files to those.
     own_link = (
-        f"user_id = {MINE} AND message_id IN (SELECT id FROM messages) "
-        "AND file_id IN (SELECT id FROM files)"
+        f"user_id = {MINE} "
+        f"AND EXISTS (SELECT 1 FROM messages m WHERE m.id = message_id AND m.user_id = {MINE}) "
+        f"AND EXISTS (SELECT 1 FROM files f WHERE f.id = file_id AND f.user_id = {MINE})"
     )
     statements += rls.owner_policies("message_files", "user_id", commands=("select", "delete"))
     statements.append(
