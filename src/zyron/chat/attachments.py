@@ -113,8 +113,7 @@ def attachment(
     elif file_kind == "pdf":
         tokens = pdf_pages(data) * PDF_PAGE_TOKENS
     else:
-        made = Attachment("text", media_type, filename, data, 0)
-        tokens = counter.count(text_document(made))
+        tokens = counter.count(text_document(filename, data))
     return Attachment(file_kind, media_type, filename, data, tokens)
 
 

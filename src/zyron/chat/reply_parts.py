@@ -101,8 +101,3 @@ def positioned(parts: list[dict[str, Any]] | None, content: str) -> Iterator[tup
             continue
         position += len(text)
         yield ("delta" if kind == "text" else "reasoning"), position, text
-
-
-def total_length(parts: list[dict[str, Any]] | None, content: str) -> int:
-    """Return a stored reply's length in positions: its reasoning and text together."""
-    return max((end for _, end, _ in positioned(parts, content)), default=0)

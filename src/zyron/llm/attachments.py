@@ -56,11 +56,11 @@ def note(attachment: Attachment) -> str | None:
     return None
 
 
-def text_document(attachment: Attachment) -> str:
+def text_document(filename: str, data: bytes) -> str:
     """Return a text file as it goes inline into a prompt."""
-    body = attachment.data.decode("utf-8", errors="replace")
+    body = data.decode("utf-8", errors="replace")
     # Escaped: a name with a quote or "</file>" must not break the framing.
-    return f'<file name="{html.escape(attachment.filename)}">\n{body}\n</file>'
+    return f'<file name="{html.escape(filename)}">\n{body}\n</file>'
 
 
 def inline_text(message: PromptMessage) -> str:
@@ -71,7 +71,7 @@ def inline_text(message: PromptMessage) -> str:
         if said is not None:
             pieces.append(said)
         elif attachment.kind == "text":
-            pieces.append(text_document(attachment))
+            pieces.append(text_document(attachment.filename, attachment.data))
     if not pieces:
         return message["content"]
     return "\n\n".join([*pieces, message["content"]])

@@ -23,7 +23,7 @@ class ReasoningPart(TypedDict):
 
     type: Literal["reasoning"]
     text: str
-    provider: NotRequired[str]  # the provider kind that produced it (anthropic, openai, ...)
+    provider: NotRequired[str]  # the name of the provider instance that produced it
     signature: NotRequired[str]  # Anthropic's signature of a thinking block
     redacted: NotRequired[str]  # the data of an Anthropic redacted_thinking block
 
@@ -84,16 +84,6 @@ def public_parts(parts: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             public["redacted"] = True  # that there was thinking is shown, never its data
         shown.append(public)
     return shown
-
-
-def joined_text(parts: Iterable[dict[str, Any]]) -> str:
-    """Return the text parts joined: a message's `content`."""
-    return "".join(part["text"] for part in parts if part.get("type") == "text")
-
-
-def file_ids(parts: Iterable[dict[str, Any]]) -> list[uuid.UUID]:
-    """Return the ids of the files the parts attach, in order."""
-    return [uuid.UUID(part["file_id"]) for part in parts if part.get("type") == "file"]
 
 
 def mark_missing(parts: Iterable[dict[str, Any]], file_id: uuid.UUID) -> list[dict[str, Any]]:
