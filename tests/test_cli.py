@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import stat
@@ -185,3 +186,64 @@ def test_short_secret_refused_in_production(tmp_path: Path) -> None:
     result = run(zyron("serve", "--port", str(free_port())), env, tmp_path)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "SECRET_KEY" in result.stderr
+
+
+def test_serve_at_a_terminal_says_where_it_serves(tmp_path: Path) -> None:
+    """At a terminal, `zyron serve` prints its URL, model, data and a first request once ready."""
+    import pty
+
+    port = free_port()
+    data_dir = tmp_path / "data"
+    primary, secondary = pty.openpty()
+    process = subprocess.Popen(  # our own interpreter and arguments
+        zyron("serve", "--port", str(port)),
+        env=clean_env(data_dir, LOCAL_MODEL="0"),
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=secondary,
+    )
+    os.close(secondary)
+    output = b""
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while b"Ctrl+C stops it." not in output:
+            assert time.monotonic() < deadline, output.decode(errors="replace")
+            try:
+                output += os.read(primary, 65536)
+            except OSError:  # the terminal closed: the server exited
+                raise AssertionError(output.decode(errors="replace")) from None
+        # Printed once start-up is done: the server answers by now.
+        assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        os.close(primary)
+    text = output.decode().replace("\r\n", "\n")
+    banner = text[text.index("Zyron ") :]
+    assert f"is ready at http://127.0.0.1:{port}\n" in banner
+    assert "  model  none: POST /chat answers 503 no_provider" in banner
+    assert f"  data   {data_dir.resolve()} (SQLite database" in banner
+    assert f"  API    http://127.0.0.1:{port}/docs\n" in banner
+    assert f"  try    curl -N http://127.0.0.1:{port}/chat " in banner
+
+
+def test_serve_without_a_terminal_logs_json_only(tmp_path: Path) -> None:
+    """Under a supervisor (no terminal), every line on stderr is a JSON log entry."""
+    log_file = tmp_path / "serve.log"
+    with serving(tmp_path / "data", tmp_path, log_file) as url:
+        assert httpx.get(f"{url}/health", timeout=5).status_code == 200
+    lines = log_file.read_text().splitlines()
+    assert lines
+    for line in lines:
+        assert json.loads(line)["level"], line
+
+
+def test_the_banner_url_names_a_reachable_host() -> None:
+    """A wildcard bind is reached on the loopback address; IPv6 goes in brackets."""
+    from zyron.cli import _display_host
+
+    assert _display_host("0.0.0.0") == "127.0.0.1"  # noqa: S104  (a string, not a bind)
+    assert _display_host("::") == "127.0.0.1"
+    assert _display_host("::1") == "[::1]"
+    assert _display_host("example.internal") == "example.internal"

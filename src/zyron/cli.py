@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from zyron.logging import configure_logging
 from zyron.settings import ConfigError, Settings
+
+if TYPE_CHECKING:
+    from zyron.state import AppState
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,11 +58,20 @@ def _serve(
     settings.signing_key()
     _check_models(settings)
     _migrate(settings, quiet=True)
+    host, port = host or settings.host, port or settings.port
+    app: Any = "zyron.app:create_app"  # workers and --reload import it themselves
+    if workers == 1 and not reload:
+        from zyron.app import create_app
+
+        # One process: the application is built here, and tells the person at the terminal
+        # where it serves once it does (a log reader gets the JSON lines only).
+        url = f"http://{_display_host(host)}:{port}"
+        app = create_app(settings, on_ready=_announce(url) if sys.stderr.isatty() else None)
     uvicorn.run(
-        "zyron.app:create_app",
-        factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
+        app,
+        factory=isinstance(app, str),
+        host=host,
+        port=port,
         reload=reload,
         workers=None if reload else workers,
         log_config=None,
@@ -65,6 +79,24 @@ def _serve(
         proxy_headers=False,
     )
     return 0
+
+
+def _display_host(host: str) -> str:
+    """The host to put in a URL: a wildcard address is reached on the loopback one."""
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104  (a comparison, not a bind)
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+def _announce(url: str) -> Callable[[AppState], None]:
+    """Print the banner (zyron.banner) once the server is ready."""
+
+    def announce(state: AppState) -> None:
+        from zyron.banner import banner
+
+        print(banner(state, url), file=sys.stderr, flush=True)
+
+    return announce
 
 
 def _check_models(settings: Settings) -> None:

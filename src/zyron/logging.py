@@ -52,3 +52,5 @@ def configure_logging(level: str) -> None:
     # The SDKs' HTTP clients log request lines at INFO; keep them quiet.
     for name in ("httpx", "httpx2", "anthropic"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # Alembic lists every plugin it sets up at INFO; what it migrates is still logged.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)

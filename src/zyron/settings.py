@@ -127,6 +127,11 @@ class Settings(BaseSettings):
     local_max_output: int = Field(default=512, alias="LOCAL_MAX_OUTPUT", ge=1)
     local_threads: int | None = Field(default=None, alias="LOCAL_THREADS", ge=1)
     local_max_queue: int = Field(default=32, alias="LOCAL_MAX_QUEUE", ge=0)
+    # What runs it: xllamacpp (prebuilt wheels, the default) or llama-cpp-python (compiled);
+    # auto takes the first of those two that is installed.
+    local_runtime: Literal["auto", "xllamacpp", "llama-cpp-python"] = Field(
+        default="auto", alias="LOCAL_RUNTIME"
+    )
     # More providers and models, with their limits (docs/models.md).
     models_file: Path | None = Field(default=None, alias="MODELS_FILE")
     # Prompt size estimate where a provider has no local tokenizer; calibrated by usage.

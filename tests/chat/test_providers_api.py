@@ -105,8 +105,8 @@ def local_server(
 ) -> Iterator[LiveServer]:
     """A server with no API key and the local model on: what `make run` gives a fresh checkout."""
     pytest.importorskip(
-        "llama_cpp",
-        reason="llama-cpp-python cannot be imported (make install, not LOCAL_MODEL=0)",
+        "xllamacpp",
+        reason="xllamacpp cannot be imported (make install, not LOCAL_MODEL=0)",
         exc_type=ImportError,
     )
     settings = backend.settings(

@@ -1,13 +1,17 @@
 """The in-process local model: streaming, exact usage, fair queueing, early close, failures.
 
-Tests marked local_model run the real SmolLM2 model (make test-local); without llama-cpp-python
-or the model file they skip, and in CI (ZYRON_REQUIRE_SERVICES=1) that skip is a failure.
+Tests marked local_model run the real SmolLM2 model (make test-local), on the runtime
+LOCAL_RUNTIME names (auto: xllamacpp; `make test-llama-cpp-python` runs them on the other).
+Without the runtime or the model file they skip, and in CI (ZYRON_REQUIRE_SERVICES=1) that skip
+is a failure.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import os
+import signal
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
@@ -17,19 +21,29 @@ import pytest
 
 from zyron.errors import UpstreamError
 from zyron.llm.base import Finished, PromptMessage, Provider, ProviderEvent, TextDelta
-from zyron.llm.local import MODEL_FILE, LocalProvider, find_model_file
+from zyron.llm.local import (
+    MODEL_FILE,
+    LocalProvider,
+    Runtime,
+    find_model_file,
+    installed_runtime,
+)
 
 local_model = pytest.mark.local_model
 
 LONG_ASK = "Write a long story about a cat who learns to sail around the world."
 
 
+RUNTIME = installed_runtime(os.environ.get("LOCAL_RUNTIME", "auto")) or "xllamacpp"
+
+
 @pytest.fixture(scope="module")
 def model_path() -> Path:
-    """The SmolLM2 GGUF file the `local` extra installs; skip without it."""
+    """The SmolLM2 GGUF file the `local` extra installs; skip without it or its runtime."""
+    module = {"xllamacpp": "xllamacpp", "llama-cpp-python": "llama_cpp"}[RUNTIME]
     pytest.importorskip(
-        "llama_cpp",
-        reason="llama-cpp-python cannot be imported (make install, not LOCAL_MODEL=0)",
+        module,
+        reason=f"{RUNTIME} cannot be imported (make install, not LOCAL_MODEL=0)",
         exc_type=ImportError,  # a broken build as well as a missing one
     )
     path = find_model_file()
@@ -40,7 +54,35 @@ def model_path() -> Path:
 
 def provider_for(path: Path, **options: Any) -> LocalProvider:
     """A provider on `path` with a small context window (it is quicker to set up)."""
-    return LocalProvider(model_path=path, context_window=2048, **options)
+    return LocalProvider(model_path=path, context_window=2048, runtime=RUNTIME, **options)
+
+
+def prompt_tokens(
+    provider: LocalProvider, path: Path, runtime: Runtime, chat: list[dict[str, str]]
+) -> int:
+    """The tokens of `chat` formatted by the GGUF's chat template, found apart from generating:
+    llama.cpp's /apply-template and /tokenize for xllamacpp, the Jinja template for the other."""
+    if runtime == "xllamacpp":
+        http = provider._engine._http  # type: ignore[union-attr]  # the engine's own socket
+        prompt = http.post("/apply-template", json={"messages": chat}).json()["prompt"]
+        tokens = http.post(
+            "/tokenize", json={"content": prompt, "add_special": True, "parse_special": True}
+        ).json()["tokens"]
+        return len(tokens)
+    from llama_cpp import Llama
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    vocab = Llama(model_path=str(path), vocab_only=True, verbose=False)
+    template = Jinja2ChatFormatter(
+        template=vocab.metadata["tokenizer.chat_template"],
+        eos_token=vocab._model.token_get_text(vocab.token_eos()),
+        bos_token=vocab._model.token_get_text(vocab.token_bos()),
+    )
+    messages: Any = chat  # llama-cpp-python's TypedDicts, when it is installed
+    formatted = template(messages=messages)
+    return len(
+        vocab.tokenize(formatted.prompt.encode(), add_bos=not formatted.added_special, special=True)
+    )
 
 
 def ask(provider: LocalProvider, text: str, max_tokens: int) -> AsyncGenerator[ProviderEvent, None]:
@@ -73,12 +115,10 @@ def test_find_model_file_finds_the_gguf(model_path: Path) -> None:
 
 @local_model
 def test_a_short_reply_streams_token_by_token_with_exact_usage(model_path: Path) -> None:
-    from llama_cpp import Llama
-    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
     system = "You are a helpful assistant."
+    chat = [{"role": "system", "content": system}, {"role": "user", "content": LONG_ASK}]
 
-    async def scenario() -> list[ProviderEvent]:
+    async def scenario() -> tuple[list[ProviderEvent], int, int]:
         provider = provider_for(model_path)
         try:
             assert provider.health()["state"] == "not_loaded"
@@ -89,12 +129,16 @@ def test_a_short_reply_streams_token_by_token_with_exact_usage(model_path: Path)
             events = [event async for event in stream]
             health = provider.health()
             assert health["state"] == "ready"
+            assert health["runtime"] == RUNTIME
             assert health["last_success_at"] is not None
-            return events
+            expected = prompt_tokens(provider, model_path, RUNTIME, chat)
+            bare = provider.count_tokens(LONG_ASK)
+            assert bare is not None
+            return events, expected, bare
         finally:
             await provider.aclose()
 
-    events = asyncio.run(scenario())
+    events, expected, bare = asyncio.run(scenario())
     deltas = [e for e in events if isinstance(e, TextDelta)]
     assert len(deltas) > 1
     assert all(e.text for e in deltas)
@@ -104,23 +148,71 @@ def test_a_short_reply_streams_token_by_token_with_exact_usage(model_path: Path)
     assert finished.output_tokens == 8
     assert finished.model == "smollm2-135m"
     # The prompt as the model saw it: the GGUF's chat template, tokenized with its specials.
-    vocab = Llama(model_path=str(model_path), vocab_only=True, verbose=False)
-    template = Jinja2ChatFormatter(
-        template=vocab.metadata["tokenizer.chat_template"],
-        eos_token=vocab._model.token_get_text(vocab.token_eos()),
-        bos_token=vocab._model.token_get_text(vocab.token_bos()),
-    )
-    prompt = template(
-        messages=[
-            {"role": "system", "content": system},
-            {"role": "user", "content": LONG_ASK},
-        ]
-    )
-    expected = vocab.tokenize(
-        prompt.prompt.encode(), add_bos=not prompt.added_special, special=True
-    )
-    assert finished.input_tokens == len(expected)
-    assert finished.input_tokens > len(vocab.tokenize(LONG_ASK.encode(), add_bos=False))
+    assert finished.input_tokens == expected
+    assert finished.input_tokens > bare
+
+
+@local_model
+def test_a_reply_that_ends_says_end_turn_and_counts_its_tokens(model_path: Path) -> None:
+    async def scenario() -> list[ProviderEvent]:
+        provider = provider_for(model_path)
+        try:
+            return [event async for event in ask(provider, "Say hi.", max_tokens=200)]
+        finally:
+            await provider.aclose()
+
+    events = asyncio.run(scenario())
+    finished = events[-1]
+    assert isinstance(finished, Finished)
+    assert finished.stop_reason == "end_turn"
+    assert 0 < finished.output_tokens < 200
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)).strip()
+
+
+@local_model
+def test_a_prompt_past_the_context_window_is_refused(model_path: Path) -> None:
+    async def scenario() -> tuple[UpstreamError, list[ProviderEvent]]:
+        provider = provider_for(model_path)
+        try:
+            with pytest.raises(UpstreamError) as refused:
+                async for _ in ask(provider, "word " * 3000, max_tokens=8):
+                    pass
+            # The model is free again for the next request.
+            return refused.value, [event async for event in ask(provider, "hi", max_tokens=4)]
+        finally:
+            await provider.aclose()
+
+    error, events = asyncio.run(scenario())
+    assert (error.code, error.status_code, error.retryable) == ("upstream_bad_request", 400, False)
+    assert error.detail.startswith("The local model refused the request: ")
+    assert "context" in error.detail
+    assert isinstance(events[-1], Finished)
+
+
+@local_model
+def test_signals_still_reach_the_server_once_the_model_is_loaded(model_path: Path) -> None:
+    """llama.cpp's server installs SIGINT/SIGTERM handlers of its own when run as a program;
+    in process it must not take Ctrl-C away from uvicorn."""
+    received: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+
+    async def scenario() -> None:
+        provider = provider_for(model_path)
+        try:
+            await provider.load()
+            assert provider.health()["state"] == "ready"
+            os.kill(os.getpid(), signal.SIGTERM)
+            await wait_for(lambda: bool(received), within=2)
+            events = [event async for event in ask(provider, "hi", max_tokens=2)]
+            assert isinstance(events[-1], Finished)  # and the model still answers
+        finally:
+            await provider.aclose()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert received == [signal.SIGTERM]
 
 
 @local_model
@@ -251,23 +343,28 @@ def test_a_cancelled_reply_hands_the_model_to_the_next_in_line(model_path: Path)
 
 @local_model
 def test_count_tokens_uses_the_model_tokenizer_once_loaded(model_path: Path) -> None:
-    from llama_cpp import Llama
-
     text = "Hello, world! Zyron chats offline."
+    chat = [{"role": "user", "content": text}]
 
-    async def scenario() -> tuple[int | None, int | None]:
+    async def scenario() -> tuple[int | None, int | None, int | None, int, int]:
         provider = provider_for(model_path)
         try:
             before = provider.count_tokens(text)
             await asyncio.gather(provider.load(), provider.load())  # one load, shared
-            return before, provider.count_tokens(text)
+            counted = provider.count_tokens(text)
+            again = provider.count_tokens(text)  # from the cache
+            # What the text adds to a prompt's tokens, told by the chat template.
+            with_text = prompt_tokens(provider, model_path, RUNTIME, chat)
+            empty = prompt_tokens(provider, model_path, RUNTIME, [{"role": "user", "content": ""}])
+            return before, counted, again, with_text, empty
         finally:
             await provider.aclose()
 
-    before, after = asyncio.run(scenario())
-    vocab = Llama(model_path=str(model_path), vocab_only=True, verbose=False)
+    before, counted, again, with_text, empty = asyncio.run(scenario())
     assert before is None
-    assert after == len(vocab.tokenize(text.encode(), add_bos=False))
+    assert counted == again == with_text - empty
+    assert counted is not None
+    assert counted > 5
 
 
 @local_model
@@ -325,9 +422,10 @@ def test_a_damaged_model_file_fails_health_and_stream(model_path: Path, tmp_path
     damaged.write_bytes(model_path.read_bytes()[:100_000])  # a GGUF header, then nothing
     error, health = asyncio.run(_fail_to_load(damaged))
     assert health["state"] == "failed"
-    assert health["reason"] == (
+    # What follows differs by runtime: xllamacpp cannot tell a bad file from too little memory.
+    assert health["reason"].startswith(
         "The local model file damaged.gguf cannot be loaded: llama.cpp rejected it (a damaged "
-        "or unsupported GGUF file)."
+        "or unsupported GGUF file"
     )
     assert error.detail == health["reason"]
     assert error.code == "upstream_unavailable"
@@ -360,6 +458,7 @@ def test_a_missing_model_file_fails_health_and_stream(tmp_path: Path) -> None:
     error, health = asyncio.run(_fail_to_load(tmp_path / "nowhere" / "model.gguf"))
     assert health == {
         "kind": "local",
+        "runtime": RUNTIME,
         "state": "failed",
         "model_path": "model.gguf",
         "queue": 0,

@@ -215,18 +215,66 @@ def test_missing_models_file_is_a_clear_error(tmp_path: Path) -> None:
         _registry(tmp_path, models_file=tmp_path / "absent.toml")
 
 
+def _hide_modules(monkeypatch: pytest.MonkeyPatch, *hidden: str) -> None:
+    """Make importlib find none of `hidden`, as if they were not installed."""
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name in hidden else real(name, *a)
+    )
+
+
 def test_local_model_asked_for_but_not_installed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """LOCAL_MODEL=true without llama-cpp-python says how to install it."""
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util,
-        "find_spec",
-        lambda name, *a: None if name == "llama_cpp" else real(name, *a),
-    )
-    with pytest.raises(ConfigError, match="llama-cpp-python is not installed"):
+    """LOCAL_MODEL=true with neither runtime installed says how to install one."""
+    _hide_modules(monkeypatch, "xllamacpp", "llama_cpp")
+    with pytest.raises(ConfigError, match=r"no local runtime \(xllamacpp or llama-cpp-python\)"):
         _registry(tmp_path, local_model=True)
+
+
+def test_a_runtime_asked_for_but_not_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LOCAL_RUNTIME names a runtime that is not there: the start fails, saying how to get it."""
+    _hide_modules(monkeypatch, "llama_cpp")
+    with pytest.raises(
+        ConfigError,
+        match=r"LOCAL_RUNTIME=llama-cpp-python but llama-cpp-python is not installed: "
+        r"`make install LOCAL_RUNTIME=llama-cpp-python`",
+    ):
+        _registry(tmp_path, local_model=True, local_runtime="llama-cpp-python")
+
+
+@pytest.mark.parametrize(
+    ("wanted", "hidden", "chosen"),
+    [
+        ("auto", (), "xllamacpp"),
+        ("auto", ("xllamacpp",), "llama-cpp-python"),
+        ("xllamacpp", (), "xllamacpp"),
+        ("llama-cpp-python", (), "llama-cpp-python"),
+    ],
+)
+def test_the_runtime_is_the_one_asked_for_or_the_first_installed(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    wanted: str,
+    hidden: tuple[str, ...],
+    chosen: str,
+) -> None:
+    """auto prefers xllamacpp (prebuilt) and falls back to llama-cpp-python; nothing loads."""
+    real = importlib.util.find_spec
+    runtimes = {"xllamacpp", "llama_cpp"}
+
+    def find_spec(name: str, *args: Any) -> object:
+        if name in runtimes:
+            return None if name in hidden else object()
+        return real(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    model = tmp_path / "model.gguf"
+    registry = _registry(tmp_path, local_model=True, local_runtime=wanted, local_model_path=model)
+    health = registry.providers["local"].health()
+    assert (health["runtime"], health["state"]) == (chosen, "not_loaded")
 
 
 def test_local_model_left_unset_is_only_the_fallback(

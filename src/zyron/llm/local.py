@@ -1,23 +1,29 @@
-"""A small model in process through llama-cpp-python: chat offline, with no API key.
+"""A small model in process through llama.cpp: chat offline, with no API key.
 
-One `Llama` instance generates one reply at a time (it is not thread-safe), in a worker thread
-so the event loop never waits on it. Requests queue first come, first served; past
-`max_queue` waiting, a request is refused at once. A reply whose reader goes away stops at the
-next token and frees the model for the next one.
+Two runtimes can run it (docs/local-model.md): xllamacpp, llama.cpp's own server with prebuilt
+wheels (local_xllamacpp), and llama-cpp-python, which compiles on install (local_llama_cpp).
+Either generates one reply at a time, in a worker thread so the event loop never waits on
+it. Requests queue first come, first served; past `max_queue` waiting, a request is refused at
+once. A reply whose reader goes away stops at the next token and frees the model for the next
+one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import importlib.metadata
+import importlib.util
 import logging
 import os
 import threading
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol, get_args
+
+from cachetools import LRUCache
 
 from zyron.errors import UpstreamError
 from zyron.llm.attachments import inline_text
@@ -27,11 +33,7 @@ from zyron.llm.base import (
     ProviderEvent,
     ProviderStatus,
     Reasoning,
-    TextDelta,
 )
-
-if TYPE_CHECKING:
-    from zyron.llm._llama import TappedLlama
 
 log = logging.getLogger("zyron.llm.local")
 
@@ -42,6 +44,22 @@ MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _STOP_REASONS = {"stop": "end_turn", "length": "max_tokens"}
 
 LoadState = Literal["not_loaded", "loading", "ready", "failed"]
+
+Runtime = Literal["xllamacpp", "llama-cpp-python"]
+# The module each runtime imports, in the order `auto` tries them.
+RUNTIME_MODULES: dict[Runtime, str] = {"xllamacpp": "xllamacpp", "llama-cpp-python": "llama_cpp"}
+# Counts of texts already tokenized: a history is counted again at every turn, and llama.cpp
+# tokenizes at about a microsecond a character, on the event loop.
+COUNT_CACHE_SIZE = 4096
+
+
+def installed_runtime(wanted: str = "auto") -> Runtime | None:
+    """Return the runtime to use: `wanted` if it is installed; for auto, the first installed."""
+    runtime: Runtime
+    for runtime in get_args(Runtime):
+        if wanted in ("auto", runtime) and importlib.util.find_spec(RUNTIME_MODULES[runtime]):
+            return runtime
+    return None
 
 
 def find_model_file() -> Path | None:
@@ -59,6 +77,44 @@ def find_model_file() -> Path | None:
             path = Path(str(dist.locate_file(entry)))
             return path if path.is_file() else None
     return None
+
+
+class Engine(Protocol):
+    """A loaded model: one reply at a time in the worker thread, counting from the loop."""
+
+    def generate(
+        self, run: Run, system: str | None, messages: Sequence[PromptMessage], max_tokens: int
+    ) -> str | None:
+        """Send the reply's text to `run` as it comes, set its usage; return the finish reason.
+
+        Stops at the next token once `run.cancelled` is set. Raises PromptRefused or
+        GenerationFailed.
+        """
+        ...
+
+    def count_tokens(self, text: str) -> int | None:
+        """The tokens `text` is to the model, or None when that cannot be told just now."""
+        ...
+
+    def close(self) -> None:
+        """Free the model; never blocks for long."""
+        ...
+
+
+class LoadFailed(Exception):
+    """The model file cannot be loaded; the message is the sentence clients see."""
+
+    def __init__(self, sentence: str, cause: str) -> None:
+        super().__init__(sentence)
+        self.cause = cause
+
+
+class PromptRefused(Exception):
+    """The runtime refuses the request as it is (a prompt past the context window)."""
+
+
+class GenerationFailed(Exception):
+    """The runtime failed mid-reply; another try may succeed."""
 
 
 @dataclass(eq=False)
@@ -96,14 +152,17 @@ class LocalProvider:
         context_window: int,
         threads: int | None = None,
         max_queue: int = 32,
+        runtime: Runtime = "xllamacpp",
     ) -> None:
         self.name = name
         self.status = ProviderStatus()
+        self.runtime: Runtime = runtime
         self._model_path = model_path
         self._context_window = context_window
         self._threads = threads or os.cpu_count() or 1
         self._max_queue = max_queue
-        self._llama: TappedLlama | None = None
+        self._engine: Engine | None = None
+        self._counts: LRUCache[bytes, int] = LRUCache(maxsize=COUNT_CACHE_SIZE)
         self._state: LoadState = "not_loaded"
         self._failure: str | None = None
         self._load_task: asyncio.Task[None] | None = None
@@ -133,10 +192,10 @@ class LocalProvider:
     async def _load(self) -> None:
         self._state = "loading"
         try:
-            self._llama = await asyncio.to_thread(
-                _open_model, self._model_path, self._context_window, self._threads
+            self._engine = await asyncio.to_thread(
+                _open_model, self.runtime, self._model_path, self._context_window, self._threads
             )
-        except _LoadFailed as exc:
+        except LoadFailed as exc:
             self._failure = str(exc)
             log.warning(
                 "local model failed to load",
@@ -170,8 +229,8 @@ class LocalProvider:
         if self._closed:
             raise _shut_down()
         await self.load()
-        llama = self._llama
-        if llama is None:
+        engine = self._engine
+        if engine is None:
             raise self._failed(
                 UpstreamError(
                     "upstream_unavailable",
@@ -187,13 +246,13 @@ class LocalProvider:
             if self._closed:
                 raise _shut_down()
             turns = [PromptMessage(role=m["role"], content=inline_text(m)) for m in messages]
-            work = self._executor.submit(_generate, llama, run, system, turns, max_tokens, model)
+            work = self._executor.submit(_generate, engine, run, system, turns, max_tokens, model)
         except BaseException:
             self._turn.release()
             raise
         self._run = run
         # The model is handed on when the thread has stopped, not when the reader leaves: a
-        # second generation must never start on the same Llama while one is still running.
+        # second generation must never start on the same model while one is still running.
         work.add_done_callback(lambda done: loop.call_soon_threadsafe(self._end_turn, run, done))
         try:
             while True:
@@ -237,11 +296,19 @@ class LocalProvider:
 
     def count_tokens(self, text: str) -> int | None:
         """Count with the model's own tokenizer once it is loaded; None before."""
-        llama = self._llama
-        if llama is None:
+        engine = self._engine
+        if engine is None:
             return None
-        # Tokenizing reads only the vocabulary, so it is safe beside a generation in progress.
-        return len(llama.tokenize(text.encode(), add_bos=False))
+        # A digest for the key: the cache must not keep whole histories alive.
+        key = hashlib.blake2b(text.encode(), digest_size=16).digest()
+        count = self._counts.get(key)
+        if count is None:
+            # Tokenizing reads only the vocabulary, so it is safe beside a generation.
+            count = engine.count_tokens(text)
+            if count is None:
+                return None
+            self._counts[key] = count
+        return count
 
     def health(self) -> dict[str, Any]:
         """Report the load state, the queue and recent outcomes, without any work."""
@@ -249,6 +316,7 @@ class LocalProvider:
         del recent["state"]
         report: dict[str, Any] = {
             "kind": self.kind,
+            "runtime": self.runtime,
             "state": self._state,
             "model_path": self._model_path.name,  # the name only: no machine paths
             "queue": self._waiting,
@@ -267,9 +335,9 @@ class LocalProvider:
         if self._load_task is not None and not self._load_task.done():
             await asyncio.shield(self._load_task)
         async with self._turn:  # the worker thread has stopped and those queued have left
-            llama, self._llama = self._llama, None
-            if llama is not None:
-                llama.close()
+            engine, self._engine = self._engine, None
+            if engine is not None:
+                engine.close()
             self._executor.shutdown(wait=False)
 
     def _failed(self, error: UpstreamError) -> UpstreamError:
@@ -286,59 +354,43 @@ def _shut_down() -> UpstreamError:
     )
 
 
-class _LoadFailed(Exception):
-    """The model file cannot be loaded; the message is the sentence clients see."""
-
-    def __init__(self, sentence: str, cause: str) -> None:
-        super().__init__(sentence)
-        self.cause = cause
-
-
-def _open_model(path: Path, context_window: int, threads: int) -> TappedLlama:
+def _open_model(runtime: Runtime, path: Path, context_window: int, threads: int) -> Engine:
     """Load the GGUF file (in a worker thread), or say in a sentence why it cannot be."""
     # The name only: the sentence reaches clients and /health, which must not show paths.
     prefix = f"The local model file {path.name} cannot be loaded"
     if not path.is_file():
-        raise _LoadFailed(f"{prefix}: it does not exist (LOCAL_MODEL_PATH).", "missing")
+        raise LoadFailed(f"{prefix}: it does not exist (LOCAL_MODEL_PATH).", "missing")
     try:
         with path.open("rb") as file:
             magic = file.read(4)
     except OSError as exc:
-        raise _LoadFailed(f"{prefix}: it cannot be read ({exc.strerror}).", "unreadable") from exc
+        raise LoadFailed(f"{prefix}: it cannot be read ({exc.strerror}).", "unreadable") from exc
     if magic != b"GGUF":
-        raise _LoadFailed(f"{prefix}: it is not a GGUF model file.", "not_gguf")
+        raise LoadFailed(f"{prefix}: it is not a GGUF model file.", "not_gguf")
     try:
-        from zyron.llm._llama import TappedLlama
+        opener = _engine_opener(runtime)
     except ImportError as exc:
-        raise _LoadFailed(
-            f"{prefix}: llama-cpp-python is not installed (install the `local` extra: make "
-            "install without LOCAL_MODEL=0).",
-            "no_llama_cpp",
+        raise LoadFailed(
+            f"{prefix}: {runtime} is not installed (make install, without LOCAL_MODEL=0; "
+            "docs/local-model.md).",
+            "runtime_missing",
         ) from exc
-    try:
-        return TappedLlama(
-            model_path=str(path),
-            n_ctx=context_window,
-            n_threads=threads,
-            n_threads_batch=threads,
-            verbose=False,
-        )
-    except ValueError as exc:
-        # llama-cpp-python's words: "Failed to load model from file: <path>", or, once the
-        # model is read, "Failed to create llama_context" (most often: no memory for n_ctx).
-        if "context" in str(exc):
-            raise _LoadFailed(
-                f"{prefix}: llama.cpp could not set up a {context_window}-token context for it "
-                "(LOCAL_CONTEXT_WINDOW; is memory short?).",
-                "no_context",
-            ) from exc
-        raise _LoadFailed(
-            f"{prefix}: llama.cpp rejected it (a damaged or unsupported GGUF file).", "rejected"
-        ) from exc
+    return opener(path, context_window, threads, prefix)
+
+
+def _engine_opener(runtime: Runtime) -> Callable[[Path, int, int, str], Engine]:
+    """Import the runtime's engine (ImportError when it is not installed)."""
+    if runtime == "xllamacpp":
+        from zyron.llm.local_xllamacpp import XllamacppEngine
+
+        return XllamacppEngine
+    from zyron.llm.local_llama_cpp import LlamaCppEngine
+
+    return LlamaCppEngine
 
 
 def _generate(
-    llama: TappedLlama,
+    engine: Engine,
     run: Run,
     system: str | None,
     messages: Sequence[PromptMessage],
@@ -346,21 +398,8 @@ def _generate(
     model: str,
 ) -> None:
     """Generate one reply in the worker thread, handing each piece to the loop as it comes."""
-    llama.tap = run
-    finish_reason: str | None = None
     try:
-        chunks = llama.stream_chat(system, messages, max_tokens=max_tokens)
-        try:
-            for chunk in chunks:
-                if run.cancelled.is_set():
-                    break
-                choice = chunk["choices"][0]
-                text = choice["delta"].get("content")  # absent from the role and final chunks
-                if isinstance(text, str) and text:
-                    run.send(TextDelta(text))
-                finish_reason = choice["finish_reason"] or finish_reason
-        finally:
-            chunks.close()
+        finish_reason = engine.generate(run, system, messages, max_tokens)
         if run.cancelled.is_set():
             # Read by no one when the reader left; the reader's error when aclose() cut it short.
             run.send(_shut_down())
@@ -373,7 +412,7 @@ def _generate(
                 model=model,
             )
         )
-    except ValueError as exc:  # llama-cpp-python refuses the request: a prompt past n_ctx
+    except PromptRefused as exc:  # a prompt past the context window
         run.send(
             UpstreamError(
                 "upstream_bad_request",
@@ -382,7 +421,7 @@ def _generate(
                 retryable=False,
             )
         )
-    except RuntimeError as exc:  # llama.cpp failed mid-reply, e.g. "llama_decode returned 1"
+    except GenerationFailed as exc:
         run.send(
             UpstreamError(
                 "upstream_unavailable",
@@ -393,5 +432,3 @@ def _generate(
         )
     except Exception as exc:  # a bug: the reader raises it as it is
         run.send(exc)
-    finally:
-        llama.tap = None

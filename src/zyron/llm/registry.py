@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import re
@@ -438,15 +437,22 @@ def _local(
     wanted = True if required else settings.local_model
     if wanted is False:
         return None
-    if importlib.util.find_spec("llama_cpp") is None:  # the `local` extra is not installed
+    from zyron.llm.local import LocalProvider, find_model_file, installed_runtime
+
+    runtime = installed_runtime(settings.local_runtime)
+    if runtime is None:  # the `local` extra is not installed
+        if settings.local_runtime != "auto":
+            raise ConfigError(
+                f"LOCAL_RUNTIME={settings.local_runtime} but {settings.local_runtime} is not "
+                f"installed: `make install LOCAL_RUNTIME={settings.local_runtime}` installs it "
+                "(docs/local-model.md)"
+            )
         if wanted:
             raise ConfigError(
-                "LOCAL_MODEL is on but llama-cpp-python is not installed; "
-                "install it with `make install` (without LOCAL_MODEL=0)"
+                "LOCAL_MODEL is on but no local runtime (xllamacpp or llama-cpp-python) is "
+                "installed; install it with `make install` (without LOCAL_MODEL=0)"
             )
         return None
-    from zyron.llm.local import LocalProvider, find_model_file
-
     path = model_path or settings.local_model_path or find_model_file()
     if path is None:
         if wanted:
@@ -461,4 +467,5 @@ def _local(
         context_window=settings.local_context_window,
         threads=settings.local_threads,
         max_queue=settings.local_max_queue,
+        runtime=runtime,
     )
