@@ -107,7 +107,9 @@ def measure(ref: str | None, budget: float) -> dict[str, float]:
             text = _first_token(base_url)
             marks["first token"] = time.monotonic() - started
             print(f"first text from the model: {text!r}")
-            print((root / "make-run.log").read_text(errors="replace")[-2000:])
+            # What make and uv printed (the server's own lines are JSON, and left out).
+            output = (root / "make-run.log").read_text(errors="replace").splitlines()
+            print("\n".join(line for line in output if not line.startswith("{")))
         finally:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(30)

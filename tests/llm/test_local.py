@@ -17,6 +17,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from zyron.errors import UpstreamError
@@ -365,6 +366,36 @@ def test_count_tokens_uses_the_model_tokenizer_once_loaded(model_path: Path) -> 
     assert counted == again == with_text - empty
     assert counted is not None
     assert counted > 5
+
+
+@local_model
+@pytest.mark.xllamacpp
+def test_a_tokenizer_that_does_not_answer_falls_back_to_the_estimate(model_path: Path) -> None:
+    """xllamacpp counts through llama.cpp's socket: when it does not answer, count_tokens says
+    None (the counter then estimates) and replies go on, since they do not use the socket."""
+
+    async def scenario() -> tuple[int | None, int | None, ProviderEvent]:
+        provider = provider_for(model_path)
+        try:
+            await provider.load()
+            known = provider.count_tokens("counted before")
+            # The engine's client pointed at a socket nobody listens on.
+            engine: Any = provider._engine
+            engine._http.close()
+            gone = httpx.HTTPTransport(uds=str(engine._directory / "gone.sock"))
+            engine._http = httpx.Client(transport=gone, base_url="http://llama.cpp")
+            return (
+                known,
+                provider.count_tokens("a text never counted"),
+                [event async for event in ask(provider, "hi", max_tokens=2)][-1],
+            )
+        finally:
+            await provider.aclose()
+
+    known, unknown, last = asyncio.run(scenario())
+    assert known is not None
+    assert unknown is None
+    assert isinstance(last, Finished)
 
 
 @local_model
