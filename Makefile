@@ -31,6 +31,7 @@ help:
 	@echo "make test-local   the tests that run the local model (CI runs them too)"
 	@echo "make test-llama-cpp-python  the same on llama-cpp-python (compiles it once)"
 	@echo "LOCAL_MODEL=0     with any target: install without the local model"
+	@echo "LOCAL_RUNTIME=llama-cpp-python  with any target: that runtime too (compiles llama.cpp)"
 	@echo "make bench    the benchmarks (about 40 min); rewrites docs/benchmarks.md"
 	@echo "make bench-quick  a 2-minute check of the same scenarios, printed only"
 

@@ -12,6 +12,7 @@ figures in the README come from it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -111,7 +112,8 @@ def measure(ref: str | None, budget: float) -> dict[str, float]:
             output = (root / "make-run.log").read_text(errors="replace").splitlines()
             print("\n".join(line for line in output if not line.startswith("{")))
         finally:
-            os.killpg(server.pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):  # make run may have exited already
+                os.killpg(server.pid, signal.SIGTERM)
             server.wait(30)
             log.close()
         return marks

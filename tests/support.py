@@ -49,6 +49,7 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
         "openai_api_key": None,
         "openai_base_url": None,
         "local_model": False,
+        "local_runtime": "auto",  # not what a LOCAL_RUNTIME in the environment says
         "models_file": None,
         "default_model": None,
         "title_model": None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -76,13 +76,8 @@ async def _recover_periodically(
             log.warning("recovery sweep failed", extra={"reason": str(exc)})
 
 
-def create_app(
-    settings: Settings | None = None, on_ready: Callable[[AppState], None] | None = None
-) -> FastAPI:
-    """Build the application; the database is migrated when it starts.
-
-    `on_ready` is called once start-up is done, just before the first request is served.
-    """
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the application; the database is migrated when it starts."""
     settings = settings or Settings()
     # uvicorn's access log prints query strings, where a careless client may put a token; ours
     # (zyron.access) logs paths only. Disabled here too, for `uvicorn --factory` launches.
@@ -173,8 +168,6 @@ def create_app(
         # walked it all and paused every stream for 120-210 ms under load (docs/benchmarks.md).
         gc.collect()
         gc.freeze()
-        if on_ready is not None:
-            on_ready(state)
         try:
             yield
         finally:

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from zyron.logging import configure_logging
 from zyron.settings import ConfigError, Settings
-
-if TYPE_CHECKING:
-    from zyron.state import AppState
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+# What uvicorn.run exits with when the server could not start (uvicorn.server.STARTUP_FAILURE).
+STARTUP_FAILURE = 3
+
+
 def _serve(
     settings: Settings, host: str | None, port: int | None, reload: bool, workers: int
 ) -> int:
@@ -59,24 +60,31 @@ def _serve(
     _check_models(settings)
     _migrate(settings, quiet=True)
     host, port = host or settings.host, port or settings.port
-    app: Any = "zyron.app:create_app"  # workers and --reload import it themselves
-    if workers == 1 and not reload:
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_config": None,
+        "access_log": False,
+        "proxy_headers": False,
+    }
+    if workers == 1 and not reload and sys.stderr.isatty():
+        # One process at a terminal: once the socket is bound, tell the person there where it
+        # serves (a log reader, with no terminal, gets the JSON lines only).
         from zyron.app import create_app
+        from zyron.banner import AnnouncingServer
 
-        # One process: the application is built here, and tells the person at the terminal
-        # where it serves once it does (a log reader gets the JSON lines only).
         url = f"http://{_display_host(host)}:{port}"
-        app = create_app(settings, on_ready=_announce(url) if sys.stderr.isatty() else None)
+        app = create_app(settings)
+        server = AnnouncingServer(app, uvicorn.Config(app, **options), url)
+        with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run does
+            server.run()
+        return 0 if server.started else STARTUP_FAILURE
     uvicorn.run(
-        app,
-        factory=isinstance(app, str),
-        host=host,
-        port=port,
+        "zyron.app:create_app",
+        factory=True,
         reload=reload,
         workers=None if reload else workers,
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,
+        **options,
     )
     return 0
 
@@ -86,17 +94,6 @@ def _display_host(host: str) -> str:
     if host in ("0.0.0.0", "::", ""):  # noqa: S104  (a comparison, not a bind)
         return "127.0.0.1"
     return f"[{host}]" if ":" in host else host
-
-
-def _announce(url: str) -> Callable[[AppState], None]:
-    """Print the banner (zyron.banner) once the server is ready."""
-
-    def announce(state: AppState) -> None:
-        from zyron.banner import banner
-
-        print(banner(state, url), file=sys.stderr, flush=True)
-
-    return announce
 
 
 def _check_models(settings: Settings) -> None:

@@ -15,7 +15,7 @@ import signal
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -24,6 +24,7 @@ from zyron.errors import UpstreamError
 from zyron.llm.base import Finished, PromptMessage, Provider, ProviderEvent, TextDelta
 from zyron.llm.local import (
     MODEL_FILE,
+    RUNTIME_MODULES,
     LocalProvider,
     Runtime,
     find_model_file,
@@ -35,15 +36,19 @@ local_model = pytest.mark.local_model
 LONG_ASK = "Write a long story about a cat who learns to sail around the world."
 
 
-RUNTIME = installed_runtime(os.environ.get("LOCAL_RUNTIME", "auto")) or "xllamacpp"
+WANTED = os.environ.get("LOCAL_RUNTIME", "auto")
+# The runtime named, installed or not (so a missing one skips, and fails CI, rather than the
+# tests quietly running on the other); auto is the first installed.
+RUNTIME: Runtime = (
+    (installed_runtime() or "xllamacpp") if WANTED == "auto" else cast(Runtime, WANTED)
+)
 
 
 @pytest.fixture(scope="module")
 def model_path() -> Path:
     """The SmolLM2 GGUF file the `local` extra installs; skip without it or its runtime."""
-    module = {"xllamacpp": "xllamacpp", "llama-cpp-python": "llama_cpp"}[RUNTIME]
     pytest.importorskip(
-        module,
+        RUNTIME_MODULES[RUNTIME],
         reason=f"{RUNTIME} cannot be imported (make install, not LOCAL_MODEL=0)",
         exc_type=ImportError,  # a broken build as well as a missing one
     )
@@ -61,8 +66,10 @@ def provider_for(path: Path, **options: Any) -> LocalProvider:
 def prompt_tokens(
     provider: LocalProvider, path: Path, runtime: Runtime, chat: list[dict[str, str]]
 ) -> int:
-    """The tokens of `chat` formatted by the GGUF's chat template, found apart from generating:
-    llama.cpp's /apply-template and /tokenize for xllamacpp, the Jinja template for the other."""
+    """The tokens of `chat` in the GGUF's chat template, found apart from generating.
+
+    llama.cpp's /apply-template and /tokenize for xllamacpp; the Jinja template for the other.
+    """
     if runtime == "xllamacpp":
         http = provider._engine._http  # type: ignore[union-attr]  # the engine's own socket
         prompt = http.post("/apply-template", json={"messages": chat}).json()["prompt"]
@@ -191,18 +198,21 @@ def test_a_prompt_past_the_context_window_is_refused(model_path: Path) -> None:
 
 
 @local_model
-def test_signals_still_reach_the_server_once_the_model_is_loaded(model_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signals_still_reach_the_server_once_the_model_is_loaded(
+    model_path: Path, signum: int
+) -> None:
     """llama.cpp's server installs SIGINT/SIGTERM handlers of its own when run as a program;
-    in process it must not take Ctrl-C away from uvicorn."""
+    in process it must not take Ctrl-C (or a supervisor's SIGTERM) away from uvicorn."""
     received: list[int] = []
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    previous = signal.signal(signum, lambda number, frame: received.append(number))
 
     async def scenario() -> None:
         provider = provider_for(model_path)
         try:
             await provider.load()
             assert provider.health()["state"] == "ready"
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signum)
             await wait_for(lambda: bool(received), within=2)
             events = [event async for event in ask(provider, "hi", max_tokens=2)]
             assert isinstance(events[-1], Finished)  # and the model still answers
@@ -212,8 +222,8 @@ def test_signals_still_reach_the_server_once_the_model_is_loaded(model_path: Pat
     try:
         asyncio.run(scenario())
     finally:
-        signal.signal(signal.SIGTERM, previous)
-    assert received == [signal.SIGTERM]
+        signal.signal(signum, previous)
+    assert received == [signum]
 
 
 @local_model
@@ -353,7 +363,14 @@ def test_count_tokens_uses_the_model_tokenizer_once_loaded(model_path: Path) -> 
             before = provider.count_tokens(text)
             await asyncio.gather(provider.load(), provider.load())  # one load, shared
             counted = provider.count_tokens(text)
-            again = provider.count_tokens(text)  # from the cache
+
+            def uncalled(text: str) -> int | None:
+                raise AssertionError("counted again, not taken from the cache")
+
+            engine: Any = provider._engine
+            tokenize, engine.count_tokens = engine.count_tokens, uncalled
+            again = provider.count_tokens(text)
+            engine.count_tokens = tokenize
             # What the text adds to a prompt's tokens, told by the chat template.
             with_text = prompt_tokens(provider, model_path, RUNTIME, chat)
             empty = prompt_tokens(provider, model_path, RUNTIME, [{"role": "user", "content": ""}])
@@ -369,7 +386,31 @@ def test_count_tokens_uses_the_model_tokenizer_once_loaded(model_path: Path) -> 
 
 
 @local_model
+def test_the_model_opens_no_tcp_port(model_path: Path) -> None:
+    """xllamacpp's HTTP side listens on a Unix socket only: nothing new listens on TCP."""
+    import psutil
+
+    def listening() -> set[tuple[str, int]]:
+        connections = psutil.Process().net_connections(kind="inet")
+        return {(c.laddr.ip, c.laddr.port) for c in connections if c.status == psutil.CONN_LISTEN}
+
+    async def scenario() -> tuple[set[tuple[str, int]], set[tuple[str, int]]]:
+        before = listening()
+        provider = provider_for(model_path)
+        try:
+            await provider.load()
+            assert provider.health()["state"] == "ready"
+            return before, listening()
+        finally:
+            await provider.aclose()
+
+    before, after = asyncio.run(scenario())
+    assert after <= before
+
+
+@local_model
 @pytest.mark.xllamacpp
+@pytest.mark.skipif(RUNTIME != "xllamacpp", reason="xllamacpp's own tokenizer socket")
 def test_a_tokenizer_that_does_not_answer_falls_back_to_the_estimate(model_path: Path) -> None:
     """xllamacpp counts through llama.cpp's socket: when it does not answer, count_tokens says
     None (the counter then estimates) and replies go on, since they do not use the socket."""

@@ -17,6 +17,7 @@ import importlib.util
 import logging
 import os
 import threading
+import time
 from collections.abc import AsyncGenerator, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -46,7 +47,7 @@ _STOP_REASONS = {"stop": "end_turn", "length": "max_tokens"}
 LoadState = Literal["not_loaded", "loading", "ready", "failed"]
 
 Runtime = Literal["xllamacpp", "llama-cpp-python"]
-# The module each runtime imports, in the order `auto` tries them.
+# The module each runtime imports; `auto` tries them in Runtime's order.
 RUNTIME_MODULES: dict[Runtime, str] = {"xllamacpp": "xllamacpp", "llama-cpp-python": "llama_cpp"}
 # Counts of texts already tokenized: a history is counted again at every turn, and llama.cpp
 # tokenizes at about a microsecond a character, on the event loop.
@@ -97,7 +98,7 @@ class Engine(Protocol):
         ...
 
     def close(self) -> None:
-        """Free the model; never blocks for long."""
+        """Free the model and whatever it holds (threads, sockets)."""
         ...
 
 
@@ -191,6 +192,7 @@ class LocalProvider:
 
     async def _load(self) -> None:
         self._state = "loading"
+        started = time.monotonic()
         try:
             self._engine = await asyncio.to_thread(
                 _open_model, self.runtime, self._model_path, self._context_window, self._threads
@@ -199,7 +201,12 @@ class LocalProvider:
             self._failure = str(exc)
             log.warning(
                 "local model failed to load",
-                extra={"path": str(self._model_path), "reason": exc.cause},
+                extra={
+                    "path": str(self._model_path),
+                    "runtime": self.runtime,
+                    "reason": exc.cause,
+                    "detail": str(exc.__cause__) if exc.__cause__ else None,
+                },
             )
         except Exception as exc:  # unforeseen: still a failed load, never one stuck "loading"
             self._failure = (
@@ -209,6 +216,14 @@ class LocalProvider:
             log.error("local model failed to load", exc_info=exc)
         else:
             self._state = "ready"
+            log.info(
+                "local model loaded",
+                extra={
+                    "runtime": self.runtime,
+                    "model": self._model_path.name,
+                    "seconds": round(time.monotonic() - started, 2),
+                },
+            )
             return
         self._state = "failed"
 
@@ -370,10 +385,12 @@ def _open_model(runtime: Runtime, path: Path, context_window: int, threads: int)
     try:
         opener = _engine_opener(runtime)
     except ImportError as exc:
+        # Installed but unloadable happens too: xllamacpp needs the system's libgomp.so.1. The
+        # ImportError's words go to the log only; they may hold paths.
         raise LoadFailed(
-            f"{prefix}: {runtime} is not installed (make install, without LOCAL_MODEL=0; "
-            "docs/local-model.md).",
-            "runtime_missing",
+            f"{prefix}: {runtime} cannot be imported (make install, without LOCAL_MODEL=0; "
+            "xllamacpp also needs libgomp, Debian's libgomp1: docs/local-model.md).",
+            "runtime_import",
         ) from exc
     return opener(path, context_window, threads, prefix)
 

@@ -13,7 +13,7 @@ import logging
 import secrets
 import shutil
 import tempfile
-import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,12 +29,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("zyron.llm.local")
 
-# llama-cpp-python's chat completion defaults, so both runtimes sample alike (llama.cpp's
-# server would otherwise use temperature 0.8 and a repeat penalty of its own).
+# llama-cpp-python's chat completion defaults, so both runtimes sample alike. llama.cpp's own
+# differ only in temperature (0.8); the rest are spelled out so a change of its defaults does
+# not change our replies.
 SAMPLING = {"temperature": 0.2, "top_p": 0.95, "top_k": 40, "min_p": 0.05, "repeat_penalty": 1.0}
-# How long closing waits for llama.cpp's threads; past it they end with the process.
-CLOSE_TIMEOUT_SECONDS = 10.0
-TOKENIZE_TIMEOUT_SECONDS = 10.0
+# Tokenizing runs on the event loop (Provider.count_tokens is synchronous): a socket that stalls
+# may hold it this long, once; after a failure the counter estimates for a while instead.
+TOKENIZE_TIMEOUT_SECONDS = 1.0
+TOKENIZER_RETRY_SECONDS = 30.0
+# Unix socket paths are limited to 108 bytes on Linux and 104 on macOS.
+MAX_SOCKET_PATH = 100
 
 
 class XllamacppEngine:
@@ -44,6 +48,13 @@ class XllamacppEngine:
         # mkdtemp makes the directory 0700: no other user reaches the socket.
         self._directory = Path(tempfile.mkdtemp(prefix="zyron-llama-"))
         socket = self._directory / "llama.sock"
+        if len(str(socket)) > MAX_SOCKET_PATH:
+            shutil.rmtree(self._directory, ignore_errors=True)
+            raise LoadFailed(
+                f"{prefix}: the temporary directory's path is too long for a Unix socket "
+                "(set TMPDIR to a shorter one, such as /tmp).",
+                "socket_path",
+            )
         key = secrets.token_urlsafe(32)
         params = xllamacpp.CommonParams()
         params.model.path = str(path)
@@ -51,12 +62,17 @@ class XllamacppEngine:
         params.n_parallel = 1  # LocalProvider queues; one slot gets the whole context
         params.cpuparams.n_threads = threads
         params.cpuparams_batch.n_threads = threads
+        params.n_threads_http = 2  # it only tokenizes, for one caller (the event loop)
         params.verbosity = -1  # llama.cpp's log would go to stderr, unstructured
         params.cache_ram_mib = 0  # no host-memory prompt cache (8 GiB by default)
+        # Thinking stays in the text, as llama-cpp-python gives it (no reasoning_content).
+        params.reasoning_format = xllamacpp.common_reasoning_format.COMMON_REASONING_FORMAT_NONE
         params.ui = False
         params.hostnames = [str(socket)]
         params.api_keys = [key]
         try:
+            # Holds the GIL while it loads (xllamacpp's constructor does not release it): the
+            # server preloads before it takes requests (LocalProvider.load at start-up).
             self._server: Any = xllamacpp.Server(params)
         except RuntimeError as exc:
             shutil.rmtree(self._directory, ignore_errors=True)
@@ -73,11 +89,21 @@ class XllamacppEngine:
             headers={"Authorization": f"Bearer {key}"},
             timeout=TOKENIZE_TIMEOUT_SECONDS,
         )
-        # One token now: the first reply does not pay for llama.cpp's first-use set-up, and
-        # a server that has generated once shuts down cleanly (one never used can hang).
-        self._server.handle_chat_completions(
-            {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
-        )
+        self._tokenizer_failed_at: float | None = None
+        try:
+            # One token now: the first reply does not pay for llama.cpp's first-use set-up,
+            # and a server that has generated once shuts down cleanly (one never used can hang).
+            warm = self._server.handle_chat_completions(
+                {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+            )
+            if not isinstance(warm, dict) or "choices" not in warm:
+                raise RuntimeError(str(warm)[:200])
+        except (RuntimeError, ValueError) as exc:
+            self.close()
+            raise LoadFailed(
+                f"{prefix}: llama.cpp loaded it but could not generate with it ({exc}).",
+                "no_generation",
+            ) from exc
 
     def generate(
         self, run: Run, system: str | None, messages: Sequence[PromptMessage], max_tokens: int
@@ -93,32 +119,41 @@ class XllamacppEngine:
             **SAMPLING,
         }
         reader = _ChunkReader(run)
-        self._server.handle_chat_completions(request, reader.take)
+        try:
+            self._server.handle_chat_completions(request, reader.take)
+        except ValueError as exc:  # llama.cpp refused the request before any chunk
+            raise PromptRefused(str(exc)) from exc
+        except RuntimeError as exc:
+            raise GenerationFailed(str(exc)) from exc
         if reader.failure is not None:
             raise reader.failure
         return reader.finish_reason
 
     def count_tokens(self, text: str) -> int | None:
-        """Count with llama.cpp's tokenizer; None if its socket does not answer."""
+        """Count with llama.cpp's tokenizer; None if its socket does not answer (for a while)."""
+        failed_at = self._tokenizer_failed_at
+        if failed_at is not None and time.monotonic() - failed_at < TOKENIZER_RETRY_SECONDS:
+            return None
         try:
             response = self._http.post("/tokenize", json={"content": text})
             response.raise_for_status()
-            return len(response.json()["tokens"])
+            count = len(response.json()["tokens"])
         except (httpx.HTTPError, ValueError, KeyError) as exc:
-            log.warning("local model tokenizer failed", extra={"reason": type(exc).__name__})
+            if failed_at is None:  # once per outage, not once per message
+                log.warning("local model tokenizer failed", extra={"reason": type(exc).__name__})
+            self._tokenizer_failed_at = time.monotonic()
             return None
+        self._tokenizer_failed_at = None
+        return count
 
     def close(self) -> None:
-        """Stop llama.cpp's threads (waiting a bounded time) and remove the socket."""
+        """Stop llama.cpp's threads and remove the socket.
+
+        Blocks until they stop, GIL held (xllamacpp's destructor does not release it): after
+        the warm-up token, that is a few milliseconds.
+        """
         self._http.close()
-        held = [self._server]
-        del self._server
-        # Dropping the last reference runs the server's destructor, which joins its threads.
-        closer = threading.Thread(target=held.clear, name="zyron-local-close", daemon=True)
-        closer.start()
-        closer.join(CLOSE_TIMEOUT_SECONDS)
-        if closer.is_alive():
-            log.warning("local model did not stop in time; it ends with the process")
+        self._server = None  # the last reference: the destructor joins llama.cpp's threads
         shutil.rmtree(self._directory, ignore_errors=True)
 
 
