@@ -21,7 +21,7 @@ LOCAL_MODEL ?= 1
 SYNC_EXTRAS := $(if $(filter 0 false no off,$(LOCAL_MODEL)),,--extra local \
 	$(if $(filter llama-cpp-python,$(LOCAL_RUNTIME)),--extra llama-cpp-python))
 
-.PHONY: run test test-stress test-local test-llama-cpp-python lint typecheck format install clean help bench bench-quick
+.PHONY: run test test-stress test-local test-llama-cpp-python node-packages lint typecheck format install clean help bench bench-quick
 
 help:
 	@echo "make run      serve on http://127.0.0.1:8000 (SQLite in ZYRON_DATA_DIR, default ./data)"
@@ -56,7 +56,16 @@ lint: install
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
 
-test: install lint
+# The real AI SDK clients the tests drive (tests/node), from their lock file. Without npm the
+# tests that need them skip, saying why (and fail in CI).
+NODE_MODULES := tests/node/node_modules/.package-lock.json
+$(NODE_MODULES): tests/node/package.json tests/node/package-lock.json
+	npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
+node-packages:
+	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory $(NODE_MODULES); \
+	else echo "npm not found: the AI SDK client tests will skip (Debian: apt install npm)"; fi
+
+test: install lint node-packages
 	$(VENV)/bin/pytest
 
 test-stress: install
@@ -86,4 +95,4 @@ bench-quick: install $(LITELLM_VENV)/.synced
 	$(VENV)/bin/python -m bench --quick
 
 clean:
-	rm -rf $(VENV) $(UV_DIR) $(LITELLM_VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(UV_DIR) $(LITELLM_VENV) tests/node/node_modules .mypy_cache .pytest_cache .ruff_cache

@@ -42,11 +42,12 @@ from zyron.sessions.router import router as sessions_router
 from zyron.settings import Settings
 from zyron.state import AppState
 from zyron.streams.redis_hub import RedisHub
+from zyron.ui.router import router as ui_router
 
 log = logging.getLogger("zyron")
 
 SHUTDOWN_GRACE_SECONDS = 20.0
-GUEST_ROUTES = frozenset({"/chat"})
+GUEST_ROUTES = frozenset({"/chat", "/ui/chat"})
 
 DESCRIPTION = """Zyron streams Claude's replies over Server-Sent Events, saves every chat session
 and message, and authenticates users with its own accounts or Supabase Auth. Without an
@@ -208,6 +209,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         models_router,
         usage_router,
         files_router,
+        ui_router,
     ):
         app.include_router(router)
     _refine_openapi(app)

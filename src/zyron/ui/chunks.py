@@ -1,0 +1,113 @@
+"""A reply's events as UI message stream chunks: the AI SDK's protocol v1, base fields only.
+
+Only the fields every supported `ai` line accepts are sent: 5.0.x before 5.0.92 and 6.0.x
+before 6.0.231 reject unknown fields, and before 5.0.92 `finish.finishReason` too, so the
+finish reason and usage travel in `messageMetadata` (docs/frontends.md).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from zyron.streams.events import StreamEvent
+
+# What the AI SDK's own server helpers send (UI_MESSAGE_STREAM_HEADERS); clients check none,
+# but the protocol's docs require the version header.
+UI_STREAM_HEADERS = {
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+    "x-vercel-ai-ui-message-stream": "v1",
+}
+DONE = b"data: [DONE]\n\n"
+# A comment line: eventsource-parser ignores it, and it keeps idle connections open.
+PING = b": ping\n\n"
+
+
+def encode(chunk: dict[str, Any]) -> bytes:
+    """One chunk in the wire format: a `data:` line of compact JSON."""
+    return (
+        b"data: "
+        + json.dumps(chunk, separators=(",", ":"), ensure_ascii=False).encode()
+        + (b"\n\n")
+    )
+
+
+class Chunker:
+    """Turns one reply's events, in order, into chunks; keeps which part is open."""
+
+    def __init__(self) -> None:
+        self._open: tuple[str, str] | None = None  # (kind, id) of the part being streamed
+        self._parts = 0
+
+    def chunks(self, event: StreamEvent) -> Iterator[dict[str, Any]]:
+        """The chunks one event becomes (none for events the protocol has no place for)."""
+        data = event.data
+        if event.event == "session":
+            message_id = data.get("assistant_message_id") or f"guest-{uuid.uuid4()}"
+            yield {"type": "start", "messageId": message_id, "messageMetadata": _ids(data)}
+            yield {"type": "start-step"}
+        elif event.event in ("reasoning", "delta"):
+            kind = "reasoning" if event.event == "reasoning" else "text"
+            yield from self._open_part(kind)
+            assert self._open is not None
+            yield {"type": f"{kind}-delta", "id": self._open[1], "delta": data["text"]}
+        elif event.event == "done":
+            yield from self._close_part()
+            if data.get("stop_reason") == "cancelled":
+                yield {"type": "abort"}
+                return
+            yield {"type": "finish-step"}
+            yield {"type": "finish", "messageMetadata": _finish(data)}
+        elif event.event == "error":
+            yield from self._close_part()
+            yield {"type": "error", "errorText": data.get("detail") or data.get("error", "")}
+
+    def _open_part(self, kind: str) -> Iterator[dict[str, Any]]:
+        if self._open is not None and self._open[0] == kind:
+            return
+        yield from self._close_part()
+        self._parts += 1
+        self._open = (kind, f"{kind}-{self._parts}")
+        yield {"type": f"{kind}-start", "id": self._open[1]}
+
+    def _close_part(self) -> Iterator[dict[str, Any]]:
+        if self._open is not None:
+            kind, part_id = self._open
+            self._open = None
+            yield {"type": f"{kind}-end", "id": part_id}
+
+
+async def ui_stream(events: AsyncIterator[StreamEvent | None]) -> AsyncIterator[bytes]:
+    """Encode a reply's events (None: idle) as the UI message stream, ending with [DONE]."""
+    chunker = Chunker()
+    async for event in events:
+        if event is None:
+            yield PING
+            continue
+        for chunk in chunker.chunks(event):
+            yield encode(chunk)
+        if event.terminal:
+            break
+    yield DONE
+
+
+def _ids(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "sessionId": data.get("session_id"),
+        "userMessageId": data.get("user_message_id"),
+        "assistantMessageId": data.get("assistant_message_id"),
+        "saved": data.get("saved", False),
+    }
+
+
+def _finish(data: dict[str, Any]) -> dict[str, Any]:
+    stop = data.get("stop_reason")
+    return {
+        "finishReason": {"end_turn": "stop", "max_tokens": "length"}.get(stop or "", "other"),
+        "stopReason": stop,
+        "model": data.get("model"),
+        "usage": data.get("usage"),
+    }

@@ -1,0 +1,43 @@
+"""The real AI SDK client (npm `ai`), run by Node from tests/node: what useChat would do."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+NODE_DIR = Path(__file__).parent / "node"
+# The `ai` lines the tests drive: the newest 7.x, and a strict 5.x (before 5.0.92, it refuses
+# unknown chunk fields and finish.finishReason). Exact versions: tests/node/package.json.
+PACKAGES = ("ai", "ai5")
+
+
+def node_or_skip() -> str:
+    """The node binary, with tests/node's packages installed; else skip, saying why."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("Node is not installed (Debian: apt install nodejs); the AI SDK tests need it")
+    if not (NODE_DIR / "node_modules" / "ai" / "package.json").is_file():
+        pytest.skip("tests/node has no node_modules: make test installs them (npm ci)")
+    return node
+
+
+def drive(node: str, request: dict[str, Any]) -> dict[str, Any]:
+    """Run tests/node/ui_chat.mjs with one request; return what the client saw."""
+    done = subprocess.run(
+        [node, str(NODE_DIR / "ui_chat.mjs")],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=NODE_DIR,
+    )
+    if done.returncode != 0 or not done.stdout.strip():
+        raise AssertionError(f"node failed ({done.returncode}): {done.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    return result
