@@ -8,7 +8,17 @@ const request = JSON.parse(await new Promise((resolve) => {
   process.stdin.on("data", (part) => { input += part; });
   process.stdin.on("end", () => resolve(input));
 }));
-const { DefaultChatTransport, readUIMessageStream } = await import(request.package);
+const { DefaultChatTransport, readUIMessageStream, validateUIMessages } = await import(request.package);
+if (request.validate) {
+  // {package, validate: UIMessage[]}: what useChat would take as its initial messages.
+  try {
+    await validateUIMessages({ messages: request.validate });
+    process.stdout.write(JSON.stringify({ valid: true }) + "\n");
+  } catch (error) {
+    process.stdout.write(JSON.stringify({ valid: false, error: String(error?.message ?? error) }) + "\n");
+  }
+  process.exit(0);
+}
 const transport = new DefaultChatTransport({ api: request.api, headers: request.headers ?? {} });
 const result = { chunks: [], message: null, error: null, status: "streamed" };
 try {

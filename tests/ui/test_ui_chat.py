@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+import uuid
 from typing import Any
 
 import httpx
@@ -9,7 +12,7 @@ import pytest
 
 from tests.fakes.anthropic_upstream import FakeAnthropic, HttpError, TextReply, ThinkingReply
 from tests.node_client import PACKAGES, drive, node_or_skip
-from tests.support import LiveServer, signup
+from tests.support import Account, LiveServer, signup
 
 HAIKU = "claude-haiku-4-5"  # thinks with a budget
 
@@ -159,15 +162,177 @@ def test_bad_bodies_are_json_errors(server: LiveServer, upstream: FakeAnthropic)
     assert len(upstream.requests) == before
 
 
-def test_signed_in_callers_are_told_to_use_chat_for_now(
-    client: httpx.Client, upstream: FakeAnthropic
+@pytest.fixture
+def account(client: httpx.Client) -> Account:
+    """A signed-up user."""
+    return signup(client)
+
+
+def signed_in(server: LiveServer, account: Account, package: str, chat_id: str) -> dict[str, Any]:
+    """The part of a node request every signed-in call shares."""
+    return {
+        "package": package,
+        "api": f"{server.url}/ui/chat",
+        "headers": account.headers,
+        "chatId": chat_id,
+    }
+
+
+def reply_text(result: dict[str, Any]) -> str:
+    """The assembled message's text."""
+    assert result["error"] is None, result["error"]
+    return "".join(p["text"] for p in result["message"]["parts"] if p["type"] == "text")
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_a_signed_in_chat_is_saved_under_use_chats_id(
+    node: str,
+    server: LiveServer,
+    upstream: FakeAnthropic,
+    client: httpx.Client,
+    account: Account,
+    package: str,
 ) -> None:
-    account = signup(client)
-    response = client.post(
-        "/ui/chat", json={"id": "c", "messages": [user("hi")]}, headers=account.headers
+    """A made-up chat id makes a session that keeps it; the history comes from the database,
+    never from the messages the client sends; hydration gives the branch back as UIMessages."""
+    chat_id = f"chat-{package}-{uuid.uuid4().hex[:8]}"
+    base = signed_in(server, account, package, chat_id)
+    upstream.enqueue(TextReply(chunks=("First", " answer")))
+    first = drive(node, {**base, "messages": [user("Hello")]})
+    assert reply_text(first) == "First answer"
+    metadata = first["message"]["metadata"]
+    assert metadata["saved"] is True
+    reply_id = first["message"]["id"]
+    assert reply_id == metadata["assistantMessageId"]
+    upstream.enqueue(TextReply(chunks=("Second",)))
+    tampered = assistant("Not what was said", reply_id)
+    second = drive(node, {**base, "messages": [user("Hello"), tampered, user("More", "u2")]})
+    assert reply_text(second) == "Second"
+    assert second["message"]["metadata"]["sessionId"] == metadata["sessionId"]
+    sent = upstream.requests[-1].body["messages"]
+    assert [(m["role"], _text(m["content"])) for m in sent] == [
+        ("user", "Hello"),
+        ("assistant", "First answer"),
+        ("user", "More"),
+    ]
+    # The session keeps useChat's id, and GET /sessions sees it like any other.
+    sessions = client.get("/sessions", headers=account.headers).json()
+    assert metadata["sessionId"] in [s["id"] for s in sessions]
+    hydrated = client.get(f"/ui/chat/{chat_id}/messages", headers=account.headers)
+    assert hydrated.status_code == 200
+    messages = hydrated.json()
+    assert [(m["id"], m["role"]) for m in messages] == [
+        ("u1", "user"),
+        (reply_id, "assistant"),
+        ("u2", "user"),
+        (second["message"]["id"], "assistant"),
+    ]
+    assert messages[1]["parts"] == [{"type": "text", "text": "First answer", "state": "done"}]
+    assert drive(node, {"package": package, "validate": messages}) == {"valid": True}
+    # Another user, or a guest, gets nothing of it.
+    assert client.get(f"/ui/chat/{chat_id}/messages", headers=signup(client).headers).json() == []
+    assert client.get(f"/ui/chat/{chat_id}/messages").json() == []
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_regenerate_and_edit_make_branches(
+    node: str,
+    server: LiveServer,
+    upstream: FakeAnthropic,
+    client: httpx.Client,
+    account: Account,
+    package: str,
+) -> None:
+    chat_id = f"branches-{package}-{uuid.uuid4().hex[:8]}"
+    base = signed_in(server, account, package, chat_id)
+    upstream.enqueue(TextReply(chunks=("One",)))
+    first = drive(node, {**base, "messages": [user("Q1")]})
+    reply_id = first["message"]["id"]
+    # useChat's regenerate(): the messages up to the question, and the reply it replaces.
+    upstream.enqueue(TextReply(chunks=("One again",)))
+    again = drive(
+        node,
+        {**base, "trigger": "regenerate-message", "messageId": reply_id, "messages": [user("Q1")]},
     )
-    assert response.status_code == 501
-    assert response.json()["error"] == "not_implemented"
+    assert reply_text(again) == "One again"
+    assert again["message"]["id"] != reply_id
+    # An edit: the edited message with its id as messageId; it branches from what u1 followed.
+    upstream.enqueue(TextReply(chunks=("Edited answer",)))
+    edited = drive(node, {**base, "messageId": "u1", "messages": [user("Q1, edited", "u1b")]})
+    assert reply_text(edited) == "Edited answer"
+    assert [(m["role"], _text(m["content"])) for m in upstream.requests[-1].body["messages"]] == [
+        ("user", "Q1, edited")
+    ]
+    messages = client.get(f"/ui/chat/{chat_id}/messages", headers=account.headers).json()
+    assert [m["parts"][0]["text"] for m in messages] == ["Q1, edited", "Edited answer"]
+    tree = client.get(
+        f"/sessions/{first['message']['metadata']['sessionId']}/messages?tree=true",
+        headers=account.headers,
+    ).json()
+    assert len(tree["messages"] if isinstance(tree, dict) else tree) == 5
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_resume_replays_a_reply_in_progress_and_204_when_none(
+    node: str,
+    server: LiveServer,
+    upstream: FakeAnthropic,
+    account: Account,
+    package: str,
+) -> None:
+    """useChat({resume: true}) after a reload: the reply from its start, then live, whole."""
+    chat_id = f"resume-{package}-{uuid.uuid4().hex[:8]}"
+    base = signed_in(server, account, package, chat_id)
+    assert drive(node, {**base, "resume": True})["status"] == "nothing-to-resume"
+    hold = threading.Event()
+    upstream.enqueue(TextReply(chunks=("Part one", ", part two"), hold=hold))
+    sending = threading.Thread(target=drive, args=(node, {**base, "messages": [user("Go")]}))
+    sending.start()
+    try:
+        _wait_until_streaming(server, account, chat_id)
+        resumed: dict[str, Any] = {}
+        reader = threading.Thread(
+            target=lambda: resumed.update(drive(node, {**base, "resume": True}))
+        )
+        reader.start()
+        time.sleep(0.5)  # the resumed reader has the replayed start and waits for the rest
+        hold.set()
+        reader.join(60)
+    finally:
+        hold.set()
+        sending.join(60)
+    assert reply_text(resumed) == "Part one, part two"
+    assert chunk_types(resumed)[:2] == ["start", "start-step"]
+    assert chunk_types(resumed)[-1] == "finish"
+    assert drive(node, {**base, "resume": True})["status"] == "nothing-to-resume"
+
+
+def _wait_until_streaming(server: LiveServer, account: Account, chat_id: str) -> None:
+    """Wait until the chat's reply is streaming (GET /ui/chat/{id}/stream answers 200)."""
+    deadline = time.monotonic() + 20
+    with server.client() as http:
+        while time.monotonic() < deadline:
+            with http.stream(
+                "GET", f"/ui/chat/{chat_id}/stream", headers=account.headers
+            ) as response:
+                if response.status_code == 200:
+                    return
+            time.sleep(0.05)
+    raise AssertionError("the reply never started streaming")
+
+
+def test_unknown_chats_and_messages(
+    client: httpx.Client, upstream: FakeAnthropic, account: Account
+) -> None:
+    """A regenerate or edit naming what is not there is a 404; a resume of it is a 204."""
+    before = len(upstream.requests)
+    body = {"id": "nowhere", "messages": [user("hi")], "messageId": "m-unknown"}
+    assert client.post("/ui/chat", json=body, headers=account.headers).status_code == 404
+    regenerate = {**body, "trigger": "regenerate-message"}
+    assert client.post("/ui/chat", json=regenerate, headers=account.headers).status_code == 404
+    assert client.get("/ui/chat/nowhere/stream", headers=account.headers).status_code == 204
+    assert client.get("/ui/chat/nowhere/stream").status_code == 204
+    assert len(upstream.requests) == before
 
 
 def _text(content: Any) -> str:

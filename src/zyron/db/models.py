@@ -83,7 +83,17 @@ class ChatSession(Base):
     """A conversation owned by one user."""
 
     __tablename__ = "chat_sessions"
-    __table_args__ = (Index(None, "user_id", "updated_at"),)
+    __table_args__ = (
+        Index(None, "user_id", "updated_at"),
+        Index(
+            "ix_chat_sessions_user_id_client_id",
+            "user_id",
+            "client_id",
+            unique=True,
+            postgresql_where=text("client_id IS NOT NULL"),
+            sqlite_where=text("client_id IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
@@ -94,6 +104,8 @@ class ChatSession(Base):
     system_prompt: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The id a front end gave the chat (useChat makes its own), unique per user.
+    client_id: Mapped[str | None] = mapped_column(String(200))
 
 
 class Message(Base):
@@ -105,6 +117,13 @@ class Message(Base):
         Index(None, "session_id", "user_id", "created_at", "id"),
         Index(None, "user_id"),
         Index(None, "parent_id"),
+        Index(
+            "ix_messages_session_id_client_id",
+            "session_id",
+            "client_id",
+            postgresql_where=text("client_id IS NOT NULL"),
+            sqlite_where=text("client_id IS NOT NULL"),
+        ),
         Index(
             "ix_messages_streaming_lease",
             "lease_expires_at",
@@ -141,6 +160,8 @@ class Message(Base):
     output_tokens: Mapped[int | None]
     stop_reason: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The id a front end gave the message (useChat makes its own), beside Zyron's.
+    client_id: Mapped[str | None] = mapped_column(String(200))
     # While streaming: the producing process renews this; past it, the process is presumed dead.
     lease_expires_at: Mapped[datetime | None]
     # Set by POST /chat/{id}/cancel; the producing process, wherever it runs, notices it.

@@ -6,11 +6,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from zyron.auth.deps import OptionalUser
+from zyron.chat.follow import reply_events
 from zyron.chat.service import Started
-from zyron.errors import ErrorBody, InvalidInput, InvalidToken, error_responses
+from zyron.errors import InvalidInput, InvalidToken, NotFound, ReplyInProgress, error_responses
 from zyron.state import AppState, get_state
 from zyron.ui import service
 from zyron.ui.chunks import UI_STREAM_HEADERS, ui_stream
@@ -26,14 +27,14 @@ router = APIRouter(tags=["ui"])
             "description": "The UI message stream (protocol v1): `data:` chunks, then [DONE].",
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
         },
-        **error_responses(InvalidToken, InvalidInput),
-        501: {"model": ErrorBody, "description": f"`{service.SignedInNotYet.code}`"},
+        **error_responses(InvalidToken, InvalidInput, NotFound, ReplyInProgress),
     },
 )
 async def ui_chat(body: UIChatRequest, request: Request, principal: OptionalUser) -> Any:
     """Answer useChat's DefaultChatTransport: the reply to the last message, as UI chunks.
 
-    Guests send the whole conversation; nothing is saved (see docs/frontends.md).
+    Signed in, the chat is a saved session and only the last message is new; guests send the
+    whole conversation and nothing is saved (docs/frontends.md).
     """
     state = get_state(request)
     started = await service.send(state, body, principal, address=state.clients.key(request))
@@ -51,3 +52,41 @@ async def _stream(state: AppState, started: Started) -> AsyncIterator[bytes]:
     finally:
         if not generation.finished and state.settings.cancel_on_disconnect:
             state.generations.cancel(generation.key)
+
+
+@router.get(
+    "/ui/chat/{chat_id}/messages",
+    responses=error_responses(InvalidToken),
+)
+async def ui_messages(chat_id: str, request: Request, principal: OptionalUser) -> Any:
+    """The chat's active branch as UIMessages, for useChat's initial `messages`.
+
+    [] for a chat this caller does not have (a guest's, another user's, one not started).
+    """
+    state = get_state(request)
+    files_url = str(request.base_url).rstrip("/") + "/files"
+    return await service.ui_messages(state, principal, chat_id, files_url=files_url)
+
+
+@router.get(
+    "/ui/chat/{chat_id}/stream",
+    response_model=None,
+    responses={
+        200: {
+            "description": "The reply in progress, replayed from its start, then live.",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+        204: {"description": "No reply of this chat is streaming (or no such chat)."},
+        **error_responses(InvalidToken),
+    },
+)
+async def ui_resume(chat_id: str, request: Request, principal: OptionalUser) -> Response:
+    """What useChat({resume: true}) calls on mount: replay the reply streaming, if any."""
+    state = get_state(request)
+    reply = await service.streaming_reply(state, principal, chat_id)
+    if reply is None or principal is None:
+        return Response(status_code=204)
+    events = reply_events(state, principal, reply, after=-1)
+    return StreamingResponse(
+        ui_stream(events), media_type="text/event-stream", headers=UI_STREAM_HEADERS
+    )

@@ -4,43 +4,48 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import logging
+import uuid
+from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from zyron.auth.principal import Principal
 from zyron.chat import service
-from zyron.chat.schemas import ChatRequest, HistoryTurn, InlineAttachment
+from zyron.chat.schemas import ChatRequest, HistoryTurn, InlineAttachment, RegenerateRequest
 from zyron.chat.service import Started
-from zyron.errors import InvalidInput, ZyronError
+from zyron.chat.writer import ReplyTarget
+from zyron.db.models import ChatSession, Message, Role, Status
+from zyron.db.unit_of_work import unit_of_work
+from zyron.errors import InvalidInput, NotFound
+from zyron.sessions.branches import branch
+from zyron.sessions.parts import public_parts, stored_parts
 from zyron.state import AppState
 from zyron.ui.schemas import UIChatRequest, UIMessage
 
-
-class SignedInNotYet(ZyronError):
-    """Signed-in callers of POST /ui/chat: the next slice of the work (docs/frontends.md)."""
-
-    status_code = 501
-    code = "not_implemented"
-    default_detail = (
-        "POST /ui/chat serves guests for now; signed-in callers use POST /chat until sessions "
-        "keep useChat's ids (docs/frontends.md)."
-    )
+log = logging.getLogger("zyron.ui")
 
 
 async def send(
     state: AppState, body: UIChatRequest, principal: Principal | None, *, address: str
 ) -> Started:
-    """Start the reply to the chat's last user message; the earlier messages are the history."""
-    if principal is not None:
-        raise SignedInNotYet()
+    """Start the reply useChat asked for: to its last message, a regenerate, or an edit."""
+    if principal is None:
+        return await _guest(state, body, address)
+    return await _signed_in(state, body, principal, address)
+
+
+async def _guest(state: AppState, body: UIChatRequest, address: str) -> Started:
+    """A guest: the earlier messages are the history; nothing is saved."""
     if body.trigger != "submit-message":
         raise InvalidInput("trigger: a guest regenerates by sending the messages again")
     *earlier, last = body.messages
-    if last.role != "user":
-        raise InvalidInput("messages: the last message must be the user's")
-    question = _text(last)
-    if not question.strip():
-        raise InvalidInput("messages: the last message has no text")
+    question = _question(last)
     try:
         request = ChatRequest(
             message=question,
@@ -48,15 +53,10 @@ async def send(
                 HistoryTurn(role=m.role, content=_text(m)) for m in earlier if m.role != "system"
             ],
             attachments=_inline_files(last) or None,
-            model=body.model,
-            system=body.system,
-            max_tokens=body.max_tokens,
-            reasoning=body.reasoning,
+            **_options(body),
         )
     except ValidationError as exc:  # a file part whose fields do not fit an attachment
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise InvalidInput(f"messages: {where}: {first['msg']}") from exc
+        raise _invalid(exc) from exc
     started = await service.send_message(
         state, request, None, address=address, idempotency_key=None
     )
@@ -64,9 +64,179 @@ async def send(
     return started
 
 
+async def _signed_in(
+    state: AppState, body: UIChatRequest, principal: Principal, address: str
+) -> Started:
+    """Signed in: the history is the session's; only the last message (or the trigger) is new.
+
+    The chat id names the session: a Zyron session id, or useChat's own, which a new session
+    keeps. `messageId` names the reply to regenerate, or on a submit the message edited (the
+    new one then branches from the message before it).
+    """
+    async with unit_of_work(
+        state.sessionmaker, role="authenticated", claims=principal.claims
+    ) as db:
+        chat = await find_chat(db, principal.user_id, body.id)
+        named = None
+        if body.messageId is not None:
+            if chat is None:
+                raise NotFound("No such chat.")
+            named = await find_message(db, principal.user_id, chat.id, body.messageId)
+            if named is None:
+                raise NotFound("messageId: no such message in this chat.")
+    if body.trigger == "regenerate-message":
+        if named is None or named.role != Role.ASSISTANT:
+            raise InvalidInput("messageId: regenerate names the reply to replace")
+        options = RegenerateRequest(**_options(body))
+        return await service.regenerate(state, principal, named.id, options)
+    last = body.messages[-1]
+    question = _question(last)
+    branch: dict[str, Any] = {}
+    if named is not None:  # an edit: the new message follows what the edited one followed
+        if named.role != Role.USER:
+            raise InvalidInput("messageId: an edit names the user message it replaces")
+        branch["parent_id"] = named.parent_id
+    try:
+        request = ChatRequest(
+            message=question,
+            session_id=chat.id if chat is not None else None,
+            attachments=_stored_files(last) or None,
+            **branch,
+            **_options(body),
+        )
+    except ValidationError as exc:
+        raise _invalid(exc) from exc
+    started = await service.send_message(
+        state, request, principal, address=address, idempotency_key=None
+    )
+    assert isinstance(started, Started)  # no Idempotency-Key, so never a replay
+    assert started.target is not None
+    await _keep_client_ids(state, principal, started.target, chat_id=body.id, message_id=last.id)
+    return started
+
+
+async def find_chat(db: AsyncSession, user_id: uuid.UUID, chat_id: str) -> ChatSession | None:
+    """The user's session named by `chat_id`: its Zyron id, or the id a front end gave it."""
+    match = ChatSession.client_id == chat_id
+    with contextlib.suppress(ValueError):
+        match = or_(match, ChatSession.id == uuid.UUID(chat_id))
+    result = await db.execute(
+        select(ChatSession).where(ChatSession.user_id == user_id, match).limit(1)
+    )
+    return result.scalar_one_or_none()
+
+
+async def find_message(
+    db: AsyncSession, user_id: uuid.UUID, session_id: uuid.UUID, message_id: str
+) -> Message | None:
+    """A message of the session named by its Zyron id or by the id a front end gave it."""
+    match = Message.client_id == message_id
+    with contextlib.suppress(ValueError):
+        match = or_(match, Message.id == uuid.UUID(message_id))
+    result = await db.execute(
+        select(Message)
+        .where(Message.user_id == user_id, Message.session_id == session_id, match)
+        .limit(1)
+    )
+    return result.scalar_one_or_none()
+
+
+async def _keep_client_ids(
+    state: AppState, principal: Principal, target: ReplyTarget, *, chat_id: str, message_id: str
+) -> None:
+    """Keep useChat's ids beside Zyron's: the session's (when new) and its user message's.
+
+    Two first requests of one new chat racing each other make two sessions; the second cannot
+    take the id (unique per user), keeps its own, and is still answered.
+    """
+    asked = select(Message.parent_id).where(Message.id == target.message_id).scalar_subquery()
+    try:
+        await _write_client_ids(state, principal, target, asked, chat_id, message_id)
+    except IntegrityError:
+        log.warning(
+            "chat id already taken by another session", extra={"session": str(target.session_id)}
+        )
+
+
+async def _write_client_ids(
+    state: AppState,
+    principal: Principal,
+    target: ReplyTarget,
+    asked: Any,
+    chat_id: str,
+    message_id: str,
+) -> None:
+    """Write both ids, in one transaction."""
+    async with unit_of_work(
+        state.sessionmaker, role="authenticated", claims=principal.claims
+    ) as db:
+        await db.execute(
+            update(Message)
+            .where(Message.id == asked, Message.user_id == principal.user_id)
+            .values(client_id=message_id)
+        )
+        if chat_id != str(target.session_id):
+            await db.execute(
+                update(ChatSession)
+                .where(
+                    ChatSession.id == target.session_id,
+                    ChatSession.user_id == principal.user_id,
+                    ChatSession.client_id.is_(None),
+                )
+                .values(client_id=chat_id)
+            )
+
+
+def _options(body: UIChatRequest) -> dict[str, Any]:
+    """The reply options a front end may add to useChat's body, for ChatRequest."""
+    options = {
+        "model": body.model,
+        "system": body.system,
+        "max_tokens": body.max_tokens,
+        "reasoning": body.reasoning,
+    }
+    return {name: value for name, value in options.items() if value is not None}
+
+
+def _question(message: UIMessage) -> str:
+    """The text of the message to answer, which must be the user's."""
+    if message.role != "user":
+        raise InvalidInput("messages: the last message must be the user's")
+    question = _text(message)
+    if not question.strip():
+        raise InvalidInput("messages: the last message has no text")
+    return question
+
+
+def _invalid(exc: ValidationError) -> InvalidInput:
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    return InvalidInput(f"messages: {where}: {first['msg']}")
+
+
 def _text(message: UIMessage) -> str:
     """The message's text parts, joined (its thinking is not sent back)."""
     return "".join(part.text or "" for part in message.parts if part.type == "text")
+
+
+def _stored_files(message: UIMessage) -> list[uuid.UUID]:
+    """A signed-in user's file parts: URLs of files uploaded with POST /files."""
+    ids = []
+    for index, part in enumerate(message.parts):
+        if part.type != "file":
+            continue
+        path = urlsplit(part.url or "").path.rstrip("/")
+        head, _, tail = path.rpartition("/")
+        try:
+            if not head.endswith("/files") and head != "/files":
+                raise ValueError(path)
+            ids.append(uuid.UUID(tail))
+        except ValueError:
+            raise InvalidInput(
+                f"messages[-1].parts[{index}]: a file must be the URL of an uploaded file "
+                "(…/files/{id}, from POST /files)"
+            ) from None
+    return ids
 
 
 def _inline_files(message: UIMessage) -> list[InlineAttachment]:
@@ -88,3 +258,103 @@ def _inline_files(message: UIMessage) -> list[InlineAttachment]:
         media_type = part.mediaType or header.removeprefix("data:").removesuffix(";base64")
         files.append(InlineAttachment(media_type=media_type, data=data, filename=part.filename))
     return files
+
+
+# What a UIMessage is made of, read off the active branch.
+UI_COLUMNS = (
+    Message.id,
+    Message.parent_id,
+    Message.client_id,
+    Message.role,
+    Message.content,
+    Message.parts,
+    Message.status,
+    Message.model,
+    Message.stop_reason,
+    Message.input_tokens,
+    Message.output_tokens,
+)
+
+
+async def ui_messages(
+    state: AppState, principal: Principal | None, chat_id: str, *, files_url: str
+) -> list[dict[str, Any]]:
+    """The chat's active branch as UIMessages (useChat's initial messages); [] when unknown.
+
+    A reply still streaming is left out: useChat's resume brings it, and would show it twice.
+    """
+    if principal is None:
+        return []
+    async with unit_of_work(
+        state.sessionmaker, role="authenticated", claims=principal.claims
+    ) as db:
+        chat = await find_chat(db, principal.user_id, chat_id)
+        if chat is None:
+            return []
+        rows = await branch(
+            db,
+            principal.user_id,
+            chat.id,
+            leaf_id=None,
+            limit=state.settings.max_messages_page,
+            columns=UI_COLUMNS,
+        )
+    return [_ui_message(row, chat.id, files_url) for row in rows if row.status != Status.STREAMING]
+
+
+async def streaming_reply(
+    state: AppState, principal: Principal | None, chat_id: str
+) -> Message | None:
+    """The chat's reply in progress, if one is: what GET /ui/chat/{id}/stream replays."""
+    if principal is None:
+        return None
+    async with unit_of_work(
+        state.sessionmaker, role="authenticated", claims=principal.claims
+    ) as db:
+        chat = await find_chat(db, principal.user_id, chat_id)
+        if chat is None:
+            return None
+        result = await db.execute(
+            select(Message)
+            .where(
+                Message.session_id == chat.id,
+                Message.user_id == principal.user_id,
+                Message.role == Role.ASSISTANT,
+                Message.status == Status.STREAMING,
+            )
+            .order_by(Message.created_at.desc())
+            .limit(1)
+        )
+        return result.scalar_one_or_none()
+
+
+def _ui_message(row: Any, session_id: uuid.UUID, files_url: str) -> dict[str, Any]:
+    """One stored message as useChat keeps it: its id (the front end's, if it gave one)."""
+    parts: list[dict[str, Any]] = []
+    for part in public_parts(stored_parts(row.parts, row.content)):
+        if part["type"] == "text":
+            parts.append({"type": "text", "text": part["text"], "state": "done"})
+        elif part["type"] == "reasoning":
+            parts.append({"type": "reasoning", "text": part["text"], "state": "done"})
+        elif part["type"] == "file" and not part.get("missing"):
+            file_part = {
+                "type": "file",
+                "mediaType": part["media_type"],
+                "url": f"{files_url}/{part['file_id']}",
+            }
+            if part.get("filename"):
+                file_part["filename"] = part["filename"]
+            parts.append(file_part)
+    metadata: dict[str, Any] = {"sessionId": str(session_id), "messageId": str(row.id)}
+    if row.role == Role.ASSISTANT:
+        metadata |= {
+            "model": row.model,
+            "stopReason": row.stop_reason,
+            "usage": {"input_tokens": row.input_tokens, "output_tokens": row.output_tokens},
+        }
+    return {
+        "id": row.client_id or str(row.id),
+        "role": row.role,
+        "parts": parts,
+        "metadata": metadata,
+    }
