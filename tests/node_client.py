@@ -41,3 +41,36 @@ def drive(node: str, request: dict[str, Any]) -> dict[str, Any]:
         raise AssertionError(f"node failed ({done.returncode}): {done.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
     return result
+
+
+class Running:
+    """tests/node/ui_chat.mjs running in the background, until `result()`."""
+
+    def __init__(self, node: str, request: dict[str, Any]) -> None:
+        self.process = subprocess.Popen(
+            [node, str(NODE_DIR / "ui_chat.mjs")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=NODE_DIR,
+        )
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(request))
+        self.process.stdin.close()
+        self.process.stdin = None  # written and closed: communicate() must not flush it
+
+    def wait_for_first_chunk(self) -> None:
+        """Block until the client has parsed its first chunk (it says so on stderr)."""
+        assert self.process.stderr is not None
+        line = self.process.stderr.readline()
+        if line.strip() != "first-chunk":
+            raise AssertionError(f"no chunk came: {line}{self.process.stderr.read()[-2000:]}")
+
+    def result(self) -> dict[str, Any]:
+        """Wait for the client to finish; return what it saw."""
+        stdout, stderr = self.process.communicate(timeout=60)
+        if self.process.returncode != 0 or not stdout.strip():
+            raise AssertionError(f"node failed ({self.process.returncode}): {stderr[-2000:]}")
+        result: dict[str, Any] = json.loads(stdout.splitlines()[-1])
+        return result

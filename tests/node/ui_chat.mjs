@@ -37,7 +37,11 @@ try {
   } else {
     const [recorded, assembled] = stream.tee();
     const recording = (async () => {
-      for await (const chunk of recorded) result.chunks.push(chunk);
+      for await (const chunk of recorded) {
+        // The first chunk is announced on stderr, so a test can act once a stream is under way.
+        if (result.chunks.length === 0) process.stderr.write("first-chunk\n");
+        result.chunks.push(chunk);
+      }
     })();
     for await (const message of readUIMessageStream({ stream: assembled, terminateOnError: true })) {
       result.message = message;

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from typing import Any
 
@@ -11,7 +10,7 @@ import httpx
 import pytest
 
 from tests.fakes.anthropic_upstream import FakeAnthropic, HttpError, TextReply, ThinkingReply
-from tests.node_client import PACKAGES, drive, node_or_skip
+from tests.node_client import PACKAGES, Running, drive, node_or_skip
 from tests.support import Account, LiveServer, signup
 
 HAIKU = "claude-haiku-4-5"  # thinks with a budget
@@ -128,6 +127,24 @@ def test_an_upstream_error_is_an_error_chunk(
     assert error["errorText"]
 
 
+@pytest.mark.parametrize("package", PACKAGES)
+def test_a_guest_regenerate_answers_the_messages_again(
+    node: str, server: LiveServer, upstream: FakeAnthropic, package: str
+) -> None:
+    upstream.enqueue(TextReply(chunks=("Another",)))
+    result = drive(
+        node,
+        {
+            "package": package,
+            "api": f"{server.url}/ui/chat",
+            "chatId": "g",
+            "trigger": "regenerate-message",
+            "messages": [user("Once more")],
+        },
+    )
+    assert reply_text(result) == "Another"
+
+
 def test_bad_bodies_are_json_errors(server: LiveServer, upstream: FakeAnthropic) -> None:
     """Before any stream: the usual JSON errors, and nothing reaches the model."""
     before = len(upstream.requests)
@@ -136,8 +153,9 @@ def test_bad_bodies_are_json_errors(server: LiveServer, upstream: FakeAnthropic)
             ({"id": "c", "messages": []}, 422),
             ({"id": "c", "messages": [assistant("hi")]}, 422),
             ({"id": "c", "messages": [user("   ")]}, 422),
-            ({"id": "c", "messages": [user("x")], "trigger": "regenerate-message"}, 422),
             ({"id": "c", "messages": [user("x")], "trigger": "nonsense"}, 422),
+            ({"id": "c", "messages": [user("x", "")]}, 422),
+            ({"id": "c", "messages": [user("x")], "messageId": ""}, 422),
             (
                 {
                     "id": "c",
@@ -258,18 +276,39 @@ def test_regenerate_and_edit_make_branches(
     assert again["message"]["id"] != reply_id
     # An edit: the edited message with its id as messageId; it branches from what u1 followed.
     upstream.enqueue(TextReply(chunks=("Edited answer",)))
-    edited = drive(node, {**base, "messageId": "u1", "messages": [user("Q1, edited", "u1b")]})
+    edited = drive(node, {**base, "messageId": "u1", "messages": [user("Q1, edited", "u1")]})
     assert reply_text(edited) == "Edited answer"
     assert [(m["role"], _text(m["content"])) for m in upstream.requests[-1].body["messages"]] == [
         ("user", "Q1, edited")
     ]
     messages = client.get(f"/ui/chat/{chat_id}/messages", headers=account.headers).json()
     assert [m["parts"][0]["text"] for m in messages] == ["Q1, edited", "Edited answer"]
+    assert messages[0]["id"] == "u1"  # the edit kept the edited message's id
+    # useChat's plain regenerate(): no messageId, the messages end at the (edited) question.
+    upstream.enqueue(TextReply(chunks=("Edited, again",)))
+    plain = drive(
+        node, {**base, "trigger": "regenerate-message", "messages": [user("Q1, edited", "u1")]}
+    )
+    assert reply_text(plain) == "Edited, again"
+    # regenerate({messageId}) naming the question: the same.
+    upstream.enqueue(TextReply(chunks=("And again",)))
+    named = drive(
+        node,
+        {
+            **base,
+            "trigger": "regenerate-message",
+            "messageId": "u1",
+            "messages": [user("Q1, edited", "u1")],
+        },
+    )
+    assert reply_text(named) == "And again"
+    messages = client.get(f"/ui/chat/{chat_id}/messages", headers=account.headers).json()
+    assert [m["parts"][0]["text"] for m in messages] == ["Q1, edited", "And again"]
     tree = client.get(
         f"/sessions/{first['message']['metadata']['sessionId']}/messages?tree=true",
         headers=account.headers,
     ).json()
-    assert len(tree["messages"] if isinstance(tree, dict) else tree) == 5
+    assert len(tree["messages"] if isinstance(tree, dict) else tree) == 7
 
 
 @pytest.mark.parametrize("package", PACKAGES)
@@ -286,39 +325,21 @@ def test_resume_replays_a_reply_in_progress_and_204_when_none(
     assert drive(node, {**base, "resume": True})["status"] == "nothing-to-resume"
     hold = threading.Event()
     upstream.enqueue(TextReply(chunks=("Part one", ", part two"), hold=hold))
-    sending = threading.Thread(target=drive, args=(node, {**base, "messages": [user("Go")]}))
-    sending.start()
+    sending = Running(node, {**base, "messages": [user("Go")]})
     try:
-        _wait_until_streaming(server, account, chat_id)
-        resumed: dict[str, Any] = {}
-        reader = threading.Thread(
-            target=lambda: resumed.update(drive(node, {**base, "resume": True}))
-        )
-        reader.start()
-        time.sleep(0.5)  # the resumed reader has the replayed start and waits for the rest
+        sending.wait_for_first_chunk()
+        resuming = Running(node, {**base, "resume": True})
+        resuming.wait_for_first_chunk()  # the replay has begun while the reply is held
         hold.set()
-        reader.join(60)
+        resumed = resuming.result()
+        sent = sending.result()
     finally:
         hold.set()
-        sending.join(60)
+    assert reply_text(sent) == "Part one, part two"
     assert reply_text(resumed) == "Part one, part two"
     assert chunk_types(resumed)[:2] == ["start", "start-step"]
     assert chunk_types(resumed)[-1] == "finish"
     assert drive(node, {**base, "resume": True})["status"] == "nothing-to-resume"
-
-
-def _wait_until_streaming(server: LiveServer, account: Account, chat_id: str) -> None:
-    """Wait until the chat's reply is streaming (GET /ui/chat/{id}/stream answers 200)."""
-    deadline = time.monotonic() + 20
-    with server.client() as http:
-        while time.monotonic() < deadline:
-            with http.stream(
-                "GET", f"/ui/chat/{chat_id}/stream", headers=account.headers
-            ) as response:
-                if response.status_code == 200:
-                    return
-            time.sleep(0.05)
-    raise AssertionError("the reply never started streaming")
 
 
 def test_unknown_chats_and_messages(
@@ -333,6 +354,35 @@ def test_unknown_chats_and_messages(
     assert client.get("/ui/chat/nowhere/stream", headers=account.headers).status_code == 204
     assert client.get("/ui/chat/nowhere/stream").status_code == 204
     assert len(upstream.requests) == before
+
+
+def test_another_users_chat_is_out_of_reach(
+    server: LiveServer, upstream: FakeAnthropic, client: httpx.Client, account: Account
+) -> None:
+    """By Zyron id or by useChat's id, another user's chat and messages are not found."""
+    upstream.enqueue(TextReply(chunks=("Mine",)))
+    events = client.post(
+        "/ui/chat", json={"id": "alices", "messages": [user("hi")]}, headers=account.headers
+    )
+    assert events.status_code == 200
+    mine = client.get("/ui/chat/alices/messages", headers=account.headers).json()
+    session_id = mine[0]["metadata"]["sessionId"]
+    reply_id = mine[1]["id"]
+    before = (server.counts(), len(upstream.requests))
+    mallory = signup(client).headers
+    for chat_id in ("alices", session_id):
+        for extra in (
+            {"messageId": "u1"},
+            {"messageId": reply_id, "trigger": "regenerate-message"},
+        ):
+            body = {"id": chat_id, "messages": [user("mine now")], **extra}
+            assert client.post("/ui/chat", json=body, headers=mallory).status_code == 404
+        assert client.get(f"/ui/chat/{chat_id}/messages", headers=mallory).json() == []
+        assert client.get(f"/ui/chat/{chat_id}/stream", headers=mallory).status_code == 204
+    after = server.counts()
+    assert after["messages"] == before[0]["messages"]
+    assert after["chat_sessions"] == before[0]["chat_sessions"]
+    assert len(upstream.requests) == before[1]
 
 
 def _text(content: Any) -> str:

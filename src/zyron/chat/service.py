@@ -58,6 +58,14 @@ class Started:
 
 
 @dataclass(frozen=True, slots=True)
+class ClientIds:
+    """Ids a front end gave: the new session's (if one is made) and the user message's."""
+
+    session: str | None
+    message: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Replay:
     """A retried request: answer with the exchange its Idempotency-Key already produced."""
 
@@ -86,6 +94,7 @@ async def send_message(
     *,
     address: str,
     idempotency_key: str | None,
+    client_ids: ClientIds | None = None,
 ) -> Started | Replay:
     """Check the request, save the exchange (signed in) and start the reply; or find a replay."""
     settings = state.settings
@@ -113,7 +122,7 @@ async def send_message(
                     reserved=reserved,
                 )
         else:
-            found = await _signed_in(body, principal, state, idempotency_key, slot)
+            found = await _signed_in(body, principal, state, idempotency_key, slot, client_ids)
             if isinstance(found, Replay):
                 if slot is not None:
                     await state.running.release(slot)
@@ -240,11 +249,12 @@ async def _signed_in(
     state: AppState,
     idempotency_key: str | None,
     slot: Slot | None,
+    client_ids: ClientIds | None,
 ) -> Prepared | Replay:
     """Save the user's message and a placeholder reply, committed before the model is called."""
     request_hash = idempotency.fingerprint(body)
     try:
-        return await _save_exchange(body, principal, state, idempotency_key, slot)
+        return await _save_exchange(body, principal, state, idempotency_key, slot, client_ids)
     except IntegrityError:
         if idempotency_key is None:
             raise
@@ -266,6 +276,7 @@ async def _save_exchange(
     state: AppState,
     idempotency_key: str | None,
     slot: Slot | None,
+    client_ids: ClientIds | None = None,
 ) -> Prepared | Replay:
     """In one transaction: replay a known key, or save the exchange (and the key)."""
     settings = state.settings
@@ -303,6 +314,7 @@ async def _save_exchange(
                 title=body.title,
                 model=body.model,
                 now=now,
+                client_id=client_ids.session if client_ids else None,
             )
             earlier = []
         spec, provider = state.models.resolve(body.model or _session_model(state, chat.model))
@@ -336,6 +348,7 @@ async def _save_exchange(
             parent_id=earlier[-1].id if earlier else None,
             lease_seconds=settings.reply_lease_seconds,
             now=now,
+            client_id=client_ids.message if client_ids else None,
         )
         if owned:
             # What deleting the file, or the session, follows.

@@ -116,6 +116,7 @@ async def add_session(
     model: str | None = None,
     system_prompt: str | None = None,
     now: datetime | None = None,
+    client_id: str | None = None,
 ) -> ChatSession:
     """Insert a session; without a title, it is "New chat" until one is generated."""
     now = now or utcnow()
@@ -127,6 +128,7 @@ async def add_session(
         system_prompt=system_prompt,
         created_at=now,
         updated_at=now,
+        client_id=client_id,
     )
     db.add(chat)
     await db.flush()
@@ -252,6 +254,7 @@ async def add_exchange(
     parent_id: uuid.UUID | None,
     lease_seconds: float,
     now: datetime,
+    client_id: str | None = None,
 ) -> Exchange:
     """Insert the user's message and the assistant's placeholder reply (status streaming).
 
@@ -277,6 +280,7 @@ async def add_exchange(
             "model": None,
             "created_at": now,
             "lease_expires_at": None,
+            "client_id": client_id,
         },
         {
             **common,
@@ -291,6 +295,7 @@ async def add_exchange(
             "created_at": exchange.reply_created_at,
             # Until the producing task renews it, this says someone is working on the reply.
             "lease_expires_at": now + timedelta(seconds=lease_seconds),
+            "client_id": None,
         },
     ]
     await db.execute(insert(cast(Table, Message.__table__)), rows)

@@ -60,7 +60,10 @@ class Chunker:
                 yield {"type": "abort"}
                 return
             yield {"type": "finish-step"}
-            yield {"type": "finish", "messageMetadata": _finish(data)}
+            metadata = finish_metadata(
+                data.get("stop_reason"), data.get("model"), data.get("usage")
+            )
+            yield {"type": "finish", "messageMetadata": metadata}
         elif event.event == "error":
             yield from self._close_part()
             yield {"type": "error", "errorText": data.get("detail") or data.get("error", "")}
@@ -103,11 +106,21 @@ def _ids(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _finish(data: dict[str, Any]) -> dict[str, Any]:
-    stop = data.get("stop_reason")
+# Zyron's stop reasons (Anthropic's names) as the AI SDK's finish reasons.
+FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "refusal": "content-filter",
+    "tool_use": "tool-calls",
+}
+
+
+def finish_metadata(stop: str | None, model: str | None, usage: Any) -> dict[str, Any]:
+    """A finished reply's metadata: the finish reason (in the SDK's words), model and usage."""
     return {
-        "finishReason": {"end_turn": "stop", "max_tokens": "length"}.get(stop or "", "other"),
+        "finishReason": FINISH_REASONS.get(stop or "", "other"),
         "stopReason": stop,
-        "model": data.get("model"),
-        "usage": data.get("usage"),
+        "model": model,
+        "usage": usage,
     }

@@ -26,7 +26,7 @@ class UIMessage(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    id: str = Field(max_length=200)
+    id: str = Field(min_length=1, max_length=200)
     role: Literal["system", "user", "assistant"]
     parts: list[UIPart] = Field(max_length=1000)
     metadata: Any = None
@@ -40,7 +40,7 @@ class UIChatRequest(BaseModel):
     id: str = Field(min_length=1, max_length=200, description="The chat's id (useChat's).")
     messages: list[UIMessage] = Field(min_length=1)
     trigger: Literal["submit-message", "regenerate-message"] = "submit-message"
-    messageId: str | None = Field(default=None, max_length=200)  # noqa: N815  (the SDK's name)
+    messageId: str | None = Field(default=None, min_length=1, max_length=200)  # noqa: N815  (the SDK's name)
     model: str | None = Field(default=None, min_length=1, max_length=200)
     system: str | None = None
     max_tokens: int | None = Field(default=None, ge=1)

@@ -11,21 +11,21 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zyron.auth.principal import Principal
 from zyron.chat import service
 from zyron.chat.schemas import ChatRequest, HistoryTurn, InlineAttachment, RegenerateRequest
-from zyron.chat.service import Started
-from zyron.chat.writer import ReplyTarget
+from zyron.chat.service import ClientIds, Started
 from zyron.db.models import ChatSession, Message, Role, Status
 from zyron.db.unit_of_work import unit_of_work
 from zyron.errors import InvalidInput, NotFound
 from zyron.sessions.branches import branch
 from zyron.sessions.parts import public_parts, stored_parts
 from zyron.state import AppState
+from zyron.ui.chunks import finish_metadata
 from zyron.ui.schemas import UIChatRequest, UIMessage
 
 log = logging.getLogger("zyron.ui")
@@ -41,9 +41,10 @@ async def send(
 
 
 async def _guest(state: AppState, body: UIChatRequest, address: str) -> Started:
-    """A guest: the earlier messages are the history; nothing is saved."""
-    if body.trigger != "submit-message":
-        raise InvalidInput("trigger: a guest regenerates by sending the messages again")
+    """A guest: the earlier messages are the history; nothing is saved.
+
+    A regenerate is the same: useChat sends the messages up to the question again.
+    """
     *earlier, last = body.messages
     question = _question(last)
     try:
@@ -70,26 +71,35 @@ async def _signed_in(
     """Signed in: the history is the session's; only the last message (or the trigger) is new.
 
     The chat id names the session: a Zyron session id, or useChat's own, which a new session
-    keeps. `messageId` names the reply to regenerate, or on a submit the message edited (the
-    new one then branches from the message before it).
+    keeps. On a submit, `messageId` names the message edited (the new one branches from the
+    message before it, and keeps the id). A regenerate names the reply to replace, or the
+    question to answer again; useChat's plain regenerate() names nothing, and its messages
+    end at the question.
     """
+    last = body.messages[-1]
     async with unit_of_work(
         state.sessionmaker, role="authenticated", claims=principal.claims
     ) as db:
         chat = await find_chat(db, principal.user_id, body.id)
         named = None
-        if body.messageId is not None:
+        regenerating = body.trigger == "regenerate-message"
+        wanted = body.messageId or (last.id if regenerating else None)
+        if wanted is not None:
             if chat is None:
                 raise NotFound("No such chat.")
-            named = await find_message(db, principal.user_id, chat.id, body.messageId)
+            named = await find_message(db, principal.user_id, chat.id, wanted)
             if named is None:
                 raise NotFound("messageId: no such message in this chat.")
-    if body.trigger == "regenerate-message":
-        if named is None or named.role != Role.ASSISTANT:
-            raise InvalidInput("messageId: regenerate names the reply to replace")
-        options = RegenerateRequest(**_options(body))
-        return await service.regenerate(state, principal, named.id, options)
-    last = body.messages[-1]
+        if regenerating:
+            assert named is not None
+            assert chat is not None
+            reply_id = named.id
+            if named.role == Role.USER:  # answer the question again: its newest reply
+                reply_id = await newest_reply(db, principal.user_id, chat.id, named.id)
+    if regenerating:
+        return await service.regenerate(
+            state, principal, reply_id, RegenerateRequest(**_options(body))
+        )
     question = _question(last)
     branch: dict[str, Any] = {}
     if named is not None:  # an edit: the new message follows what the edited one followed
@@ -106,13 +116,53 @@ async def _signed_in(
         )
     except ValidationError as exc:
         raise _invalid(exc) from exc
-    started = await service.send_message(
-        state, request, principal, address=address, idempotency_key=None
-    )
+    ids = ClientIds(session=None if chat is not None else body.id, message=last.id)
+    try:
+        started = await service.send_message(
+            state, request, principal, address=address, idempotency_key=None, client_ids=ids
+        )
+    except IntegrityError:
+        # A first request of the same new chat, racing this one, made the session first.
+        if chat is not None:
+            raise
+        async with unit_of_work(
+            state.sessionmaker, role="authenticated", claims=principal.claims
+        ) as db:
+            chat = await find_chat(db, principal.user_id, body.id)
+        if chat is None:
+            raise
+        request = request.model_copy(update={"session_id": chat.id})
+        started = await service.send_message(
+            state,
+            request,
+            principal,
+            address=address,
+            idempotency_key=None,
+            client_ids=ClientIds(session=None, message=last.id),
+        )
     assert isinstance(started, Started)  # no Idempotency-Key, so never a replay
-    assert started.target is not None
-    await _keep_client_ids(state, principal, started.target, chat_id=body.id, message_id=last.id)
     return started
+
+
+async def newest_reply(
+    db: AsyncSession, user_id: uuid.UUID, session_id: uuid.UUID, question_id: uuid.UUID
+) -> uuid.UUID:
+    """The newest reply to a user message (what regenerate replaces); 404 if it has none."""
+    result = await db.execute(
+        select(Message.id)
+        .where(
+            Message.user_id == user_id,
+            Message.session_id == session_id,
+            Message.parent_id == question_id,
+            Message.role == Role.ASSISTANT,
+        )
+        .order_by(Message.created_at.desc(), Message.id.desc())
+        .limit(1)
+    )
+    reply_id = result.scalar_one_or_none()
+    if reply_id is None:
+        raise NotFound("This message has no reply to regenerate.")
+    return reply_id
 
 
 async def find_chat(db: AsyncSession, user_id: uuid.UUID, chat_id: str) -> ChatSession | None:
@@ -136,55 +186,11 @@ async def find_message(
     result = await db.execute(
         select(Message)
         .where(Message.user_id == user_id, Message.session_id == session_id, match)
+        # An edit keeps the edited message's id: the newest of the two is the one on show.
+        .order_by(Message.created_at.desc(), Message.id.desc())
         .limit(1)
     )
     return result.scalar_one_or_none()
-
-
-async def _keep_client_ids(
-    state: AppState, principal: Principal, target: ReplyTarget, *, chat_id: str, message_id: str
-) -> None:
-    """Keep useChat's ids beside Zyron's: the session's (when new) and its user message's.
-
-    Two first requests of one new chat racing each other make two sessions; the second cannot
-    take the id (unique per user), keeps its own, and is still answered.
-    """
-    asked = select(Message.parent_id).where(Message.id == target.message_id).scalar_subquery()
-    try:
-        await _write_client_ids(state, principal, target, asked, chat_id, message_id)
-    except IntegrityError:
-        log.warning(
-            "chat id already taken by another session", extra={"session": str(target.session_id)}
-        )
-
-
-async def _write_client_ids(
-    state: AppState,
-    principal: Principal,
-    target: ReplyTarget,
-    asked: Any,
-    chat_id: str,
-    message_id: str,
-) -> None:
-    """Write both ids, in one transaction."""
-    async with unit_of_work(
-        state.sessionmaker, role="authenticated", claims=principal.claims
-    ) as db:
-        await db.execute(
-            update(Message)
-            .where(Message.id == asked, Message.user_id == principal.user_id)
-            .values(client_id=message_id)
-        )
-        if chat_id != str(target.session_id):
-            await db.execute(
-                update(ChatSession)
-                .where(
-                    ChatSession.id == target.session_id,
-                    ChatSession.user_id == principal.user_id,
-                    ChatSession.client_id.is_(None),
-                )
-                .values(client_id=chat_id)
-            )
 
 
 def _options(body: UIChatRequest) -> dict[str, Any]:
@@ -345,13 +351,21 @@ def _ui_message(row: Any, session_id: uuid.UUID, files_url: str) -> dict[str, An
             if part.get("filename"):
                 file_part["filename"] = part["filename"]
             parts.append(file_part)
-    metadata: dict[str, Any] = {"sessionId": str(session_id), "messageId": str(row.id)}
+    # The keys the live stream's start and finish chunks give, so both read alike.
+    metadata: dict[str, Any] = {"sessionId": str(session_id), "saved": True}
     if row.role == Role.ASSISTANT:
         metadata |= {
-            "model": row.model,
-            "stopReason": row.stop_reason,
-            "usage": {"input_tokens": row.input_tokens, "output_tokens": row.output_tokens},
+            "userMessageId": str(row.parent_id),
+            "assistantMessageId": str(row.id),
+            "status": row.status,
+            **finish_metadata(
+                row.stop_reason,
+                row.model,
+                {"input_tokens": row.input_tokens, "output_tokens": row.output_tokens},
+            ),
         }
+    else:
+        metadata["userMessageId"] = str(row.id)
     return {
         "id": row.client_id or str(row.id),
         "role": row.role,
