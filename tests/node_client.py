@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 NODE_DIR = Path(__file__).parent / "node"
-# The `ai` lines the tests drive: the newest 7.x, and a strict 5.x (before 5.0.92, it refuses
-# unknown chunk fields and finish.finishReason). Exact versions: tests/node/package.json.
-PACKAGES = ("ai", "ai5")
+# The `ai` lines the tests drive: the newest 7.x, the last strict 6.x (before 6.0.231 it refuses
+# unknown chunk fields) and a strict 5.x (before 5.0.92 it refuses finish.finishReason too).
+# Exact versions: tests/node/package.json.
+PACKAGES = ("ai", "ai6", "ai5")
 
 
 def node_or_skip() -> str:
@@ -26,10 +27,10 @@ def node_or_skip() -> str:
     return node
 
 
-def drive(node: str, request: dict[str, Any]) -> dict[str, Any]:
-    """Run tests/node/ui_chat.mjs with one request; return what the client saw."""
+def drive(node: str, request: dict[str, Any], script: str = "ui_chat.mjs") -> dict[str, Any]:
+    """Run a tests/node script with one request; return what the client saw."""
     done = subprocess.run(
-        [node, str(NODE_DIR / "ui_chat.mjs")],
+        [node, str(NODE_DIR / script)],
         input=json.dumps(request),
         capture_output=True,
         text=True,

@@ -342,6 +342,54 @@ def test_resume_replays_a_reply_in_progress_and_204_when_none(
     assert drive(node, {**base, "resume": True})["status"] == "nothing-to-resume"
 
 
+@pytest.mark.parametrize("package", PACKAGES)
+def test_use_chats_own_requests_send_edit_regenerate(
+    node: str,
+    server: LiveServer,
+    upstream: FakeAnthropic,
+    client: httpx.Client,
+    account: Account,
+    package: str,
+) -> None:
+    """The library builds the requests (AbstractChat, what useChat wraps): a conversation, an
+    edit of the first message, a regenerate; then a reload hydrates the same messages."""
+    chat_id = f"abstract-{package}-{uuid.uuid4().hex[:8]}"
+    upstream.enqueue(
+        TextReply(chunks=("One",)), TextReply(chunks=("Two",)), TextReply(chunks=("Edited",))
+    )
+    upstream.enqueue(TextReply(chunks=("Regenerated",)))
+    request = {
+        **signed_in(server, account, package, chat_id),
+        "steps": [
+            {"send": "First"},
+            {"send": "Second"},
+            {"edit": 0, "text": "First, edited"},
+            {"regenerate": True},
+        ],
+    }
+    steps = drive(node, request, script="use_chat.mjs")["steps"]
+    assert [s["error"] for s in steps] == [None] * 4
+    texts = [[_ui_text(m) for m in s["messages"]] for s in steps]
+    assert texts == [
+        ["First", "One"],
+        ["First", "One", "Second", "Two"],
+        ["First, edited", "Edited"],
+        ["First, edited", "Regenerated"],
+    ]
+    # What the server keeps is what the client shows, ids included.
+    hydrated = client.get(f"/ui/chat/{chat_id}/messages", headers=account.headers).json()
+    assert [(m["id"], _ui_text(m)) for m in hydrated] == [
+        (m["id"], _ui_text(m)) for m in steps[-1]["messages"]
+    ]
+    # The edit went to the model without the turns it replaced.
+    edit_prompt = upstream.requests[-2].body["messages"]
+    assert [_text(m["content"]) for m in edit_prompt] == ["First, edited"]
+
+
+def _ui_text(message: dict[str, Any]) -> str:
+    return "".join(p["text"] for p in message["parts"] if p["type"] == "text")
+
+
 def test_unknown_chats_and_messages(
     client: httpx.Client, upstream: FakeAnthropic, account: Account
 ) -> None:
