@@ -505,3 +505,16 @@ PNG_URL = (
     "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQ"
     "DwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 )
+
+
+def test_a_chat_id_with_a_slash_resumes_and_hydrates(
+    server: LiveServer, upstream: FakeAnthropic, client: httpx.Client, account: Account
+) -> None:
+    """useChat puts the id in the path encoded (%2F); it still names the chat."""
+    upstream.enqueue(TextReply(chunks=("Slashed",)))
+    body = {"id": "team/chat 1", "messages": [user("hi")]}
+    assert client.post("/ui/chat", json=body, headers=account.headers).status_code == 200
+    encoded = "team%2Fchat%201"
+    messages = client.get(f"/ui/chat/{encoded}/messages", headers=account.headers).json()
+    assert [_ui_text(m) for m in messages] == ["hi", "Slashed"]
+    assert client.get(f"/ui/chat/{encoded}/stream", headers=account.headers).status_code == 204

@@ -55,7 +55,7 @@ async def _stream(state: AppState, started: Started) -> AsyncIterator[bytes]:
 
 
 @router.get(
-    "/ui/chat/{chat_id}/messages",
+    "/ui/chat/{chat_id:path}/messages",
     responses=error_responses(InvalidToken),
 )
 async def ui_messages(chat_id: str, request: Request, principal: OptionalUser) -> Any:
@@ -69,7 +69,7 @@ async def ui_messages(chat_id: str, request: Request, principal: OptionalUser) -
 
 
 @router.get(
-    "/ui/chat/{chat_id}/stream",
+    "/ui/chat/{chat_id:path}/stream",
     response_model=None,
     responses={
         200: {
