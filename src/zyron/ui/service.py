@@ -24,6 +24,7 @@ from zyron.db.unit_of_work import unit_of_work
 from zyron.errors import InvalidInput, NotFound
 from zyron.sessions.branches import branch
 from zyron.sessions.parts import public_parts, stored_parts
+from zyron.sessions.repository import MESSAGE_COLUMNS
 from zyron.state import AppState
 from zyron.ui.chunks import finish_metadata
 from zyron.ui.schemas import UIChatRequest, UIMessage
@@ -266,20 +267,8 @@ def _inline_files(message: UIMessage) -> list[InlineAttachment]:
     return files
 
 
-# What a UIMessage is made of, read off the active branch.
-UI_COLUMNS = (
-    Message.id,
-    Message.parent_id,
-    Message.client_id,
-    Message.role,
-    Message.content,
-    Message.parts,
-    Message.status,
-    Message.model,
-    Message.stop_reason,
-    Message.input_tokens,
-    Message.output_tokens,
-)
+# What a UIMessage is made of, read off the active branch: the API's columns and the client id.
+UI_COLUMNS = (*MESSAGE_COLUMNS, Message.client_id)
 
 
 async def ui_messages(
