@@ -12,7 +12,9 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from zyron.streams.events import StreamEvent
+# The native stream's ping comment: eventsource-parser ignores it, and it keeps idle
+# connections open.
+from zyron.streams.events import PING, StreamEvent
 
 # What the AI SDK's own server helpers send (UI_MESSAGE_STREAM_HEADERS); clients check none,
 # but the protocol's docs require the version header.
@@ -22,8 +24,6 @@ UI_STREAM_HEADERS = {
     "x-vercel-ai-ui-message-stream": "v1",
 }
 DONE = b"data: [DONE]\n\n"
-# A comment line: eventsource-parser ignores it, and it keeps idle connections open.
-PING = b": ping\n\n"
 
 
 def encode(chunk: dict[str, Any]) -> bytes:
