@@ -699,6 +699,22 @@ def test_cancel_on_disconnect_keeps_the_text_so_far_as_cancelled(
     assert len(content) < len(full)
 
 
+def test_a_guest_hanging_up_cancels_the_reply(
+    server: LiveServer, client: httpx.Client, upstream: FakeAnthropic
+) -> None:
+    """A guest cannot resume, so nobody would read the rest: the upstream call is cut off."""
+    upstream.enqueue(TextReply(chunks=_chunks(600), chunk_delay=0.05))  # 30 s if let run
+    with client.stream("POST", "/chat", json={"message": "go on and on"}) as response:
+        reader = EventReader(response)
+        assert reader.expect("session").data["saved"] is False
+        for _ in range(3):
+            reader.expect("delta")
+    deadline = time.monotonic() + 10
+    while upstream.hang_ups == 0:
+        assert time.monotonic() < deadline, "the guest's reply went on after the hang-up"
+        time.sleep(0.05)
+
+
 # --------------------------------------------------------------------------------------------
 # 4. Cancel
 

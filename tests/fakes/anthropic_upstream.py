@@ -321,8 +321,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(400, _error_body("invalid_request_error", refusal))
                 return
             self._answer(fake._next_reply(), body)
-        except (OSError, _StoppedError):
-            # The client hung up or the fake is stopping; nothing useful left to say.
+        except OSError:
+            # The client hung up mid-answer; nothing useful left to say.
+            fake._hung_up()
+        except _StoppedError:
             return
 
     def _read_body(self) -> bytes:
@@ -552,6 +554,7 @@ class FakeAnthropic:
 
     def __init__(self) -> None:
         self.requests: list[RecordedRequest] = []
+        self.hang_ups = 0  # answers the client cut short by closing its connection
         self._replies: deque[Reply] = deque()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -613,10 +616,15 @@ class FakeAnthropic:
             self._replies.extend(replies)
 
     def reset(self) -> None:
-        """Forget queued replies and recorded requests."""
+        """Forget queued replies, recorded requests and hang-ups."""
         with self._lock:
             self._replies.clear()
             self.requests.clear()
+            self.hang_ups = 0
+
+    def _hung_up(self) -> None:
+        with self._lock:
+            self.hang_ups += 1
 
     def _next_reply(self) -> Reply:
         with self._lock:

@@ -155,14 +155,9 @@ async def _answer(state: AppState, started: Started, *, stream: bool) -> Any:
 
 
 async def _sse(state: AppState, started: Started) -> AsyncIterator[bytes]:
-    """Follow the reply's events; a disconnect stops following, not the reply (by default)."""
-    generation = started.generation
-    try:
-        async for event in generation.follow(idle=state.settings.stream_ping_seconds):
-            yield PING if event is None else event.encode()
-    finally:
-        if not generation.finished and state.settings.cancel_on_disconnect:
-            state.generations.cancel(generation.key)
+    """Render the reply's events as SSE."""
+    async for event in service.follow_started(state, started):
+        yield PING if event is None else event.encode()
 
 
 async def _replay(state: AppState, principal: Any, replay: Replay, *, stream: bool) -> Any:

@@ -609,6 +609,23 @@ def title_request(
 # --- answers --------------------------------------------------------------------------------
 
 
+async def follow_started(state: AppState, started: Started) -> AsyncIterator[StreamEvent | None]:
+    """The reply's events for its HTTP stream (None when idle, for a ping).
+
+    A hang-up stops following, not the reply, since the caller can resume it; a guest cannot
+    resume, so their reply is cancelled instead of being paid for with nobody reading.
+    """
+    generation = started.generation
+    try:
+        async for event in generation.follow(idle=state.settings.stream_ping_seconds):
+            yield event
+    finally:
+        if not generation.finished and (
+            started.target is None or state.settings.cancel_on_disconnect
+        ):
+            state.generations.cancel(generation.key)
+
+
 async def reply_json(started: Started) -> ChatResponse:
     """Wait for the reply and answer with it, or raise the upstream error."""
     generation, target = started.generation, started.target

@@ -10,7 +10,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from zyron.auth.deps import OptionalUser
 from zyron.chat.follow import reply_events
-from zyron.chat.service import Started
+from zyron.chat.service import Started, follow_started
 from zyron.errors import InvalidInput, InvalidToken, NotFound, ReplyInProgress, error_responses
 from zyron.state import AppState, get_state
 from zyron.ui import service
@@ -44,14 +44,9 @@ async def ui_chat(body: UIChatRequest, request: Request, principal: OptionalUser
 
 
 async def _stream(state: AppState, started: Started) -> AsyncIterator[bytes]:
-    """Follow the reply as UI chunks; a disconnect stops following, not the reply (default)."""
-    generation = started.generation
-    try:
-        async for chunk in ui_stream(generation.follow(idle=state.settings.stream_ping_seconds)):
-            yield chunk
-    finally:
-        if not generation.finished and state.settings.cancel_on_disconnect:
-            state.generations.cancel(generation.key)
+    """Render the reply's events as UI chunks."""
+    async for chunk in ui_stream(follow_started(state, started)):
+        yield chunk
 
 
 @router.get(
