@@ -45,11 +45,11 @@ def drive(node: str, request: dict[str, Any], script: str = "ui_chat.mjs") -> di
 
 
 class Running:
-    """tests/node/ui_chat.mjs running in the background, until `result()`."""
+    """A tests/node script running in the background, until `result()`."""
 
-    def __init__(self, node: str, request: dict[str, Any]) -> None:
+    def __init__(self, node: str, request: dict[str, Any], script: str = "ui_chat.mjs") -> None:
         self.process = subprocess.Popen(
-            [node, str(NODE_DIR / "ui_chat.mjs")],
+            [node, str(NODE_DIR / script)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -62,11 +62,20 @@ class Running:
         self.process.stdin = None  # written and closed: communicate() must not flush it
 
     def wait_for_first_chunk(self) -> None:
-        """Block until the client has parsed its first chunk (it says so on stderr)."""
+        """Block until the client has parsed its first chunk (ui_chat.mjs says so on stderr)."""
+        self.wait_for("first-chunk")
+
+    def wait_for(self, line: str) -> None:
+        """Block until the script writes `line` on stderr."""
         assert self.process.stderr is not None
-        line = self.process.stderr.readline()
-        if line.strip() != "first-chunk":
-            raise AssertionError(f"no chunk came: {line}{self.process.stderr.read()[-2000:]}")
+        said = self.process.stderr.readline()
+        if said.strip() != line:
+            raise AssertionError(f"no {line!r} came: {said}{self.process.stderr.read()[-2000:]}")
+
+    def steps(self) -> list[dict[str, Any]]:
+        """Wait for use_chat.mjs to finish; return its steps."""
+        steps: list[dict[str, Any]] = self.result()["steps"]
+        return steps
 
     def result(self) -> dict[str, Any]:
         """Wait for the client to finish; return what it saw."""

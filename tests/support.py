@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,7 +126,13 @@ class LiveServer:
             finally:
                 await engine.dispose()
 
-        return asyncio.run(run())
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(run())
+        # Playwright's sync API keeps a loop running in this thread: run beside it.
+        with ThreadPoolExecutor(max_workers=1) as worker:
+            return worker.submit(asyncio.run, run()).result()
 
     @property
     def dialect(self) -> str:

@@ -224,6 +224,7 @@ def test_serve_at_a_terminal_says_where_it_serves(tmp_path: Path) -> None:
     assert f"is ready at http://127.0.0.1:{port}\n" in banner
     assert "  model  none: POST /chat answers 503 no_provider" in banner
     assert f"  data   {data_dir.resolve()} (SQLite database" in banner
+    assert f"  chat   http://127.0.0.1:{port}/ in a browser\n" in banner
     assert f"  API    http://127.0.0.1:{port}/docs\n" in banner
     assert f"  try    curl -N http://127.0.0.1:{port}/chat " in banner
 

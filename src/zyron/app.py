@@ -42,6 +42,7 @@ from zyron.sessions.router import router as sessions_router
 from zyron.settings import Settings
 from zyron.state import AppState
 from zyron.streams.redis_hub import RedisHub
+from zyron.ui.page import mount_page
 from zyron.ui.router import router as ui_router
 
 log = logging.getLogger("zyron")
@@ -212,6 +213,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ui_router,
     ):
         app.include_router(router)
+    mount_page(app)
     _refine_openapi(app)
     return app
 

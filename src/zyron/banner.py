@@ -59,6 +59,7 @@ def banner(state: AppState, url: str) -> str:
         f"Zyron {__version__} is ready at {url}",
         f"  model  {model}",
         f"  data   {data}",
+        f"  chat   {url}/ in a browser",
         f"  API    {url}/docs",
         "  try    curl -N "
         f"{url}/chat -H 'content-type: application/json' -d '{{\"message\": \"Hello!\"}}'",

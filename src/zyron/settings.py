@@ -10,6 +10,7 @@ import tempfile
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from limits import parse as parse_rate
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -183,6 +184,9 @@ class Settings(BaseSettings):
     cancel_on_disconnect: bool = Field(default=False, alias="CANCEL_ON_DISCONNECT")
     stream_retention_seconds: int = Field(default=600, alias="STREAM_RETENTION_SECONDS", ge=10)
 
+    # Where clients reach this server (https://chat.example.com), for the absolute URLs it
+    # hands out (file parts of GET /ui/chat/{id}/messages); unset, the request's own address.
+    public_url: str | None = Field(default=None, alias="PUBLIC_URL")
     allowed_origins: Annotated[list[str], NoDecode] = Field(
         default=["http://localhost:3000", "http://localhost:5173"], alias="ALLOWED_ORIGINS"
     )
@@ -266,6 +270,18 @@ class Settings(BaseSettings):
                 f"{value!r} is not a rate like '20/hour' or '10 per 15 minutes'"
             ) from exc
         return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+            raise ValueError(
+                f"PUBLIC_URL must be an http(s) URL like https://chat.example.com: {value!r}"
+            )
+        return value.rstrip("/")
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -23,12 +23,21 @@ class Chat extends AbstractChat {
   constructor(init) { super({ ...init, state: new MemoryState(init.messages ?? []) }); }
 }
 
+// Says "response" on stderr when the server first answers, so a test can act mid-reply.
+let answered = false;
+async function told(url, init) {
+  const response = await fetch(url, init);
+  if (!answered) process.stderr.write("response\n");
+  answered = true;
+  return response;
+}
+
 let counter = 0;
 const chat = new Chat({
   id: request.chatId,
   messages: request.messages ?? [],
   generateId: () => `m${++counter}`,
-  transport: new DefaultChatTransport({ api: request.api, headers: request.headers ?? {} }),
+  transport: new DefaultChatTransport({ api: request.api, headers: request.headers ?? {}, fetch: told }),
   onError: () => {},
 });
 const steps = [];

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import base64
 import threading
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.backends import Backend
 from tests.fakes.anthropic_upstream import FakeAnthropic, HttpError, TextReply, ThinkingReply
 from tests.node_client import PACKAGES, Running, drive, node_or_skip
-from tests.support import Account, LiveServer, signup
+from tests.support import Account, LiveServer, make_settings, signup
 
 HAIKU = "claude-haiku-4-5"  # thinks with a budget
 
@@ -343,6 +346,43 @@ def test_resume_replays_a_reply_in_progress_and_204_when_none(
 
 
 @pytest.mark.parametrize("package", PACKAGES)
+def test_a_reload_mid_reply_hydrates_then_resumes_through_use_chat(
+    node: str,
+    server: LiveServer,
+    upstream: FakeAnthropic,
+    client: httpx.Client,
+    account: Account,
+    package: str,
+) -> None:
+    """What useChat({resume: true}) does on mount: hydrated messages, then resumeStream(); the
+    reply appears once, whole, after the question."""
+    chat_id = f"reload-{package}-{uuid.uuid4().hex[:8]}"
+    base = signed_in(server, account, package, chat_id)
+    hold = threading.Event()
+    upstream.enqueue(TextReply(chunks=("Part one", ", part two"), hold=hold))
+    sending = Running(node, {**base, "messages": [user("Go")]})
+    try:
+        sending.wait_for_first_chunk()
+        hydrated = client.get(f"/ui/chat/{chat_id}/messages", headers=account.headers).json()
+        assert [m["role"] for m in hydrated] == ["user"]  # the reply streaming is left out
+        reloaded = Running(
+            node, {**base, "messages": hydrated, "steps": [{"resume": True}]}, script="use_chat.mjs"
+        )
+        reloaded.wait_for("response")  # the replay has begun while the reply is held
+        hold.set()
+        steps = reloaded.steps()
+        sending.result()
+    finally:
+        hold.set()
+    [step] = steps
+    assert step["error"] is None
+    assert [(m["role"], _ui_text(m)) for m in step["messages"]] == [
+        ("user", "Go"),
+        ("assistant", "Part one, part two"),
+    ]
+
+
+@pytest.mark.parametrize("package", PACKAGES)
 def test_use_chats_own_requests_send_edit_regenerate(
     node: str,
     server: LiveServer,
@@ -518,3 +558,55 @@ def test_a_chat_id_with_a_slash_resumes_and_hydrates(
     messages = client.get(f"/ui/chat/{encoded}/messages", headers=account.headers).json()
     assert [_ui_text(m) for m in messages] == ["hi", "Slashed"]
     assert client.get(f"/ui/chat/{encoded}/stream", headers=account.headers).status_code == 204
+
+
+def test_a_signed_in_file_part_names_an_upload_and_hydrates_as_its_url(
+    backend: Backend, upstream: FakeAnthropic, data_dir: Path
+) -> None:
+    """A file part is the URL of an uploaded file; hydrated, it is that URL again, on the
+    address clients use (PUBLIC_URL) rather than the one the request reached."""
+    public = "https://chat.example.com/zyron"
+    served = backend.claude_server(data_dir, upstream, public_url=public + "/")
+    with served as server, server.client() as http:
+        account = signup(http)
+        png = base64.b64decode(PNG_URL.split(",", 1)[1])
+        stored = http.post(
+            "/files", files={"file": ("p.png", png, "image/png")}, headers=account.headers
+        ).json()
+        question = user("What is it?")
+        question["parts"].append(
+            {"type": "file", "mediaType": "image/png", "url": f"{public}/files/{stored['id']}"}
+        )
+        upstream.enqueue(TextReply(chunks=("A pixel",)))
+        body = {"id": "with-file", "messages": [question]}
+        assert http.post("/ui/chat", json=body, headers=account.headers).status_code == 200
+        content = upstream.requests[-1].body["messages"][-1]["content"]
+        assert [base64.b64decode(b["source"]["data"]) for b in content if b["type"] == "image"] == [
+            png
+        ]
+        hydrated = http.get("/ui/chat/with-file/messages", headers=account.headers).json()
+    files = [p for p in hydrated[0]["parts"] if p["type"] == "file"]
+    assert files == [
+        {
+            "type": "file",
+            "mediaType": "image/png",
+            "filename": "p.png",
+            "url": f"{public}/files/{stored['id']}",
+        }
+    ]
+    # Not the URL of an upload: refused, saying what a file part must be.
+    question["parts"][-1]["url"] = "https://elsewhere.example/cat.png"
+    with backend.claude_server(data_dir, upstream) as server, server.client() as http:
+        account = signup(http)
+        refused = http.post(
+            "/ui/chat", json={"id": "bad-file", "messages": [question]}, headers=account.headers
+        )
+    assert refused.status_code == 422
+    assert "uploaded file" in refused.json()["detail"]
+
+
+def test_public_url_must_be_an_http_url(data_dir: Path) -> None:
+    for bad in ("chat.example.com", "ftp://chat.example.com", "https://x.example?a=1"):
+        with pytest.raises(ValueError, match="PUBLIC_URL"):
+            make_settings(data_dir, public_url=bad)
+    assert make_settings(data_dir, public_url="").public_url is None

@@ -59,7 +59,7 @@ async def ui_messages(chat_id: str, request: Request, principal: OptionalUser) -
     [] for a chat this caller does not have (a guest's, another user's, one not started).
     """
     state = get_state(request)
-    files_url = str(request.base_url).rstrip("/") + "/files"
+    files_url = (state.settings.public_url or str(request.base_url).rstrip("/")) + "/files"
     return await service.ui_messages(state, principal, chat_id, files_url=files_url)
 
 
