@@ -59,7 +59,7 @@ async def _main(
     for _ in range(replies):
         first, rest, finished = await _reply(provider, max_tokens)
         # The first token comes with the prompt's evaluation; the rate counts the ones after.
-        rates.append((finished.output_tokens - 1) / rest)
+        rates.append((finished.usage.output_tokens - 1) / rest)
         firsts.append(first)
     print(
         f"one reply   {statistics.median(rates):.0f} tokens/s (median of {replies} replies of "
@@ -67,13 +67,14 @@ async def _main(
     )
     # The same question again reuses the prompt's KV cache, as the next turn of a chat does.
     print(
-        f"first token {firsts[0] * 1000:.0f} ms with the {finished.input_tokens}-token prompt "
+        f"first token {firsts[0] * 1000:.0f} ms with the "
+        f"{finished.usage.input_tokens}-token prompt "
         f"evaluated, {statistics.median(firsts[1:] or firsts) * 1000:.0f} ms when it is cached"
     )
     started = time.perf_counter()
     results = await asyncio.gather(*(_reply(provider, max_tokens) for _ in range(concurrent)))
     wall = time.perf_counter() - started
-    total = sum(finished.output_tokens for _, _, finished in results)
+    total = sum(finished.usage.output_tokens for _, _, finished in results)
     waits = sorted(first for first, _, _ in results)
     print(
         f"{concurrent} at once   {total / wall:.0f} tokens/s in all, served one after another: "

@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     )
     anthropic_context_window: int = Field(default=200_000, alias="ANTHROPIC_CONTEXT_WINDOW", ge=256)
     anthropic_max_output: int = Field(default=64_000, alias="ANTHROPIC_MAX_OUTPUT", ge=1)
+    # Cache breakpoints on Claude's prompts (docs/costs.md); MODELS_FILE switches it per model.
+    prompt_caching: bool = Field(default=True, alias="PROMPT_CACHING")
+    prompt_cache_ttl: Literal["5m", "1h"] = Field(default="5m", alias="PROMPT_CACHE_TTL")
     # Any server that speaks OpenAI's chat completions: vLLM, Ollama, llama.cpp, OpenRouter.
     openai_api_key: SecretStr | None = Field(default=None, alias="OPENAI_API_KEY")
     openai_base_url: str | None = Field(default=None, alias="OPENAI_BASE_URL")

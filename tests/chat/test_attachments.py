@@ -45,6 +45,9 @@ def alice(client: httpx.Client) -> Account:
     return signup(client)
 
 
+MARKED = {"cache_control": {"type": "ephemeral", "ttl": "5m"}}
+
+
 def _claude_blocks(image: bytes, document: bytes, text: str, message: str) -> list[Any]:
     return [
         {
@@ -82,9 +85,10 @@ def test_claude_receives_an_image_a_pdf_and_a_text_file(
     )
     assert events[-1].event == "done"
     sent = upstream.requests[-1].body["messages"]
-    assert sent == [
-        {"role": "user", "content": _claude_blocks(image, document, NOTES, "What do these say?")}
-    ]
+    blocks = _claude_blocks(image, document, NOTES, "What do these say?")
+    # Two PDF pages make the prompt long enough to cache: the turn's text carries the mark.
+    blocks[-1].update(MARKED)
+    assert sent == [{"role": "user", "content": blocks}]
     session_id = events[0].data["session_id"]
     page = client.get(f"/sessions/{session_id}/messages", headers=alice.headers).json()
     assert page[0]["content"] == "What do these say?"
@@ -111,8 +115,9 @@ def test_claude_receives_an_image_a_pdf_and_a_text_file(
     upstream.enqueue(TextReply(chunks=("More",)))
     stream_chat(client, {"message": "And?", "session_id": session_id}, alice.headers)
     history = upstream.requests[-1].body["messages"]
-    assert history[0]["content"] == _claude_blocks(image, document, NOTES, "What do these say?")
-    assert history[2] == {"role": "user", "content": "And?"}
+    # Both user turns are marked now: the first is read from the cache, the second written.
+    assert history[0]["content"] == blocks
+    assert history[2] == {"role": "user", "content": [{"type": "text", "text": "And?", **MARKED}]}
     reply_id = page[1]["id"]
     with client.stream("POST", f"/chat/{reply_id}/regenerate", headers=alice.headers) as response:
         assert response.status_code == 200

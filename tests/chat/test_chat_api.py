@@ -60,7 +60,13 @@ def test_streamed_chat_is_saved_in_order_with_usage(
     done = events[-1].data
     assert done["message_id"] == session["assistant_message_id"]
     assert done["stop_reason"] == "end_turn"
-    assert done["usage"] == {"input_tokens": 21, "output_tokens": 3}
+    assert done["usage"] == {
+        "input_tokens": 21,
+        "output_tokens": 3,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "reasoning_tokens": None,
+    }
 
     sid = str(session["session_id"])
     chat = client.get(f"/sessions/{sid}", headers=alice.headers).json()
@@ -72,7 +78,13 @@ def test_streamed_chat_is_saved_in_order_with_usage(
     ]
     assert messages[0]["id"] == session["user_message_id"]
     assert messages[1]["id"] == session["assistant_message_id"]
-    assert messages[1]["usage"] == {"input_tokens": 21, "output_tokens": 3}
+    assert messages[1]["usage"] == {
+        "input_tokens": 21,
+        "output_tokens": 3,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "reasoning_tokens": None,
+    }
     assert messages[1]["model"] == "claude-sonnet-5"
     assert messages[1]["stop_reason"] == "end_turn"
     assert messages[1]["parent_id"] == messages[0]["id"]
@@ -155,7 +167,13 @@ def test_stream_false_returns_the_reply_as_json(
     assert body["saved"] is True
     assert body["message"]["content"] == "Forty-two"
     assert body["message"]["status"] == "complete"
-    assert body["usage"] == {"input_tokens": 7, "output_tokens": 2}
+    assert body["usage"] == {
+        "input_tokens": 7,
+        "output_tokens": 2,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "reasoning_tokens": None,
+    }
     messages = _messages(client, alice, body["session_id"])
     assert [m["id"] for m in messages] == [body["user_message_id"], body["message"]["id"]]
 

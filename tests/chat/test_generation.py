@@ -20,12 +20,14 @@ from zyron.db.migrate import upgrade
 from zyron.db.models import ChatSession, Message, Role, Status, User
 from zyron.db.types import utcnow
 from zyron.llm.base import (
+    CacheTtl,
     Finished,
     PromptMessage,
     ProviderEvent,
     ProviderStatus,
     Reasoning,
     TextDelta,
+    TokenUsage,
 )
 
 PROMPT = PromptRequest(
@@ -52,12 +54,15 @@ class SlowProvider:
         messages: Sequence[PromptMessage],
         max_tokens: int,
         reasoning: Reasoning | None = None,
+        cache_ttl: CacheTtl | None = None,
     ) -> AsyncIterator[ProviderEvent]:
         """Yield the deltas slowly."""
         for index in range(self.chunks):
             await asyncio.sleep(self.delay)
             yield TextDelta(f"t{index} ")
-        yield Finished(stop_reason="end_turn", input_tokens=1, output_tokens=1, model=model)
+        yield Finished(
+            stop_reason="end_turn", usage=TokenUsage(input_tokens=1, output_tokens=1), model=model
+        )
 
     def count_tokens(self, text: str) -> int | None:
         """No tokenizer."""
@@ -134,7 +139,7 @@ def test_cancel_during_the_final_save_still_saves_and_ends(
     saving = asyncio.Event()
 
     async def slow_close(
-        self: ReplyWriter, *, charge: tuple[int, int] | None = None, **final: object
+        self: ReplyWriter, *, charge: TokenUsage | None = None, **final: object
     ) -> bool:
         saving.set()
         await asyncio.sleep(0.3)
@@ -220,6 +225,10 @@ def test_failed_save_ends_the_stream_with_persist_failed(
     [
         # Complete, with the provider's figures: those.
         (Status.COMPLETE, "four words of text", (120, 7), (120, 7)),
+        # Cache reads and writes are the prompt too: kept, by kind.
+        (Status.COMPLETE, "text", (3, 7, 900, 100), (3, 7, 900, 100)),
+        # A prompt reported but no output: the output counted here.
+        (Status.COMPLETE, "x" * 30, (120, 0), (120, 10)),
         # Complete, but an OpenAI-compatible server sent no usage: the prompt as counted, and
         # the text at 3 characters a token (no counter here).
         (Status.COMPLETE, "x" * 30, (0, 0), (500, 10)),
@@ -232,7 +241,7 @@ def test_failed_save_ends_the_stream_with_persist_failed(
     ],
 )
 def test_what_a_reply_counts_against_quotas(
-    status: Status, content: str, reported: tuple[int, int], charged: tuple[int, int] | None
+    status: Status, content: str, reported: tuple[int, ...], charged: tuple[int, ...] | None
 ) -> None:
     """Reported usage when there is some; an estimate otherwise, never nothing for text."""
     from zyron.chat.generation import Outcome, _charge
@@ -242,7 +251,15 @@ def test_what_a_reply_counts_against_quotas(
         content=content,
         status=status,
         model="m",
-        input_tokens=reported[0],
-        output_tokens=reported[1],
+        usage=_usage(*reported),
     )
-    assert _charge(prompt, outcome) == charged
+    assert _charge(prompt, outcome) == (_usage(*charged) if charged else None)
+
+
+def _usage(prompt: int, output: int, read: int = 0, written: int = 0) -> TokenUsage:
+    return TokenUsage(
+        input_tokens=prompt,
+        output_tokens=output,
+        cache_read_input_tokens=read,
+        cache_creation_input_tokens=written,
+    )

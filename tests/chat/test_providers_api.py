@@ -48,7 +48,13 @@ def test_openai_compatible_chat_is_streamed_and_saved(
     )
     assert [e.event for e in events] == ["session", "delta", "delta", "done"]
     done = events[-1].data
-    assert done["usage"] == {"input_tokens": 17, "output_tokens": 2}
+    assert done["usage"] == {
+        "input_tokens": 17,
+        "output_tokens": 2,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "reasoning_tokens": None,
+    }
     assert done["stop_reason"] == "end_turn"
     assert done["model"] == "llama-test"
 

@@ -302,7 +302,13 @@ def test_resume_after_the_reply_finished_replays_it_from_the_database(
         assert events[0].data == session.data
         assert events[1].data["text"] == full
         assert _stored(events[2].data) == _stored(done.data)
-        assert events[2].data["usage"] == {"input_tokens": 17, "output_tokens": len(chunks)}
+        assert events[2].data["usage"] == {
+            "input_tokens": 17,
+            "output_tokens": len(chunks),
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+            "reasoning_tokens": None,
+        }
 
     # Last-Event-ID = k: only text[k:], wherever k falls (inside a chunk too).
     for k in (0, 1, 4, length // 2, length - 1):

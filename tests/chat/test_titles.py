@@ -17,12 +17,14 @@ from zyron.chat.titles import (
 )
 from zyron.errors import UpstreamError
 from zyron.llm.base import (
+    CacheTtl,
     Finished,
     PromptMessage,
     ProviderEvent,
     ProviderStatus,
     Reasoning,
     TextDelta,
+    TokenUsage,
 )
 
 
@@ -89,6 +91,7 @@ class _Scripted:
         messages: Sequence[PromptMessage],
         max_tokens: int,
         reasoning: Reasoning | None = None,
+        cache_ttl: CacheTtl | None = None,
     ) -> AsyncIterator[ProviderEvent]:
         self.calls.append({"model": model, "system": system, "messages": list(messages)})
         if self.hang:
@@ -97,7 +100,7 @@ class _Scripted:
             raise UpstreamError("upstream_overloaded", "busy", status_code=503, retryable=True)
         for piece in self.pieces:
             yield TextDelta(piece)
-        yield Finished("end_turn", 1, 1, model)
+        yield Finished("end_turn", TokenUsage(input_tokens=1, output_tokens=1), model)
 
     def count_tokens(self, text: str) -> int | None:
         return None

@@ -17,6 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
+from tests.fakes.prompt_cache import Billed, PromptCache, TooManyBreakpoints
+
 __all__ = [
     "Drop",
     "FakeAnthropic",
@@ -337,24 +339,32 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, reply: Reply, body: dict[str, Any]) -> None:
         streaming = body.get("stream") is True
         model = str(body.get("model", ""))
+        fake = self._server.fake
+        try:
+            billed = fake.cache.bill(body)
+        except TooManyBreakpoints as exc:
+            self._send_json(400, _error_body("invalid_request_error", str(exc)))
+            return
+        prompt = billed.usage() if fake.accounting else None
         if isinstance(reply, HttpError):
             self._send_json(
                 reply.status,
                 _error_body(reply.error_type, reply.message),
                 retry_after=reply.retry_after,
             )
-        elif isinstance(reply, TextReply):
-            if streaming:
-                self._stream_text(reply, model)
+        elif isinstance(reply, TextReply | ThinkingReply):
+            usage = prompt or {"input_tokens": reply.input_tokens}
+            if fake.accounting:
+                fake._billed(billed, _output_tokens(reply))
+            if streaming and isinstance(reply, TextReply):
+                self._stream_text(reply, model, usage)
+            elif streaming:
+                assert isinstance(reply, ThinkingReply)
+                self._stream_thinking(reply, model, usage)
             else:
-                self._sleep(reply.first_delay + reply.chunk_delay * len(reply.chunks))
-                self._send_json(200, _message(reply, model))
-        elif isinstance(reply, ThinkingReply):
-            if streaming:
-                self._stream_thinking(reply, model)
-            else:
-                self._sleep(reply.chunk_delay * (len(reply.thinking) + len(reply.chunks)))
-                self._send_json(200, _message(reply, model))
+                pieces = len(reply.chunks) + len(getattr(reply, "thinking", ()))
+                self._sleep(getattr(reply, "first_delay", 0.0) + reply.chunk_delay * pieces)
+                self._send_json(200, _message(reply, model, usage))
         elif isinstance(reply, MidStreamError):
             if streaming:
                 self._stream_then_error(reply, model)
@@ -363,7 +373,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(status, _error_body(reply.error_type, reply.message))
         elif isinstance(reply, Truncated | Garbage):
             self._begin_stream()
-            self._stream_prelude(model, 12)
+            self._stream_prelude(model, {"input_tokens": _DEFAULT_INPUT_TOKENS})
             for chunk in reply.chunks:
                 self._delta(chunk)
             if isinstance(reply, Garbage):
@@ -420,7 +430,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 
-    def _message_start(self, model: str, input_tokens: int) -> None:
+    def _message_start(self, model: str, usage: dict[str, Any]) -> None:
         message: dict[str, Any] = {
             "id": _new_id("msg_fake"),
             "type": "message",
@@ -429,7 +439,7 @@ class _Handler(BaseHTTPRequestHandler):
             "model": model,
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {"input_tokens": input_tokens, "output_tokens": 1},
+            "usage": {**usage, "output_tokens": 1},
         }
         self._event("message_start", {"type": "message_start", "message": message})
 
@@ -447,28 +457,32 @@ class _Handler(BaseHTTPRequestHandler):
     def _block_stop(self, index: int) -> None:
         self._event("content_block_stop", {"type": "content_block_stop", "index": index})
 
-    def _message_end(self, stop_reason: str, output_tokens: int) -> None:
+    def _message_end(
+        self, stop_reason: str, output_tokens: int, prompt: dict[str, Any] | None = None
+    ) -> None:
+        # As the API does, message_delta repeats the prompt's counts (without their TTL split).
+        usage = {k: v for k, v in (prompt or {}).items() if k != "cache_creation"}
         self._event(
             "message_delta",
             {
                 "type": "message_delta",
                 "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-                "usage": {"output_tokens": output_tokens},
+                "usage": {**usage, "output_tokens": output_tokens},
             },
         )
         self._event("message_stop", {"type": "message_stop"})
 
-    def _stream_prelude(self, model: str, input_tokens: int) -> None:
-        self._message_start(model, input_tokens)
+    def _stream_prelude(self, model: str, usage: dict[str, Any]) -> None:
+        self._message_start(model, usage)
         self._block_start(0, {"type": "text", "text": ""})
 
     def _delta(self, text: str, index: int = 0) -> None:
         self._block_delta(index, {"type": "text_delta", "text": text})
 
-    def _stream_text(self, reply: TextReply, model: str) -> None:
+    def _stream_text(self, reply: TextReply, model: str, usage: dict[str, Any]) -> None:
         self._begin_stream()
         self._sleep(reply.first_delay)
-        self._stream_prelude(model, reply.input_tokens)
+        self._stream_prelude(model, usage)
         self._event("ping", {"type": "ping"})
         for index, chunk in enumerate(reply.chunks):
             self._sleep(reply.chunk_delay)
@@ -476,15 +490,15 @@ class _Handler(BaseHTTPRequestHandler):
                 self._wait_for(reply.hold)
             self._delta(chunk)
         self._block_stop(0)
-        self._message_end(reply.stop_reason, len(reply.chunks))
+        self._message_end(reply.stop_reason, len(reply.chunks), usage)
         self._end_stream()
 
-    def _stream_thinking(self, reply: ThinkingReply, model: str) -> None:
+    def _stream_thinking(self, reply: ThinkingReply, model: str, usage: dict[str, Any]) -> None:
         # The order of the real API with `thinking: {"type": "enabled", ...}`: the thinking block
         # starts empty, grows by thinking_delta, and is signed by one signature_delta just
         # before its content_block_stop; redacted blocks arrive whole, with no deltas.
         self._begin_stream()
-        self._message_start(model, reply.input_tokens)
+        self._message_start(model, usage)
         self._block_start(0, {"type": "thinking", "thinking": "", "signature": ""})
         self._event("ping", {"type": "ping"})
         for position, piece in enumerate(reply.thinking):
@@ -506,12 +520,12 @@ class _Handler(BaseHTTPRequestHandler):
             if position == 0 and reply.hold is not None and not reply.hold_in_thinking:
                 self._wait_for(reply.hold)
         self._block_stop(index)
-        self._message_end(reply.stop_reason, len(reply.thinking) + len(reply.chunks))
+        self._message_end(reply.stop_reason, _output_tokens(reply), usage)
         self._end_stream()
 
     def _stream_then_error(self, reply: MidStreamError, model: str) -> None:
         self._begin_stream()
-        self._stream_prelude(model, _DEFAULT_INPUT_TOKENS)
+        self._stream_prelude(model, {"input_tokens": _DEFAULT_INPUT_TOKENS})
         for chunk in reply.chunks:
             self._delta(chunk)
         self._event("error", _error_body(reply.error_type, reply.message))
@@ -519,23 +533,27 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _stream_then_drop(self, reply: Drop, model: str) -> None:
         self._begin_stream()
-        self._stream_prelude(model, _DEFAULT_INPUT_TOKENS)
+        self._stream_prelude(model, {"input_tokens": _DEFAULT_INPUT_TOKENS})
         for chunk in reply.chunks:
             self._delta(chunk)
         # No terminating chunk: the socket closes mid-body, which the client sees as truncation.
         self.connection.shutdown(socket.SHUT_RDWR)
 
 
-def _message(reply: TextReply | ThinkingReply, model: str) -> dict[str, Any]:
+def _output_tokens(reply: TextReply | ThinkingReply) -> int:
+    """A reply's tokens by this fake's rule: one per chunk, of thinking and of text."""
+    return len(reply.chunks) + (len(reply.thinking) if isinstance(reply, ThinkingReply) else 0)
+
+
+def _message(reply: TextReply | ThinkingReply, model: str, usage: dict[str, Any]) -> dict[str, Any]:
     content: list[dict[str, Any]] = []
-    output_tokens = len(reply.chunks)
+    output_tokens = _output_tokens(reply)
     if isinstance(reply, ThinkingReply):
         content.append(
             {"type": "thinking", "thinking": "".join(reply.thinking), "signature": reply.signature}
         )
         if reply.redacted:
             content.append({"type": "redacted_thinking", "data": reply.redacted_data})
-        output_tokens += len(reply.thinking)
     content.append({"type": "text", "text": "".join(reply.chunks)})
     return {
         "id": _new_id("msg_fake"),
@@ -545,7 +563,7 @@ def _message(reply: TextReply | ThinkingReply, model: str) -> dict[str, Any]:
         "model": model,
         "stop_reason": reply.stop_reason,
         "stop_sequence": None,
-        "usage": {"input_tokens": reply.input_tokens, "output_tokens": output_tokens},
+        "usage": {**usage, "output_tokens": output_tokens},
     }
 
 
@@ -555,6 +573,11 @@ class FakeAnthropic:
     def __init__(self) -> None:
         self.requests: list[RecordedRequest] = []
         self.hang_ups = 0  # answers the client cut short by closing its connection
+        self.cache = PromptCache()
+        # On: the prompt is counted by the fake's rule and billed as the cache has it (not
+        # by the reply's input_tokens), and `billed` keeps each reply's bill.
+        self.accounting = False
+        self.billed: list[tuple[Billed, int]] = []  # (the prompt's bill, output tokens)
         self._replies: deque[Reply] = deque()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -621,6 +644,13 @@ class FakeAnthropic:
             self._replies.clear()
             self.requests.clear()
             self.hang_ups = 0
+            self.accounting = False
+            self.billed.clear()
+        self.cache.clear()
+
+    def _billed(self, billed: Billed, output_tokens: int) -> None:
+        with self._lock:
+            self.billed.append((billed, output_tokens))
 
     def _hung_up(self) -> None:
         with self._lock:

@@ -111,6 +111,9 @@ def test_usage_by_day_and_model_outlives_deleted_sessions(
                 "model": "claude-haiku-4-5",
                 "input_tokens": 50,
                 "output_tokens": 2,
+                "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": 0,
+                "reasoning_tokens": 0,
                 "replies": 1,
             },
             {
@@ -118,6 +121,9 @@ def test_usage_by_day_and_model_outlives_deleted_sessions(
                 "model": "claude-sonnet-5",
                 "input_tokens": 100,
                 "output_tokens": 1,
+                "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": 0,
+                "reasoning_tokens": 0,
                 "replies": 1,
             },
         ]

@@ -153,11 +153,11 @@ def test_a_short_reply_streams_token_by_token_with_exact_usage(model_path: Path)
     finished = events[-1]
     assert isinstance(finished, Finished)
     assert finished.stop_reason == "max_tokens"  # a long story does not end in 8 tokens
-    assert finished.output_tokens == 8
+    assert finished.usage.output_tokens == 8
     assert finished.model == "smollm2-135m"
     # The prompt as the model saw it: the GGUF's chat template, tokenized with its specials.
-    assert finished.input_tokens == expected
-    assert finished.input_tokens > bare
+    assert finished.usage.input_tokens == expected
+    assert finished.usage.input_tokens > bare
 
 
 @local_model
@@ -173,7 +173,7 @@ def test_a_reply_that_ends_says_end_turn_and_counts_its_tokens(model_path: Path)
     finished = events[-1]
     assert isinstance(finished, Finished)
     assert finished.stop_reason == "end_turn"
-    assert 0 < finished.output_tokens < 200
+    assert 0 < finished.usage.output_tokens < 200
     assert "".join(e.text for e in events if isinstance(e, TextDelta)).strip()
 
 
@@ -256,7 +256,7 @@ def test_requests_are_served_one_at_a_time_in_arrival_order(model_path: Path) ->
             await provider.aclose()
 
     results = asyncio.run(scenario())
-    assert all(r.output_tokens > 0 for r in results)
+    assert all(r.usage.output_tokens > 0 for r in results)
     assert timeline == [
         ("a", "first"),
         ("a", "finished"),
@@ -321,7 +321,7 @@ def test_closing_a_stream_early_stops_generation_and_frees_the_model(model_path:
     stopped, next_reply, finished = asyncio.run(scenario())
     assert stopped < 0.5  # the worker stopped at its next token, not at the end
     assert next_reply < 5
-    assert finished.output_tokens <= 8
+    assert finished.usage.output_tokens <= 8
 
 
 @local_model
@@ -480,7 +480,7 @@ def test_the_fitted_prompt_never_undercounts_the_local_model(
             ]
             finished = events[-1]
             assert isinstance(finished, Finished)
-            return fitted.input_tokens, finished.input_tokens
+            return fitted.input_tokens, finished.usage.input_tokens
         finally:
             await provider.aclose()
 

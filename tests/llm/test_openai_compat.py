@@ -22,7 +22,14 @@ from tests.fakes.openai_upstream import (
     Truncated,
 )
 from zyron.errors import UpstreamError
-from zyron.llm.base import Finished, PromptMessage, Provider, ProviderEvent, TextDelta
+from zyron.llm.base import (
+    Finished,
+    PromptMessage,
+    Provider,
+    ProviderEvent,
+    TextDelta,
+    TokenUsage,
+)
 from zyron.llm.openai_compat import NO_KEY_PLACEHOLDER, OpenAICompatProvider
 
 MODEL = "gpt-fake-1"
@@ -123,7 +130,7 @@ def test_text_deltas_then_finished(fake: FakeOpenAI, http_client: HttpClient) ->
 
     assert outcome.texts == ["Bon", "jour", " à ", "toi"]
     assert outcome.finished == Finished(
-        stop_reason="end_turn", input_tokens=7, output_tokens=4, model=MODEL
+        stop_reason="end_turn", usage=TokenUsage(input_tokens=7, output_tokens=4), model=MODEL
     )
     assert [type(event) for event in outcome.events] == [TextDelta] * 4 + [Finished]
 
@@ -211,7 +218,7 @@ def test_missing_usage_counts_chunks(fake: FakeOpenAI) -> None:
 
     finished = _stream(fake.base_url).finished
 
-    assert (finished.input_tokens, finished.output_tokens) == (0, 3)
+    assert (finished.usage.input_tokens, finished.usage.output_tokens) == (0, 3)
 
 
 def test_consumer_stopping_early_is_not_a_failure(fake: FakeOpenAI) -> None:

@@ -209,6 +209,37 @@ def test_models_file_mistakes_name_the_file_and_field(
         _registry(tmp_path, models_file=path, anthropic_api_key="sk-ant-x")
 
 
+def test_prompt_caching_is_on_for_claude_and_switchable_per_model(tmp_path: Path) -> None:
+    path = tmp_path / "models.toml"
+    path.write_text(
+        '[[models]]\nid = "claude-plain"\nprovider = "anthropic"\nupstream_id = "claude-sonnet-5"\n'
+        "context_window = 200000\nmax_output = 8000\nprompt_caching = false\n"
+        '[[models]]\nid = "claude-low"\nprovider = "anthropic"\nupstream_id = "claude-sonnet-5"\n'
+        "context_window = 200000\nmax_output = 8000\ncache_min_tokens = 2048\n"
+    )
+    registry = _registry(tmp_path, anthropic_api_key="sk-ant-x", models_file=path)
+    assert registry.resolve("claude-sonnet-5")[0].cache_min_tokens == 1024
+    assert registry.resolve("claude-haiku-4-5")[0].cache_min_tokens == 4096
+    assert registry.resolve("claude-plain")[0].cache_min_tokens is None
+    assert registry.resolve("claude-low")[0].cache_min_tokens == 2048
+    off = _registry(tmp_path, anthropic_api_key="sk-ant-x", prompt_caching=False)
+    assert off.resolve("claude-sonnet-5")[0].cache_min_tokens is None
+    # Asked for again per model, it is on even with PROMPT_CACHING=false.
+    path.write_text(path.read_text().replace("prompt_caching = false", "prompt_caching = true"))
+    again = _registry(
+        tmp_path, anthropic_api_key="sk-ant-x", prompt_caching=False, models_file=path
+    )
+    assert again.resolve("claude-plain")[0].cache_min_tokens == 1024
+    # Not a thing another provider's models have.
+    path.write_text(
+        '[[providers]]\nname = "p"\nkind = "openai"\nbase_url = "http://x/v1"\n'
+        '[[models]]\nid = "x"\nprovider = "p"\ncontext_window = 1000\nmax_output = 10\n'
+        "prompt_caching = true\n"
+    )
+    with pytest.raises(ConfigError, match="prompt_caching and cache_min_tokens are for Anthropic"):
+        _registry(tmp_path, models_file=path)
+
+
 def test_missing_models_file_is_a_clear_error(tmp_path: Path) -> None:
     """A models file that is not there is named."""
     with pytest.raises(ConfigError, match="cannot be read"):

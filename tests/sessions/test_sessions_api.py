@@ -266,7 +266,13 @@ def test_messages_oldest_first_with_fields(client: httpx.Client, upstream: FakeA
         assert reply["status"] == "complete"
         assert reply["content"] == "Hello, world!"
         assert reply["model"] == "claude-haiku-4-5"
-        assert reply["usage"] == {"input_tokens": 12, "output_tokens": 4}
+        assert reply["usage"] == {
+            "input_tokens": 12,
+            "output_tokens": 4,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+            "reasoning_tokens": None,
+        }
     for question in messages[::2]:
         assert question["status"] == "complete"
         assert question["usage"] is None

@@ -22,7 +22,9 @@ from zyron.db.models import Message, Role, Status
 from zyron.db.types import utcnow
 from zyron.db.unit_of_work import unit_of_work
 from zyron.errors import InvalidToken, NotAuthenticated, NotFound, error_responses
+from zyron.llm.base import TokenUsage
 from zyron.sessions.deps import OwnedSession
+from zyron.sessions.schemas import stored_usage
 from zyron.state import AppState, get_state
 from zyron.streams.events import (
     PING,
@@ -261,10 +263,7 @@ def _terminal(reply: Message, length: int) -> StreamEvent:
                 "stop_reason": reply.stop_reason
                 or ("cancelled" if reply.status == Status.CANCELLED else None),
                 "model": reply.model,
-                "usage": {
-                    "input_tokens": reply.input_tokens or 0,
-                    "output_tokens": reply.output_tokens or 0,
-                },
+                "usage": (stored_usage(reply) or TokenUsage()).public(),
                 # Not stored: known only to the stream that produced the reply.
                 "turns_sent": None,
                 "turns_omitted": None,

@@ -9,7 +9,7 @@ import math
 import random
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +23,8 @@ from zyron.db.types import utcnow
 from zyron.db.unit_of_work import unit_of_work
 from zyron.errors import UpstreamError
 from zyron.llm.base import (
+    USAGE_KINDS,
+    CacheTtl,
     Finished,
     PromptMessage,
     Provider,
@@ -30,6 +32,7 @@ from zyron.llm.base import (
     ReasoningDelta,
     ReasoningEnd,
     TextDelta,
+    TokenUsage,
 )
 from zyron.llm.tokens import TokenCounter
 from zyron.sessions.repository import set_generated_title
@@ -58,6 +61,7 @@ class PromptRequest:
     input_tokens: int = 0  # the prompt's size as counted before sending (for quotas)
     counter: TokenCounter | None = None  # calibrated by the usage the provider reports
     reasoning: Reasoning | None = None  # the thinking asked of the model, if any
+    cache_ttl: CacheTtl | None = None  # prompt cache breakpoints, where the provider has them
 
 
 @dataclass(slots=True)
@@ -69,14 +73,13 @@ class Outcome:
     model: str
     stop_reason: str | None = None
     parts: list[dict[str, Any]] = field(default_factory=list)  # as stored, signatures too
-    input_tokens: int = 0
-    output_tokens: int = 0
+    usage: TokenUsage = field(default_factory=TokenUsage)  # as the provider reported it
     turns_sent: int = 0
     turns_omitted: int = 0
     error: UpstreamError | None = None
-    # What counts against quotas (prompt, reply): the provider's figures for a complete
-    # reply, an estimate for one cut short after text, None when the model produced nothing.
-    charged: tuple[int, int] | None = None
+    # What counts against quotas: the provider's figures for a complete reply, an estimate
+    # for one cut short after text, None when the model produced nothing.
+    charged: TokenUsage | None = None
 
 
 @dataclass(eq=False)
@@ -391,13 +394,15 @@ class Generations:
                 status=Status.COMPLETE,
                 model=finished.model,
                 stop_reason=finished.stop_reason,
-                input_tokens=finished.input_tokens,
-                output_tokens=finished.output_tokens,
+                usage=finished.usage,
             )
             provider.status.succeeded()
             if prompt.counter is not None and not _has_attachments(prompt):
                 # Files are counted by formula: only prompts of text calibrate the ratio.
-                prompt.counter.observe(_prompt_chars(prompt), finished.input_tokens, _turns(prompt))
+                # The whole prompt, cached or not: caching changes its price, not its size.
+                prompt.counter.observe(
+                    _prompt_chars(prompt), finished.usage.prompt_tokens, _turns(prompt)
+                )
         except UpstreamError as exc:
             outcome.error = exc
             provider.status.failed(exc.code)
@@ -523,6 +528,7 @@ class Generations:
                     messages=prompt.messages,
                     max_tokens=prompt.max_tokens,
                     reasoning=prompt.reasoning,
+                    cache_ttl=prompt.cache_ttl,
                 ):
                     if isinstance(event, TextDelta):
                         on_text(event.text)
@@ -565,7 +571,7 @@ def _backoff(attempt: int, base: float, retry_after: str | None) -> float:
     return delay
 
 
-def _charge(prompt: PromptRequest, outcome: Outcome) -> tuple[int, int] | None:
+def _charge(prompt: PromptRequest, outcome: Outcome) -> TokenUsage | None:
     """Return the tokens a reply counts against quotas, estimated for one cut short.
 
     A provider reports usage only at the end of a reply, but one cancelled or broken after
@@ -579,14 +585,20 @@ def _charge(prompt: PromptRequest, outcome: Outcome) -> tuple[int, int] | None:
         return None  # nothing generated: providers do not bill a request that failed
     # A complete reply's figures, where the provider reported them (an OpenAI-compatible
     # server may send none: then it is counted like one cut short).
-    prompt_tokens = (complete and outcome.input_tokens) or prompt.input_tokens
-    reply_tokens = complete and outcome.output_tokens
+    if complete and outcome.usage.prompt_tokens and outcome.usage.output_tokens:
+        return outcome.usage
+    # Cut short (or a server that reported nothing): the prompt as counted before sending,
+    # and the words produced, counted here; what the provider did report stays.
+    reported = outcome.usage if complete else TokenUsage()
+    reply_tokens = reported.output_tokens
     if not reply_tokens and produced:
         if prompt.counter is not None:
             reply_tokens = prompt.counter.count(produced)
         else:
             reply_tokens = math.ceil(len(produced) / FALLBACK_CHARS_PER_TOKEN)
-    return prompt_tokens, int(reply_tokens)
+    if reported.prompt_tokens:
+        return replace(reported, output_tokens=int(reply_tokens))
+    return replace(reported, input_tokens=prompt.input_tokens, output_tokens=int(reply_tokens))
 
 
 def _prompt_chars(prompt: PromptRequest) -> int:
@@ -599,6 +611,13 @@ def _has_attachments(prompt: PromptRequest) -> bool:
 
 def _turns(prompt: PromptRequest) -> int:
     return len(prompt.messages) + (1 if prompt.system else 0)
+
+
+def _usage_columns(used: TokenUsage | None) -> dict[str, int | None]:
+    """The reply row's usage columns: all null for a reply that did not complete."""
+    if used is None:
+        return dict.fromkeys(USAGE_KINDS)
+    return {column: getattr(used, column) for column in USAGE_KINDS}
 
 
 def _uncancel() -> None:
@@ -626,8 +645,7 @@ async def _finish(
                 status=outcome.status,
                 model=outcome.model,
                 stop_reason=outcome.stop_reason,
-                input_tokens=outcome.input_tokens if complete else None,
-                output_tokens=outcome.output_tokens if complete else None,
+                **_usage_columns(outcome.usage if complete else None),
             )
     finally:
         if not saved and outcome.error is None:
@@ -657,10 +675,7 @@ def _end(generation: Generation, target: ReplyTarget | None, outcome: Outcome) -
                 "message_id": message_id,
                 "stop_reason": outcome.stop_reason,
                 "model": outcome.model,
-                "usage": {
-                    "input_tokens": outcome.input_tokens,
-                    "output_tokens": outcome.output_tokens,
-                },
+                "usage": outcome.usage.public(),
                 # How much of the conversation the model saw (the rest did not fit its window).
                 "turns_sent": outcome.turns_sent,
                 "turns_omitted": outcome.turns_omitted,

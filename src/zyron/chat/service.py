@@ -37,11 +37,11 @@ from zyron.files import service as file_service
 from zyron.limits import usage
 from zyron.limits.concurrency import Slot
 from zyron.limits.usage import check_quota
-from zyron.llm.base import Attachment, ModelSpec, Provider
+from zyron.llm.base import Attachment, CacheTtl, ModelSpec, Provider, TokenUsage
 from zyron.sessions import branches
 from zyron.sessions import repository as repo
 from zyron.sessions.parts import public_parts, stored_parts
-from zyron.sessions.schemas import Usage
+from zyron.sessions.schemas import Usage, stored_usage
 from zyron.settings import Settings
 from zyron.state import AppState
 from zyron.streams.events import StreamEvent
@@ -205,7 +205,19 @@ def fitted_prompt(
         input_tokens=fitted.input_tokens,
         counter=counter,
         reasoning=thinking,
+        cache_ttl=_cache_ttl(state.settings, spec, fitted.input_tokens),
     )
+
+
+def _cache_ttl(settings: Settings, spec: ModelSpec, prompt_tokens: int) -> CacheTtl | None:
+    """Mark the prompt for caching where the model caches it and it is long enough to be.
+
+    Below the model's minimum the API would cache nothing anyway (and say nothing): the marks
+    are left out, as Anthropic advises.
+    """
+    if spec.cache_min_tokens is None or prompt_tokens < spec.cache_min_tokens:
+        return None
+    return settings.prompt_cache_ttl
 
 
 def _guest(body: ChatRequest, state: AppState) -> Prepared:
@@ -531,7 +543,10 @@ def _start(
         try:
             if guest_address is not None and outcome is not None and outcome.charged is not None:
                 # A guest's usage is counted by address; their conversation is not kept.
-                await state.guest_usage.add(guest_address, sum(outcome.charged))
+                charged = outcome.charged
+                await state.guest_usage.add(
+                    guest_address, charged.prompt_tokens + charged.output_tokens
+                )
         finally:
             # After the usage is counted: the reservation held by the slot goes with it.
             if slot is not None:
@@ -633,7 +648,7 @@ async def reply_json(started: Started) -> ChatResponse:
     if outcome.error is not None:
         raise outcome.error
     session = generation.events[0].data
-    reply_usage = Usage(input_tokens=outcome.input_tokens, output_tokens=outcome.output_tokens)
+    reply_usage = Usage.of(outcome.usage)
     return ChatResponse(
         session_id=target.session_id if target else None,
         user_message_id=uuid.UUID(session["user_message_id"]) if target else None,
@@ -685,9 +700,7 @@ async def replay_json(state: AppState, principal: Principal, replay: Replay) -> 
             status_code=502,
             retryable=True,
         )
-    reply_usage = Usage(
-        input_tokens=reply.input_tokens or 0, output_tokens=reply.output_tokens or 0
-    )
+    reply_usage = Usage.of(stored_usage(reply) or TokenUsage())
     return ChatResponse(
         session_id=reply.session_id,
         user_message_id=replay.user_message_id,

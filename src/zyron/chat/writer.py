@@ -19,6 +19,7 @@ from zyron.db.models import Message, Status
 from zyron.db.types import utcnow
 from zyron.db.unit_of_work import unit_of_work
 from zyron.limits import usage
+from zyron.llm.base import TokenUsage
 
 log = logging.getLogger("zyron.chat.writer")
 
@@ -197,10 +198,10 @@ class ReplyWriter:
         if cancel_requested is not None:
             self._on_cancel()
 
-    async def close(self, *, charge: tuple[int, int] | None = None, **final: Any) -> bool:
+    async def close(self, *, charge: TokenUsage | None = None, **final: Any) -> bool:
         """Stop the loop and write the final state, retrying briefly; False if it never took.
 
-        `charge` (prompt, reply tokens) is added to the user's usage in the same transaction.
+        `charge` is added to the user's usage in the same transaction.
         """
         if self._task is not None:
             # Never cancel a write midway: a driver interrupted mid-statement can leave its
@@ -226,7 +227,7 @@ class ReplyWriter:
                 delay *= 2
         return False
 
-    async def _write_final(self, final: dict[str, Any], charge: tuple[int, int] | None) -> None:
+    async def _write_final(self, final: dict[str, Any], charge: TokenUsage | None) -> None:
         async with unit_of_work(
             self._sessionmaker, role="authenticated", claims=self._target.claims
         ) as db:
@@ -239,7 +240,7 @@ class ReplyWriter:
                 .values(lease_expires_at=None, **final)
             )
             if charge is not None:
-                await usage.record(db, self._target.user_id, final["model"], *charge)
+                await usage.record(db, self._target.user_id, final["model"], charge)
 
 
 async def recover_abandoned(

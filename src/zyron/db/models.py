@@ -156,8 +156,13 @@ class Message(Base):
     )
     status: Mapped[str] = mapped_column(String(16))
     model: Mapped[str | None] = mapped_column(String(200))
+    # What the reply was billed, by kind (zyron.llm.base.TokenUsage): input is the uncached
+    # part; null where the provider reported nothing (or the reply did not complete).
     input_tokens: Mapped[int | None]
     output_tokens: Mapped[int | None]
+    cache_creation_input_tokens: Mapped[int | None]
+    cache_read_input_tokens: Mapped[int | None]
+    reasoning_tokens: Mapped[int | None]
     stop_reason: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # The id a front end gave the message (useChat makes its own), beside Zyron's.
@@ -235,6 +240,9 @@ class UsageDaily(Base):
     model: Mapped[str] = mapped_column(String(200), primary_key=True)
     input_tokens: Mapped[int] = mapped_column(BigInteger)
     output_tokens: Mapped[int] = mapped_column(BigInteger)
+    cache_creation_input_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    cache_read_input_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    reasoning_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
     replies: Mapped[int] = mapped_column(Integer)
 
 

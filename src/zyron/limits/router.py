@@ -12,6 +12,7 @@ from zyron.auth.deps import CurrentUser
 from zyron.db.deps import UserDb
 from zyron.errors import InvalidToken, NotAuthenticated, error_responses
 from zyron.limits import usage
+from zyron.llm.base import USAGE_KINDS
 from zyron.state import get_state
 
 router = APIRouter(tags=["usage"])
@@ -22,8 +23,11 @@ class UsageDay(BaseModel):
 
     day: date
     model: str
-    input_tokens: int
-    output_tokens: int
+    input_tokens: int = Field(description="Input neither read from nor written to the cache.")
+    output_tokens: int = Field(description="Output, thinking included.")
+    cache_creation_input_tokens: int = Field(description="Input written to the prompt cache.")
+    cache_read_input_tokens: int = Field(description="Input read from the prompt cache.")
+    reasoning_tokens: int = Field(description="Of the output, thinking (where reported).")
     replies: int
 
 
@@ -60,9 +64,8 @@ async def get_usage(
             UsageDay(
                 day=row.day,
                 model=row.model,
-                input_tokens=row.input_tokens,
-                output_tokens=row.output_tokens,
                 replies=row.replies,
+                **{kind: getattr(row, kind) for kind in USAGE_KINDS},
             )
             for row in rows
         ],

@@ -9,6 +9,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Row, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from zyron.db.models import UsageDaily
 from zyron.errors import ZyronError
 from zyron.limits import redis_client
+from zyron.llm.base import USAGE_KINDS, TokenUsage
 
 log = logging.getLogger("zyron.limits")
 
@@ -59,53 +61,56 @@ def check_quota(used: int, needed: int, quota: int, who: str, *, reserved: int =
         )
 
 
-async def record(
-    db: AsyncSession, user_id: uuid.UUID, model: str, input_tokens: int, output_tokens: int
-) -> None:
-    """Add one reply's tokens to the user's total for today and that model."""
+async def record(db: AsyncSession, user_id: uuid.UUID, model: str, used: TokenUsage) -> None:
+    """Add one reply's tokens, by kind, to the user's total for today and that model."""
     values = {
         "user_id": user_id,
         "day": today(),
         "model": model[:200],
-        "input_tokens": input_tokens,
-        "output_tokens": output_tokens,
+        **{kind: getattr(used, kind) or 0 for kind in USAGE_KINDS},
         "replies": 1,
     }
     insert = pg_insert if db.get_bind().dialect.name == "postgresql" else sqlite_insert
     statement = insert(UsageDaily).values(**values)
+    added = {
+        kind: getattr(UsageDaily, kind) + getattr(statement.excluded, kind) for kind in USAGE_KINDS
+    }
     await db.execute(
         statement.on_conflict_do_update(
             index_elements=["user_id", "day", "model"],
-            set_={
-                "input_tokens": UsageDaily.input_tokens + statement.excluded.input_tokens,
-                "output_tokens": UsageDaily.output_tokens + statement.excluded.output_tokens,
-                "replies": UsageDaily.replies + 1,
-            },
+            set_={**added, "replies": UsageDaily.replies + 1},
         )
     )
 
 
 async def used_today(db: AsyncSession, user_id: uuid.UUID) -> int:
-    """Return the tokens the user's replies used today, all models together."""
+    """Return the tokens the user's replies used today, all models and kinds together.
+
+    The cache's reads and writes count as the prompt they are: caching lowers the price of a
+    prompt, not its size.
+    """
+    total = (
+        UsageDaily.input_tokens
+        + UsageDaily.cache_creation_input_tokens
+        + UsageDaily.cache_read_input_tokens
+        + UsageDaily.output_tokens
+    )
     result = await db.execute(
-        select(
-            func.coalesce(func.sum(UsageDaily.input_tokens + UsageDaily.output_tokens), 0)
-        ).where(UsageDaily.user_id == user_id, UsageDaily.day == today())
+        select(func.coalesce(func.sum(total), 0)).where(
+            UsageDaily.user_id == user_id, UsageDaily.day == today()
+        )
     )
     return int(result.scalar_one())
 
 
-async def by_day(
-    db: AsyncSession, user_id: uuid.UUID, days: int
-) -> Sequence[Row[date, str, int, int, int]]:
+async def by_day(db: AsyncSession, user_id: uuid.UUID, days: int) -> Sequence[Row[Any]]:
     """Return the user's usage for the last `days` days, newest first, a row per model."""
     since = today() - timedelta(days=days - 1)
     result = await db.execute(
         select(
             UsageDaily.day,
             UsageDaily.model,
-            UsageDaily.input_tokens,
-            UsageDaily.output_tokens,
+            *(getattr(UsageDaily, kind) for kind in USAGE_KINDS),
             UsageDaily.replies,
         )
         .where(UsageDaily.user_id == user_id, UsageDaily.day >= since)

@@ -16,6 +16,7 @@ Effort = Literal["low", "medium", "high", "xhigh", "max"]
 # How a model is asked to think: Anthropic's manual budget ("enabled" with budget_tokens),
 # adaptive thinking with an effort, or both; None: it does not reason on request.
 ReasoningMode = Literal["budget", "adaptive", "both"]
+CacheTtl = Literal["5m", "1h"]  # Anthropic's prompt cache lifetimes
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,12 +77,43 @@ class ReasoningEnd:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenUsage:
+    """What a reply was billed, by kind, in Anthropic's meanings (docs/costs.md)."""
+
+    input_tokens: int = 0  # input neither read from nor written to the prompt cache
+    output_tokens: int = 0  # thinking included
+    cache_creation_input_tokens: int = 0  # input written to the cache
+    cache_read_input_tokens: int = 0  # input read from the cache
+    # Of cache_creation_input_tokens, those written with the 1-hour TTL (priced higher).
+    cache_creation_1h_input_tokens: int = 0
+    reasoning_tokens: int | None = None  # of output_tokens, where the provider says
+
+    @property
+    def prompt_tokens(self) -> int:
+        """The whole prompt, however it was billed: what quotas and calibration count."""
+        return self.input_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens
+
+    def public(self) -> dict[str, int | None]:
+        """The usage as the API shows it (`done.usage`, messages, GET /usage)."""
+        return {kind: getattr(self, kind) for kind in USAGE_KINDS}
+
+
+# The kinds the API shows and the tables keep, per reply and per day.
+USAGE_KINDS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+    "reasoning_tokens",
+)
+
+
+@dataclass(frozen=True, slots=True)
 class Finished:
     """The reply ended normally."""
 
     stop_reason: str | None
-    input_tokens: int
-    output_tokens: int
+    usage: TokenUsage
     model: str
 
 
@@ -100,6 +132,9 @@ class ModelSpec:
     vision: bool = False  # takes images
     pdf: bool = False  # takes PDF documents
     reasoning: ReasoningMode | None = None  # thinks on request, and how it is asked to
+    # Prompt caching with breakpoints (Claude): the smallest prompt the model caches; None
+    # where the prompt is not marked (another provider, or caching switched off).
+    cache_min_tokens: int | None = None
 
 
 class ProviderStatus:
@@ -174,8 +209,12 @@ class Provider(Protocol):
         messages: Sequence[PromptMessage],
         max_tokens: int,
         reasoning: Reasoning | None = None,
+        cache_ttl: CacheTtl | None = None,
     ) -> AsyncIterator[ProviderEvent]:
-        """Yield the reply's reasoning and text deltas, then Finished; `model` is upstream's."""
+        """Yield the reply's reasoning and text deltas, then Finished; `model` is upstream's.
+
+        `cache_ttl`: place prompt cache breakpoints with that lifetime, where the provider can.
+        """
         ...
 
     def count_tokens(self, text: str) -> int | None:

@@ -29,11 +29,13 @@ from cachetools import LRUCache
 from zyron.errors import UpstreamError
 from zyron.llm.attachments import inline_text
 from zyron.llm.base import (
+    CacheTtl,
     Finished,
     PromptMessage,
     ProviderEvent,
     ProviderStatus,
     Reasoning,
+    TokenUsage,
 )
 
 log = logging.getLogger("zyron.llm.local")
@@ -235,6 +237,7 @@ class LocalProvider:
         messages: Sequence[PromptMessage],
         max_tokens: int,
         reasoning: Reasoning | None = None,
+        cache_ttl: CacheTtl | None = None,  # Claude's; llama.cpp keeps its own prefix cache
     ) -> AsyncGenerator[ProviderEvent, None]:
         """Yield the reply token by token from a worker thread, then Finished with usage.
 
@@ -424,8 +427,7 @@ def _generate(
         run.send(
             Finished(
                 stop_reason=_STOP_REASONS.get(finish_reason or "", finish_reason),
-                input_tokens=run.prompt_tokens,
-                output_tokens=run.output_tokens,
+                usage=TokenUsage(input_tokens=run.prompt_tokens, output_tokens=run.output_tokens),
                 model=model,
             )
         )

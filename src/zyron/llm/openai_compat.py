@@ -17,11 +17,13 @@ from openai.types.chat import (
     ChatCompletionSystemMessageParam,
     ChatCompletionUserMessageParam,
 )
+from openai.types.completion_usage import CompletionUsage
 
 from zyron.errors import UpstreamError
 from zyron.llm import sdk
 from zyron.llm.attachments import data_url, inline_text
 from zyron.llm.base import (
+    CacheTtl,
     Finished,
     PromptMessage,
     ProviderEvent,
@@ -30,6 +32,7 @@ from zyron.llm.base import (
     Reasoning,
     ReasoningDelta,
     TextDelta,
+    TokenUsage,
 )
 from zyron.llm.errors import (
     upstream_cut_off,
@@ -132,6 +135,7 @@ class OpenAICompatProvider:
         messages: Sequence[PromptMessage],
         max_tokens: int,
         reasoning: Reasoning | None = None,
+        cache_ttl: CacheTtl | None = None,  # Claude's; prefix caching here is the server's own
     ) -> AsyncIterator[ProviderEvent]:
         """Yield reasoning and text deltas as they arrive, then Finished with usage and stop.
 
@@ -145,7 +149,7 @@ class OpenAICompatProvider:
         use_completion_tokens = self._max_tokens_parameter == "max_completion_tokens"
         model_used = model
         finish_reason: str | None = None
-        usage: tuple[int, int] | None = None
+        usage: TokenUsage | None = None
         content_chunks = 0
         try:
             stream = await self._client.chat.completions.create(
@@ -165,10 +169,7 @@ class OpenAICompatProvider:
                     if chunk.model:
                         model_used = chunk.model
                     if chunk.usage is not None:
-                        usage = (
-                            chunk.usage.prompt_tokens or 0,
-                            chunk.usage.completion_tokens or 0,
-                        )
+                        usage = _usage(chunk.usage)
                     # The usage chunk has no choices; vLLM sends it with `"choices": null`.
                     for choice in chunk.choices or ():
                         if choice.index != 0:  # only one completion is asked for
@@ -200,12 +201,12 @@ class OpenAICompatProvider:
         # A server that ignores stream_options sends no usage. OpenAI, vLLM, llama.cpp and Ollama
         # stream about one token per chunk, so the chunk count stands in for the reply's
         # tokens; the prompt is left uncounted (0) rather than guessed.
-        input_tokens, output_tokens = usage if usage is not None else (0, content_chunks)
+        if usage is None:
+            usage = TokenUsage(output_tokens=content_chunks)
         self.status.succeeded()
         yield Finished(
             stop_reason=_STOP_REASONS.get(finish_reason, finish_reason),
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
+            usage=usage,
             model=model_used,
         )
 
@@ -329,3 +330,22 @@ def _error_message(body: object) -> str:
     if isinstance(body, str) and body:  # Ollama: {"error": "model 'x' not found"}
         return body[:300]
     return "no details"
+
+
+def _usage(usage: CompletionUsage) -> TokenUsage:
+    """The usage chunk in Anthropic's meanings: the prompt's cached part apart from the rest.
+
+    `prompt_tokens` includes the cached tokens; servers that cache report them in
+    `prompt_tokens_details.cached_tokens` (OpenAI; vLLM with --enable-prompt-tokens-details;
+    llama.cpp's server in recent builds), others send no details, which counts as none cached.
+    """
+    prompt = usage.prompt_tokens or 0
+    details = usage.prompt_tokens_details
+    cached = min(prompt, (details.cached_tokens or 0) if details is not None else 0)
+    reply = usage.completion_tokens_details
+    return TokenUsage(
+        input_tokens=prompt - cached,
+        output_tokens=usage.completion_tokens or 0,
+        cache_read_input_tokens=cached,
+        reasoning_tokens=reply.reasoning_tokens if reply is not None else None,
+    )

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from zyron.errors import NoProvider, UnknownModel
 from zyron.llm.base import ModelSpec, Provider, ProviderKind, ReasoningMode
+from zyron.llm.prompt_cache import min_cacheable_tokens
 from zyron.llm.tokens import TokenCounter
 from zyron.settings import DEFAULT_CLAUDE_MODELS, ConfigError, Settings
 
@@ -116,6 +117,10 @@ class ModelEntry(BaseModel):
     vision: bool | None = None
     pdf: bool | None = None
     reasoning: ReasoningMode | Literal["none"] | None = None
+    # Claude only: cache breakpoints on its prompts (left out: PROMPT_CACHING), and the
+    # smallest prompt it caches (left out: Anthropic's figure for the model).
+    prompt_caching: bool | None = None
+    cache_min_tokens: int | None = Field(default=None, ge=1)
 
 
 class ModelsFile(BaseModel):
@@ -294,6 +299,7 @@ def _claude(settings: Settings, model_id: str) -> ModelSpec:
         vision=True,
         pdf=True,
         reasoning=claude_reasoning(model_id),
+        cache_min_tokens=min_cacheable_tokens(model_id) if settings.prompt_caching else None,
     )
 
 
@@ -371,7 +377,9 @@ def _add_from_file(
             raise ConfigError(
                 f"MODELS_FILE: model '{model.id}': max_output must be below context_window"
             )
-        vision, pdf, reasoning = _capabilities(model, providers[model.provider].kind)
+        kind = providers[model.provider].kind
+        vision, pdf, reasoning = _capabilities(model, kind)
+        cache_min_tokens = _cache_min_tokens(model, kind, settings)
         if providers[model.provider].kind == "local" and (vision or pdf):
             raise ConfigError(
                 f"MODELS_FILE: model '{model.id}': the local model reads text only "
@@ -387,8 +395,25 @@ def _add_from_file(
                 vision=vision,
                 pdf=pdf,
                 reasoning=reasoning,
+                cache_min_tokens=cache_min_tokens,
             )
         )
+
+
+def _cache_min_tokens(entry: ModelEntry, kind: ProviderKind, settings: Settings) -> int | None:
+    """A models-file entry's prompt caching: on for Claude unless switched off, else none."""
+    if kind != "anthropic":
+        if entry.prompt_caching or entry.cache_min_tokens is not None:
+            raise ConfigError(
+                f"MODELS_FILE: model '{entry.id}': prompt_caching and cache_min_tokens are for "
+                "Anthropic models (OpenAI-compatible servers and llama.cpp cache prefixes "
+                "by themselves)"
+            )
+        return None
+    enabled = settings.prompt_caching if entry.prompt_caching is None else entry.prompt_caching
+    if not enabled:
+        return None
+    return entry.cache_min_tokens or min_cacheable_tokens(entry.upstream_id or entry.id)
 
 
 def _anthropic(

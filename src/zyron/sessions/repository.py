@@ -49,6 +49,12 @@ class MessageRow(TurnRow, Protocol):
     @property
     def output_tokens(self) -> int | None: ...
     @property
+    def cache_creation_input_tokens(self) -> int | None: ...
+    @property
+    def cache_read_input_tokens(self) -> int | None: ...
+    @property
+    def reasoning_tokens(self) -> int | None: ...
+    @property
     def created_at(self) -> datetime: ...
 
 
@@ -65,6 +71,9 @@ MESSAGE_COLUMNS = (
     Message.stop_reason,
     Message.input_tokens,
     Message.output_tokens,
+    Message.cache_creation_input_tokens,
+    Message.cache_read_input_tokens,
+    Message.reasoning_tokens,
     Message.created_at,
 )
 

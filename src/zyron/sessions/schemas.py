@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
+from zyron.llm.base import TokenUsage
 from zyron.sessions.parts import public_parts, stored_parts
 
 if TYPE_CHECKING:
@@ -53,11 +54,40 @@ class SessionRead(SessionBase):
     updated_at: datetime
 
 
-class Usage(BaseModel):
-    """Tokens the model read and wrote for a reply."""
+def stored_usage(message: MessageRow) -> TokenUsage | None:
+    """What a stored reply was billed, by kind; None where nothing was reported."""
+    if message.input_tokens is None and message.output_tokens is None:
+        return None
+    return TokenUsage(
+        input_tokens=message.input_tokens or 0,
+        output_tokens=message.output_tokens or 0,
+        cache_creation_input_tokens=message.cache_creation_input_tokens or 0,
+        cache_read_input_tokens=message.cache_read_input_tokens or 0,
+        reasoning_tokens=message.reasoning_tokens,
+    )
 
-    input_tokens: int
-    output_tokens: int
+
+class Usage(BaseModel):
+    """Tokens the model read and wrote for a reply, by kind (docs/costs.md)."""
+
+    input_tokens: int = Field(description="Input neither read from nor written to the cache.")
+    output_tokens: int = Field(description="Output, thinking included.")
+    cache_creation_input_tokens: int = Field(0, description="Input written to the prompt cache.")
+    cache_read_input_tokens: int = Field(0, description="Input read from the prompt cache.")
+    reasoning_tokens: int | None = Field(
+        None, description="Of the output, thinking, where the provider reports it."
+    )
+
+    @classmethod
+    def of(cls, used: TokenUsage) -> Usage:
+        """From a provider's report."""
+        return cls.model_construct(
+            input_tokens=used.input_tokens,
+            output_tokens=used.output_tokens,
+            cache_creation_input_tokens=used.cache_creation_input_tokens,
+            cache_read_input_tokens=used.cache_read_input_tokens,
+            reasoning_tokens=used.reasoning_tokens,
+        )
 
 
 PARTS_DESCRIPTION = (
@@ -125,11 +155,8 @@ class MessageRead(BaseModel):
     @classmethod
     def of(cls, message: MessageRow) -> MessageRead:
         """Build from a stored message (trusted: not validated again), folding in `usage`."""
-        usage = None
-        if message.input_tokens is not None or message.output_tokens is not None:
-            usage = Usage.model_construct(
-                input_tokens=message.input_tokens or 0, output_tokens=message.output_tokens or 0
-            )
+        used = stored_usage(message)
+        usage = Usage.of(used) if used is not None else None
         return cls.model_construct(
             id=message.id,
             session_id=message.session_id,

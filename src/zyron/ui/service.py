@@ -22,9 +22,11 @@ from zyron.chat.service import ClientIds, Started
 from zyron.db.models import ChatSession, Message, Role, Status
 from zyron.db.unit_of_work import unit_of_work
 from zyron.errors import InvalidInput, NotFound
+from zyron.llm.base import TokenUsage
 from zyron.sessions.branches import branch
 from zyron.sessions.parts import public_parts, stored_parts
 from zyron.sessions.repository import MESSAGE_COLUMNS
+from zyron.sessions.schemas import stored_usage
 from zyron.state import AppState
 from zyron.ui.chunks import finish_metadata
 from zyron.ui.schemas import UIChatRequest, UIMessage
@@ -350,7 +352,7 @@ def _ui_message(row: Any, session_id: uuid.UUID, files_url: str) -> dict[str, An
             **finish_metadata(
                 row.stop_reason,
                 row.model,
-                {"input_tokens": row.input_tokens, "output_tokens": row.output_tokens},
+                (stored_usage(row) or TokenUsage()).public(),
             ),
         }
     else:

@@ -657,7 +657,7 @@ function footer(message) {
   const bits = [];
   if (message.role === "assistant") {
     if (message.model) bits.push(message.model);
-    if (message.usage) bits.push(`${message.usage.input_tokens} in · ${message.usage.output_tokens} out`);
+    if (message.usage) bits.push(usageText(message.usage));
     if (["cancelled", "interrupted", "error"].includes(message.status)) bits.push(message.status);
   }
   const actions = [];
@@ -668,6 +668,14 @@ function footer(message) {
     actions.push(el("button", { class: "action", disabled: busy, onclick: () => startEdit(message) }, "Edit"));
   }
   return el("footer", {}, el("span", { class: "usage" }, bits.join(" · ")), ...actions);
+}
+
+/** "1,200 in (1,000 cached) · 80 out": the whole prompt, however it was billed. */
+function usageText(usage) {
+  const read = usage.cache_read_input_tokens ?? 0;
+  const prompt = usage.input_tokens + (usage.cache_creation_input_tokens ?? 0) + read;
+  const cached = read ? ` (${read.toLocaleString()} cached)` : "";
+  return `${prompt.toLocaleString()} in${cached} · ${usage.output_tokens.toLocaleString()} out`;
 }
 
 function startEdit(question) {
