@@ -7,6 +7,7 @@ import ipaddress
 import os
 import secrets
 import tempfile
+from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
@@ -206,6 +207,11 @@ class Settings(BaseSettings):
     # case (the prompt and the whole reply budget) would pass what is left.
     user_daily_tokens: int = Field(default=2_000_000, alias="USER_DAILY_TOKENS", ge=0)
     guest_daily_tokens: int = Field(default=50_000, alias="GUEST_DAILY_TOKENS", ge=0)
+    # Money budgets in US dollars (docs/costs.md); 0: none.
+    user_daily_usd: Decimal = Field(default=Decimal(0), alias="USER_DAILY_USD", ge=0)
+    user_monthly_usd: Decimal = Field(default=Decimal(0), alias="USER_MONTHLY_USD", ge=0)
+    guest_daily_usd: Decimal = Field(default=Decimal(0), alias="GUEST_DAILY_USD", ge=0)
+    guest_monthly_usd: Decimal = Field(default=Decimal(0), alias="GUEST_MONTHLY_USD", ge=0)
     # Replies running at once per signed-in user, and per guest address.
     user_max_concurrent: int = Field(default=3, alias="USER_MAX_CONCURRENT", ge=1)
     guest_max_concurrent: int = Field(default=2, alias="GUEST_MAX_CONCURRENT", ge=1)

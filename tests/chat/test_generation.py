@@ -139,11 +139,15 @@ def test_cancel_during_the_final_save_still_saves_and_ends(
     saving = asyncio.Event()
 
     async def slow_close(
-        self: ReplyWriter, *, charge: TokenUsage | None = None, **final: object
+        self: ReplyWriter,
+        *,
+        charge: TokenUsage | None = None,
+        cost: int | None = None,
+        **final: object,
     ) -> bool:
         saving.set()
         await asyncio.sleep(0.3)
-        return await original_close(self, charge=charge, **final)
+        return await original_close(self, charge=charge, cost=cost, **final)
 
     monkeypatch.setattr(ReplyWriter, "close", slow_close)
 

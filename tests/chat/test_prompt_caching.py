@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
+from tests.backends import Backend
 from tests.fakes.anthropic_upstream import FakeAnthropic, TextReply, ThinkingReply
 from tests.files.samples import png
 from tests.support import LiveServer, signup, stream_chat
+from zyron.llm.base import TokenUsage
+from zyron.llm.prices import claude_prices, usd
 
 # About 620 tokens by the fake's rule and 900 by Zyron's estimate (3 characters a token):
 # a first turn is below claude-sonnet-5's 1,024-token minimum, a second is above it.
@@ -29,7 +34,7 @@ def marks(body: dict[str, Any]) -> int:
 def usage_of(server: LiveServer, reply_id: str) -> tuple[int | None, ...]:
     [row] = server.query(
         "SELECT input_tokens, output_tokens, cache_creation_input_tokens, "
-        "cache_read_input_tokens FROM messages WHERE id = :id",
+        "cache_read_input_tokens, cost_nanousd FROM messages WHERE id = :id",
         id=server.id(reply_id),
     )
     return tuple(row)
@@ -68,8 +73,22 @@ def test_a_twenty_turn_conversation_reads_its_history_from_the_cache(
     for before, after in itertools.pairwise(billed[1:]):
         assert after.cache_read_input_tokens == before.prompt_tokens
 
-    # What Zyron recorded is what the fake billed, to the token: done.usage, the reply's row.
+    # What Zyron recorded is what the fake billed, to the token and the nano-dollar, at
+    # claude-sonnet-5's prices: done.usage and cost_usd, the reply's row.
+    sonnet = claude_prices("claude-sonnet-5")
+    assert sonnet is not None
+    costs = []
     for (reply_id, done), (bill, output) in zip(dones, upstream.billed, strict=True):
+        cost = sonnet.cost(
+            TokenUsage(
+                input_tokens=bill.input_tokens,
+                output_tokens=output,
+                cache_creation_input_tokens=bill.cache_creation_input_tokens,
+                cache_read_input_tokens=bill.cache_read_input_tokens,
+            )
+        )
+        costs.append(cost)
+        assert done["cost_usd"] == usd(cost)
         expected = {
             "input_tokens": bill.input_tokens,
             "output_tokens": output,
@@ -83,6 +102,7 @@ def test_a_twenty_turn_conversation_reads_its_history_from_the_cache(
             output,
             bill.cache_creation_input_tokens,
             bill.cache_read_input_tokens,
+            cost,
         )
     # The stored messages say so too, and GET /usage adds it up by kind.
     messages = client.get(
@@ -98,6 +118,14 @@ def test_a_twenty_turn_conversation_reads_its_history_from_the_cache(
         bill.cache_creation_input_tokens for bill in billed
     )
     assert day["output_tokens"] == sum(output for _, output in upstream.billed)
+    assert day["cost_nanousd"] == sum(costs)
+    assert day["cost_usd"] == pytest.approx(sum(costs) / 1e9)
+    # Without the cache the same prompts would have cost more: every token at the input price.
+    uncached = sum(
+        sonnet.cost(TokenUsage(input_tokens=bill.prompt_tokens, output_tokens=output))
+        for bill, output in upstream.billed
+    )
+    assert sum(costs) < uncached / 2
     # The quota counts the whole prompt, however it was billed.
     quota = client.get("/usage", headers=account.headers).json()["quota"]
     assert quota["used_today"] == sum(bill.prompt_tokens + out for bill, out in upstream.billed)
@@ -164,3 +192,33 @@ def test_thinking_and_images_stay_unmarked_and_the_history_is_still_read(
     assert marks(last) == 2
     [_, _, (bill, _)] = upstream.billed
     assert bill.cache_read_input_tokens > bill.prompt_tokens / 2
+
+
+def test_a_one_hour_ttl_is_marked_and_priced_as_such(
+    backend: Backend, upstream: FakeAnthropic, tmp_path: Path
+) -> None:
+    """PROMPT_CACHE_TTL=1h: the marks say so, the fake bills 1-hour writes, the cost uses the
+    1-hour write price ($4 a million on claude-sonnet-5, not $2.50)."""
+    upstream.accounting = True
+    served = backend.claude_server(tmp_path, upstream, prompt_cache_ttl="1h")
+    with served as server, server.client() as http:
+        account = signup(http)
+        upstream.enqueue(TextReply(chunks=("Hi",)))
+        done = stream_chat(http, {"message": MESSAGE * 3}, account.headers)[-1].data
+        stored = usage_of(server, str(done["message_id"]))
+    body = upstream.requests[-1].body
+    assert body["messages"][-1]["content"][-1]["cache_control"] == {
+        "type": "ephemeral",
+        "ttl": "1h",
+    }
+    [(bill, output)] = upstream.billed
+    assert bill.cache_creation_1h_input_tokens == bill.cache_creation_input_tokens > 0
+    sonnet = claude_prices("claude-sonnet-5")
+    assert sonnet is not None
+    expected = (
+        bill.input_tokens * sonnet.input
+        + bill.cache_creation_input_tokens * sonnet.cache_write_1h
+        + output * sonnet.output
+    )
+    assert done["cost_usd"] == usd(expected)
+    assert stored[-1] == expected

@@ -57,6 +57,10 @@ def test_openai_compatible_chat_is_streamed_and_saved(
     }
     assert done["stop_reason"] == "end_turn"
     assert done["model"] == "llama-test"
+    # No price was given for it: the cost is unknown, never 0.
+    assert done["cost_usd"] is None
+    [day] = http.get("/usage", headers=account.headers).json()["days"]
+    assert (day["cost_usd"], day["cost_nanousd"], day["input_tokens"]) == (None, None, 17)
 
     request = fake_openai.requests[-1]
     assert request.path == "/v1/chat/completions"
@@ -197,3 +201,17 @@ def test_local_model_reads_text_files_and_refuses_images(local_server: LiveServe
             assert refused.status_code == 422
             assert refused.json()["error"] == "unsupported_attachment"
             assert "smollm2-135m-instruct" in refused.json()["detail"]
+
+
+def test_cached_prompt_tokens_a_server_reports_are_recorded_apart(
+    http: httpx.Client, fake_openai: FakeOpenAI
+) -> None:
+    """prompt_tokens includes the cached part; it is recorded as a cache read, the rest as input."""
+    account = signup(http)
+    fake_openai.enqueue(TextReply(chunks=("Hi",), prompt_tokens=1000, cached_tokens=768))
+    done = stream_chat(http, {"message": "Hello"}, account.headers)[-1].data
+    assert done["usage"]["input_tokens"] == 232
+    assert done["usage"]["cache_read_input_tokens"] == 768
+    assert done["usage"]["cache_creation_input_tokens"] == 0
+    quota = http.get("/usage", headers=account.headers).json()["quota"]
+    assert quota["used_today"] == 1000 + 1  # the whole prompt, and the reply

@@ -44,6 +44,9 @@ class TextReply:
     chunks: Sequence[str] = ("Hello", ", ", "world", "!")
     finish_reason: str = "stop"
     prompt_tokens: int = _DEFAULT_PROMPT_TOKENS
+    # Of prompt_tokens, those the server had cached (`prompt_tokens_details.cached_tokens`, as
+    # OpenAI and vLLM report them); None sends no details, as most servers do.
+    cached_tokens: int | None = None
     chunk_delay: float = 0.0
     first_delay: float = 0.0
     # False plays a server that ignores stream_options.include_usage (older Ollama, llama.cpp).
@@ -139,13 +142,18 @@ def _error_body(
 
 
 def _usage(
-    prompt_tokens: int, completion_tokens: int, reasoning_tokens: int | None = None
+    prompt_tokens: int,
+    completion_tokens: int,
+    reasoning_tokens: int | None = None,
+    cached_tokens: int | None = None,
 ) -> dict[str, Any]:
     usage: dict[str, Any] = {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
     }
+    if cached_tokens is not None:
+        usage["prompt_tokens_details"] = {"cached_tokens": cached_tokens}
     if reasoning_tokens is not None:
         # Reasoning servers count the chain of thought inside completion_tokens and say how much.
         usage["completion_tokens_details"] = {"reasoning_tokens": reasoning_tokens}
@@ -262,10 +270,14 @@ class _Stream:
         self.chunk({"content": text})
 
     def usage(
-        self, prompt_tokens: int, completion_tokens: int, reasoning_tokens: int | None = None
+        self,
+        prompt_tokens: int,
+        completion_tokens: int,
+        reasoning_tokens: int | None = None,
+        cached_tokens: int | None = None,
     ) -> None:
         """Send the usage chunk that `stream_options.include_usage` asks for."""
-        usage = _usage(prompt_tokens, completion_tokens, reasoning_tokens)
+        usage = _usage(prompt_tokens, completion_tokens, reasoning_tokens, cached_tokens)
         self.send(
             {
                 "id": self._id,
@@ -407,7 +419,7 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(reply, TextReply):
             out.chunk({}, finish_reason=reply.finish_reason)
             if include_usage and reply.usage:
-                out.usage(reply.prompt_tokens, len(reply.chunks))
+                out.usage(reply.prompt_tokens, len(reply.chunks), cached_tokens=reply.cached_tokens)
             out.done()
         elif isinstance(reply, MidStreamError):
             out.send(_error_body(reply.message, reply.error_type, reply.code))

@@ -114,6 +114,8 @@ def test_usage_by_day_and_model_outlives_deleted_sessions(
                 "cache_creation_input_tokens": 0,
                 "cache_read_input_tokens": 0,
                 "reasoning_tokens": 0,
+                "cost_usd": 6e-05,
+                "cost_nanousd": 60000,  # at its prices: input and output by the million
                 "replies": 1,
             },
             {
@@ -124,6 +126,8 @@ def test_usage_by_day_and_model_outlives_deleted_sessions(
                 "cache_creation_input_tokens": 0,
                 "cache_read_input_tokens": 0,
                 "reasoning_tokens": 0,
+                "cost_usd": 0.00021,
+                "cost_nanousd": 210000,  # at its prices: input and output by the million
                 "replies": 1,
             },
         ]

@@ -11,6 +11,8 @@ import pytest
 
 from tests.support import make_settings
 from zyron.errors import NoProvider, UnknownModel
+from zyron.llm.local import find_model_file, installed_runtime
+from zyron.llm.prices import FREE, Prices, claude_prices
 from zyron.llm.registry import Registry, build_registry, claude_reasoning
 from zyron.llm.tokens import MESSAGE_OVERHEAD_TOKENS, PROMPT_OVERHEAD_TOKENS, TokenCounter
 from zyron.settings import DEFAULT_CLAUDE_MODELS, ConfigError
@@ -238,6 +240,42 @@ def test_prompt_caching_is_on_for_claude_and_switchable_per_model(tmp_path: Path
     )
     with pytest.raises(ConfigError, match="prompt_caching and cache_min_tokens are for Anthropic"):
         _registry(tmp_path, models_file=path)
+
+
+def test_prices_come_from_the_models_file_else_the_provider_kind(tmp_path: Path) -> None:
+    path = tmp_path / "models.toml"
+    path.write_text(
+        '[[providers]]\nname = "p"\nkind = "openai"\nbase_url = "http://x/v1"\n'
+        '[[models]]\nid = "priced"\nprovider = "p"\ncontext_window = 1000\nmax_output = 10\n'
+        "prices = { input = 0.5, output = 1.5, cache_read = 0.25 }\n"
+        '[[models]]\nid = "unpriced"\nprovider = "p"\ncontext_window = 1000\nmax_output = 10\n'
+        '[[models]]\nid = "claude-cheap"\nprovider = "anthropic"\nupstream_id = "claude-sonnet-5"\n'
+        "context_window = 200000\nmax_output = 8000\nprices = { input = 1, output = 4 }\n"
+    )
+    registry = _registry(tmp_path, anthropic_api_key="sk-ant-x", models_file=path)
+    priced = registry.resolve("priced")[0].prices
+    # Another server's cache has no published rule: a cached token costs what it says, else
+    # the input price.
+    assert priced == Prices(
+        input=500, output=1_500, cache_write_5m=500, cache_write_1h=500, cache_read=250
+    )
+    assert registry.resolve("unpriced")[0].prices is None
+    assert registry.resolve("claude-cheap")[0].prices == Prices.per_million(input=1, output=4)
+    assert registry.resolve("claude-sonnet-5")[0].prices == claude_prices("claude-sonnet-5")
+    path.write_text(
+        '[[models]]\nid = "x"\nprovider = "anthropic"\ncontext_window = 1000\nmax_output = 10\n'
+        "prices = { input = 0.00001, output = 1 }\n"
+    )
+    with pytest.raises(ConfigError, match=r"model 'x': prices\.input: .*at most three decimals"):
+        _registry(tmp_path, anthropic_api_key="sk-ant-x", models_file=path)
+
+
+def test_the_local_model_costs_nothing(tmp_path: Path) -> None:
+    if find_model_file() is None or installed_runtime() is None:
+        pytest.skip("the local model is not installed (make install installs it)")
+    registry = _registry(tmp_path, local_model=True)
+    [spec] = [s for s in registry.models.values() if s.provider == "local"]
+    assert spec.prices == FREE
 
 
 def test_missing_models_file_is_a_clear_error(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from zyron.db.types import utcnow
 from zyron.db.unit_of_work import unit_of_work
 from zyron.errors import InvalidToken, NotAuthenticated, NotFound, error_responses
 from zyron.llm.base import TokenUsage
+from zyron.llm.prices import usd
 from zyron.sessions.deps import OwnedSession
 from zyron.sessions.schemas import stored_usage
 from zyron.state import AppState, get_state
@@ -264,6 +265,7 @@ def _terminal(reply: Message, length: int) -> StreamEvent:
                 or ("cancelled" if reply.status == Status.CANCELLED else None),
                 "model": reply.model,
                 "usage": (stored_usage(reply) or TokenUsage()).public(),
+                "cost_usd": usd(reply.cost_nanousd),
                 # Not stored: known only to the stream that produced the reply.
                 "turns_sent": None,
                 "turns_omitted": None,

@@ -34,6 +34,7 @@ from zyron.llm.base import (
     TextDelta,
     TokenUsage,
 )
+from zyron.llm.prices import Prices, usd
 from zyron.llm.tokens import TokenCounter
 from zyron.sessions.repository import set_generated_title
 from zyron.settings import Settings
@@ -62,6 +63,7 @@ class PromptRequest:
     counter: TokenCounter | None = None  # calibrated by the usage the provider reports
     reasoning: Reasoning | None = None  # the thinking asked of the model, if any
     cache_ttl: CacheTtl | None = None  # prompt cache breakpoints, where the provider has them
+    prices: Prices | None = None  # the model's; None: unpriced
 
 
 @dataclass(slots=True)
@@ -80,6 +82,8 @@ class Outcome:
     # What counts against quotas: the provider's figures for a complete reply, an estimate
     # for one cut short after text, None when the model produced nothing.
     charged: TokenUsage | None = None
+    # What `charged` cost, in nano-dollars (zyron.llm.prices); None for an unpriced model.
+    cost: int | None = None
 
 
 @dataclass(eq=False)
@@ -436,6 +440,8 @@ class Generations:
         outcome.parts = parts.parts()
         outcome.turns_sent, outcome.turns_omitted = prompt.turns_sent, prompt.turns_omitted
         outcome.charged = _charge(prompt, outcome)
+        if prompt.prices is not None:
+            outcome.cost = prompt.prices.cost(outcome.charged) if outcome.charged else 0
         # Saving and ending the stream must happen even if this task is cancelled meanwhile:
         # they run as a task of their own, tracked so that shutdown waits for it.
         finish = asyncio.create_task(_finish(generation, writer, target, outcome, on_end))
@@ -640,6 +646,8 @@ async def _finish(
             complete = outcome.status == Status.COMPLETE
             saved = await writer.close(
                 charge=outcome.charged,
+                cost=outcome.cost,
+                cost_nanousd=outcome.cost,
                 content=outcome.content,
                 parts=outcome.parts,
                 status=outcome.status,
@@ -676,6 +684,7 @@ def _end(generation: Generation, target: ReplyTarget | None, outcome: Outcome) -
                 "stop_reason": outcome.stop_reason,
                 "model": outcome.model,
                 "usage": outcome.usage.public(),
+                "cost_usd": usd(outcome.cost),
                 # How much of the conversation the model saw (the rest did not fit its window).
                 "turns_sent": outcome.turns_sent,
                 "turns_omitted": outcome.turns_omitted,

@@ -132,6 +132,9 @@ class ChatMessage(BaseModel):
     model: str
     stop_reason: str | None
     usage: Usage
+    cost_usd: float | None = Field(
+        None, description="What the reply cost in US dollars; null for an unpriced model."
+    )
     created_at: datetime
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
@@ -35,9 +35,11 @@ from zyron.db.unit_of_work import unit_of_work
 from zyron.errors import InvalidInput, NotAuthenticated, NotFound, ReplyInProgress, UpstreamError
 from zyron.files import service as file_service
 from zyron.limits import usage
+from zyron.limits.budgets import Spent, budgets, check_budgets, worst_case_cost
 from zyron.limits.concurrency import Slot
 from zyron.limits.usage import check_quota
 from zyron.llm.base import Attachment, CacheTtl, ModelSpec, Provider, TokenUsage
+from zyron.llm.prices import usd
 from zyron.sessions import branches
 from zyron.sessions import repository as repo
 from zyron.sessions.parts import public_parts, stored_parts
@@ -121,6 +123,14 @@ async def send_message(
                     "This address",
                     reserved=reserved,
                 )
+            await _check_budgets(
+                state,
+                slot,
+                prepared.prompt,
+                "guest",
+                lambda: state.guest_usage.spent(address),
+                "This address",
+            )
         else:
             found = await _signed_in(body, principal, state, idempotency_key, slot, client_ids)
             if isinstance(found, Replay):
@@ -206,6 +216,7 @@ def fitted_prompt(
         counter=counter,
         reasoning=thinking,
         cache_ttl=_cache_ttl(state.settings, spec, fitted.input_tokens),
+        prices=spec.prices,
     )
 
 
@@ -545,7 +556,7 @@ def _start(
                 # A guest's usage is counted by address; their conversation is not kept.
                 charged = outcome.charged
                 await state.guest_usage.add(
-                    guest_address, charged.prompt_tokens + charged.output_tokens
+                    guest_address, charged.prompt_tokens + charged.output_tokens, outcome.cost
                 )
         finally:
             # After the usage is counted: the reservation held by the slot goes with it.
@@ -586,6 +597,33 @@ async def _check_user_quota(
             "This account",
             reserved=reserved,
         )
+    await _check_budgets(
+        state, slot, prompt, "user", lambda: usage.spent(db, principal.user_id), "This account"
+    )
+
+
+async def _check_budgets(
+    state: AppState,
+    slot: Slot | None,
+    prompt: PromptRequest,
+    who: Literal["user", "guest"],
+    spent: Callable[[], Awaitable[tuple[int, int]]],
+    label: str,
+) -> None:
+    """Refuse a request whose worst-case cost could pass a money budget of its owner's.
+
+    Reserved before the spend is read, as tokens are: two requests started together each see
+    the other's reservation, so together they cannot overspend.
+    """
+    applying = budgets(state.settings, who)
+    if not applying:
+        return
+    needed = worst_case_cost(
+        prompt.prices, prompt.input_tokens, prompt.max_tokens, prompt.model, applying
+    )
+    reserved = await state.running.reserve(slot, needed, "nanousd") if slot is not None else 0
+    day, month = await spent()
+    check_budgets(Spent(day, month), needed, applying, label, reserved=reserved)
 
 
 async def _reserve(state: AppState, slot: Slot | None, prompt: PromptRequest) -> int:
@@ -662,6 +700,7 @@ async def reply_json(started: Started) -> ChatResponse:
             model=outcome.model,
             stop_reason=outcome.stop_reason,
             usage=reply_usage,
+            cost_usd=usd(outcome.cost),
             created_at=generation.created_at,
         ),
         usage=reply_usage,
@@ -714,6 +753,7 @@ async def replay_json(state: AppState, principal: Principal, replay: Replay) -> 
             model=reply.model or "",
             stop_reason=reply.stop_reason,
             usage=reply_usage,
+            cost_usd=usd(reply.cost_nanousd),
             created_at=reply.created_at,
         ),
         usage=reply_usage,

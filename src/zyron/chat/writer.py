@@ -198,10 +198,12 @@ class ReplyWriter:
         if cancel_requested is not None:
             self._on_cancel()
 
-    async def close(self, *, charge: TokenUsage | None = None, **final: Any) -> bool:
+    async def close(
+        self, *, charge: TokenUsage | None = None, cost: int | None = None, **final: Any
+    ) -> bool:
         """Stop the loop and write the final state, retrying briefly; False if it never took.
 
-        `charge` is added to the user's usage in the same transaction.
+        `charge` and its `cost` are added to the user's usage in the same transaction.
         """
         if self._task is not None:
             # Never cancel a write midway: a driver interrupted mid-statement can leave its
@@ -212,7 +214,7 @@ class ReplyWriter:
         delay = 0.2
         for attempt in range(FINAL_WRITE_ATTEMPTS):
             try:
-                await self._write_final(final, charge)
+                await self._write_final(final, charge, cost)
                 return True
             except Exception as exc:
                 log.warning(
@@ -227,7 +229,9 @@ class ReplyWriter:
                 delay *= 2
         return False
 
-    async def _write_final(self, final: dict[str, Any], charge: TokenUsage | None) -> None:
+    async def _write_final(
+        self, final: dict[str, Any], charge: TokenUsage | None, cost: int | None
+    ) -> None:
         async with unit_of_work(
             self._sessionmaker, role="authenticated", claims=self._target.claims
         ) as db:
@@ -240,7 +244,7 @@ class ReplyWriter:
                 .values(lease_expires_at=None, **final)
             )
             if charge is not None:
-                await usage.record(db, self._target.user_id, final["model"], charge)
+                await usage.record(db, self._target.user_id, final["model"], charge, cost)
 
 
 async def recover_abandoned(

@@ -163,6 +163,8 @@ class Message(Base):
     cache_creation_input_tokens: Mapped[int | None]
     cache_read_input_tokens: Mapped[int | None]
     reasoning_tokens: Mapped[int | None]
+    # What the reply cost, in nano-dollars (zyron.llm.prices); null: an unpriced model.
+    cost_nanousd: Mapped[int | None] = mapped_column(BigInteger)
     stop_reason: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # The id a front end gave the message (useChat makes its own), beside Zyron's.
@@ -243,6 +245,8 @@ class UsageDaily(Base):
     cache_creation_input_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
     cache_read_input_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
     reasoning_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    # Nano-dollars; null once any reply of the row was of an unpriced model.
+    cost_nanousd: Mapped[int | None] = mapped_column(BigInteger)
     replies: Mapped[int] = mapped_column(Integer)
 
 

@@ -15,6 +15,10 @@ from zyron.limits.rates import RateLimited
 log = logging.getLogger("zyron.limits")
 
 ConcurrencyName = Literal["user", "guest"]
+# What a running reply reserves against its owner's limits: tokens (the token quota) and
+# nano-dollars (the money budgets).
+Unit = Literal["tokens", "nanousd"]
+UNITS: tuple[Unit, ...] = ("tokens", "nanousd")
 
 # How soon to try again after a refusal: replies take seconds, and a client should not spin.
 RETRY_AFTER_SECONDS = 2
@@ -31,8 +35,9 @@ redis.call('EXPIRE', KEYS[1], ARGV[5])
 return 1
 """
 
-# A running reply's token reservation, in a hash beside its owner's slots; the sum counts only
-# members still in the slot set, so a dead process's reservation goes when its slot expires.
+# A running reply's reservation, in a hash per unit beside its owner's slots; the sum counts
+# only members still in the slot set, so a dead process's reservation goes when its slot
+# expires.
 _RESERVE = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
@@ -54,10 +59,9 @@ class Slot:
     key: str
     member: str
 
-    @property
-    def reservations(self) -> str:
-        """Return the key of the hash of the owner's token reservations."""
-        return f"{self.key}:tokens"
+    def reservations(self, unit: Unit) -> str:
+        """Return the key of the hash of the owner's reservations in `unit`."""
+        return f"{self.key}:{unit}"
 
 
 class ConcurrencyLimiter:
@@ -74,8 +78,8 @@ class ConcurrencyLimiter:
         self.enabled = enabled
         self._maximum = maximum
         self._hold = hold_seconds  # the longest a reply may run: its slot's expiry
-        # Owner key -> running reply -> the tokens it reserved against the owner's quota.
-        self._local: dict[str, dict[str, int]] = defaultdict(dict)
+        # Owner key -> running reply -> what it reserved against the owner's limits, by unit.
+        self._local: dict[str, dict[str, dict[Unit, int]]] = defaultdict(dict)
         self._redis = redis_client(redis_url) if redis_url else None
         self._script = self._redis.register_script(_ACQUIRE) if self._redis else None
         self._reserve = self._redis.register_script(_RESERVE) if self._redis else None
@@ -112,7 +116,8 @@ class ConcurrencyLimiter:
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.zrem(slot.key, slot.member)
-                pipe.hdel(slot.reservations, slot.member)
+                for unit in UNITS:
+                    pipe.hdel(slot.reservations(unit), slot.member)
                 await pipe.execute()
         except Exception as exc:  # it expires on its own
             log.warning("concurrency release failed", extra={"reason": type(exc).__name__})
@@ -122,7 +127,7 @@ class ConcurrencyLimiter:
             members = self._local[slot.key]
             if len(members) >= limit:
                 return False
-            members[slot.member] = 0
+            members[slot.member] = {}
             return True
         now = time.time()
         try:
@@ -135,20 +140,22 @@ class ConcurrencyLimiter:
             return True
         return bool(result)
 
-    async def reserve(self, slot: Slot, tokens: int) -> int:
-        """Set aside `tokens` for this reply until its slot is given back.
+    async def reserve(self, slot: Slot, amount: int, unit: Unit = "tokens") -> int:
+        """Set aside `amount` of `unit` for this reply until its slot is given back.
 
         Returns what the owner's other running replies have set aside: a quota check counts
         them as used, so replies started together cannot each spend the same remainder.
         """
         if self._reserve is None:
             members = self._local.get(slot.key, {})
-            members[slot.member] = tokens
-            return sum(value for member, value in members.items() if member != slot.member)
+            members.setdefault(slot.member, {})[unit] = amount
+            return sum(
+                held.get(unit, 0) for member, held in members.items() if member != slot.member
+            )
         try:
             others = await self._reserve(
-                keys=[slot.key, slot.reservations],
-                args=[time.time(), slot.member, tokens, int(self._hold) + 60],
+                keys=[slot.key, slot.reservations(unit)],
+                args=[time.time(), slot.member, amount, int(self._hold) + 60],
             )
         except Exception as exc:  # counting must not take the API down
             log.warning("quota reservation unavailable", extra={"reason": type(exc).__name__})

@@ -13,6 +13,7 @@ from zyron.db.deps import UserDb
 from zyron.errors import InvalidToken, NotAuthenticated, error_responses
 from zyron.limits import usage
 from zyron.llm.base import USAGE_KINDS
+from zyron.llm.prices import usd
 from zyron.state import get_state
 
 router = APIRouter(tags=["usage"])
@@ -28,6 +29,10 @@ class UsageDay(BaseModel):
     cache_creation_input_tokens: int = Field(description="Input written to the prompt cache.")
     cache_read_input_tokens: int = Field(description="Input read from the prompt cache.")
     reasoning_tokens: int = Field(description="Of the output, thinking (where reported).")
+    cost_usd: float | None = Field(
+        description="What the replies cost in US dollars; null if a model had no price."
+    )
+    cost_nanousd: int | None = Field(description="The same in nano-dollars, exactly.")
     replies: int
 
 
@@ -65,6 +70,8 @@ async def get_usage(
                 day=row.day,
                 model=row.model,
                 replies=row.replies,
+                cost_usd=usd(row.cost_nanousd),
+                cost_nanousd=row.cost_nanousd,
                 **{kind: getattr(row, kind) for kind in USAGE_KINDS},
             )
             for row in rows

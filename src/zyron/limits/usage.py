@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, func, select
+from sqlalchemy import Row, case, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,6 +24,7 @@ from zyron.llm.base import USAGE_KINDS, TokenUsage
 log = logging.getLogger("zyron.limits")
 
 GUEST_KEY_TTL_SECONDS = 2 * 86400
+GUEST_MONTH_TTL_SECONDS = 32 * 86400  # as long as the monthly budget needs
 
 
 class QuotaExceeded(ZyronError):
@@ -61,13 +62,20 @@ def check_quota(used: int, needed: int, quota: int, who: str, *, reserved: int =
         )
 
 
-async def record(db: AsyncSession, user_id: uuid.UUID, model: str, used: TokenUsage) -> None:
-    """Add one reply's tokens, by kind, to the user's total for today and that model."""
+async def record(
+    db: AsyncSession, user_id: uuid.UUID, model: str, used: TokenUsage, cost: int | None
+) -> None:
+    """Add one reply's tokens, by kind, and its cost to the user's total for today and model.
+
+    An unpriced reply's cost is NULL, and NULL plus anything stays NULL: a day that had one
+    shows no cost rather than too small a one.
+    """
     values = {
         "user_id": user_id,
         "day": today(),
         "model": model[:200],
         **{kind: getattr(used, kind) or 0 for kind in USAGE_KINDS},
+        "cost_nanousd": cost,
         "replies": 1,
     }
     insert = pg_insert if db.get_bind().dialect.name == "postgresql" else sqlite_insert
@@ -78,7 +86,11 @@ async def record(db: AsyncSession, user_id: uuid.UUID, model: str, used: TokenUs
     await db.execute(
         statement.on_conflict_do_update(
             index_elements=["user_id", "day", "model"],
-            set_={**added, "replies": UsageDaily.replies + 1},
+            set_={
+                **added,
+                "cost_nanousd": UsageDaily.cost_nanousd + statement.excluded.cost_nanousd,
+                "replies": UsageDaily.replies + 1,
+            },
         )
     )
 
@@ -103,6 +115,25 @@ async def used_today(db: AsyncSession, user_id: uuid.UUID) -> int:
     return int(result.scalar_one())
 
 
+async def spent(db: AsyncSession, user_id: uuid.UUID) -> tuple[int, int]:
+    """Return the nano-dollars the user's replies cost today and this month (UTC).
+
+    Rows of unpriced models (NULL) count as nothing here: a money budget refuses those models
+    before they run, so such rows predate the budget.
+    """
+    day = today()
+    first = day.replace(day=1)
+    cost = func.coalesce(UsageDaily.cost_nanousd, 0)
+    result = await db.execute(
+        select(
+            func.coalesce(func.sum(case((UsageDaily.day == day, cost), else_=0)), 0),
+            func.coalesce(func.sum(cost), 0),
+        ).where(UsageDaily.user_id == user_id, UsageDaily.day >= first)
+    )
+    today_nanos, month_nanos = result.one()
+    return int(today_nanos), int(month_nanos)
+
+
 async def by_day(db: AsyncSession, user_id: uuid.UUID, days: int) -> Sequence[Row[Any]]:
     """Return the user's usage for the last `days` days, newest first, a row per model."""
     since = today() - timedelta(days=days - 1)
@@ -111,6 +142,7 @@ async def by_day(db: AsyncSession, user_id: uuid.UUID, days: int) -> Sequence[Ro
             UsageDaily.day,
             UsageDaily.model,
             *(getattr(UsageDaily, kind) for kind in USAGE_KINDS),
+            UsageDaily.cost_nanousd,
             UsageDaily.replies,
         )
         .where(UsageDaily.user_id == user_id, UsageDaily.day >= since)
@@ -127,6 +159,8 @@ class GuestUsage:
         # Today's counts only: a new day replaces the table, so it never outgrows one day.
         self._day = today()
         self._local: dict[str, int] = defaultdict(int)
+        self._month = today().isoformat()[:7]
+        self._months: dict[str, int] = defaultdict(int)  # this month's spend per address
 
     async def used_today(self, address: str) -> int:
         """Return the tokens this address's guest replies used today."""
@@ -139,20 +173,55 @@ class GuestUsage:
             return 0
         return int(value or 0)
 
-    async def add(self, address: str, tokens: int) -> None:
-        """Add a guest reply's tokens to the address's total for today."""
-        if tokens <= 0:
+    async def spent(self, address: str) -> tuple[int, int]:
+        """Return the nano-dollars this address's guest replies cost today and this month."""
+        if self._redis is None:
+            this_month = self._this_month().get(self._spend_key(address, month=True), 0)
+            return self._today().get(self._spend_key(address), 0), this_month
+        try:
+            day, month = await self._redis.mget(
+                self._spend_key(address), self._spend_key(address, month=True)
+            )
+        except Exception as exc:  # counting must not take the API down
+            log.warning("guest spend unavailable", extra={"reason": type(exc).__name__})
+            return 0, 0
+        return int(day or 0), int(month or 0)
+
+    async def add(self, address: str, tokens: int, cost: int | None = None) -> None:
+        """Add a guest reply's tokens, and what it cost, to the address's totals.
+
+        Kept a day for the token quota and a month for the monthly budget; nothing of the
+        conversation is kept, only these counts.
+        """
+        cost = cost or 0
+        if tokens <= 0 and cost <= 0:
             return
         if self._redis is None:
             self._today()[address] += tokens
+            self._today()[self._spend_key(address)] += cost
+            self._this_month()[self._spend_key(address, month=True)] += cost
             return
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.incrby(self._key(address), tokens)
                 pipe.expire(self._key(address), GUEST_KEY_TTL_SECONDS)
+                if cost:
+                    pipe.incrby(self._spend_key(address), cost)
+                    pipe.expire(self._spend_key(address), GUEST_KEY_TTL_SECONDS)
+                    pipe.incrby(self._spend_key(address, month=True), cost)
+                    pipe.expire(self._spend_key(address, month=True), GUEST_MONTH_TTL_SECONDS)
                 await pipe.execute()
         except Exception as exc:
             log.warning("guest usage not recorded", extra={"reason": type(exc).__name__})
+
+    def _this_month(self) -> dict[str, int]:
+        if self._month != (month := today().isoformat()[:7]):
+            self._month, self._months = month, defaultdict(int)  # a new month starts again
+        return self._months
+
+    def _spend_key(self, address: str, *, month: bool = False) -> str:
+        period = today().isoformat()[:7] if month else today().isoformat()
+        return f"zyron-spend:{period}:{address}"
 
     def _today(self) -> dict[str, int]:
         if self._day != (day := today()):

@@ -5,8 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, NotRequired, Protocol, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, NotRequired, Protocol, TypedDict
 from urllib.parse import urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from zyron.llm.prices import Prices
 
 ProviderKind = Literal["anthropic", "openai", "local"]
 
@@ -135,6 +138,8 @@ class ModelSpec:
     # Prompt caching with breakpoints (Claude): the smallest prompt the model caches; None
     # where the prompt is not marked (another provider, or caching switched off).
     cache_min_tokens: int | None = None
+    # What its tokens cost (zyron.llm.prices); None: unpriced, reported as such, never as free.
+    prices: Prices | None = None
 
 
 class ProviderStatus:

@@ -8,6 +8,7 @@ import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
@@ -15,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from zyron.errors import NoProvider, UnknownModel
 from zyron.llm.base import ModelSpec, Provider, ProviderKind, ReasoningMode
+from zyron.llm.prices import FREE, Prices, claude_prices
 from zyron.llm.prompt_cache import min_cacheable_tokens
 from zyron.llm.tokens import TokenCounter
 from zyron.settings import DEFAULT_CLAUDE_MODELS, ConfigError, Settings
@@ -103,6 +105,18 @@ class ProviderEntry(BaseModel):
     model_path: Path | None = None  # kind = "local"
 
 
+class PriceEntry(BaseModel):
+    """A model's prices in the models file, in dollars per million tokens."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: Decimal = Field(ge=0)
+    output: Decimal = Field(ge=0)
+    cache_write_5m: Decimal | None = Field(default=None, ge=0)
+    cache_write_1h: Decimal | None = Field(default=None, ge=0)
+    cache_read: Decimal | None = Field(default=None, ge=0)
+
+
 class ModelEntry(BaseModel):
     """A model in the models file."""
 
@@ -121,6 +135,9 @@ class ModelEntry(BaseModel):
     # smallest prompt it caches (left out: Anthropic's figure for the model).
     prompt_caching: bool | None = None
     cache_min_tokens: int | None = Field(default=None, ge=1)
+    # Dollars per million tokens (docs/costs.md); left out: Anthropic's published prices for
+    # a Claude model, nothing for a local one, and unpriced for an OpenAI-compatible server.
+    prices: PriceEntry | None = None
 
 
 class ModelsFile(BaseModel):
@@ -218,6 +235,7 @@ def build_registry(settings: Settings) -> Registry:
                 context_window=settings.local_context_window,
                 max_output=min(settings.local_max_output, settings.local_context_window // 2),
                 upstream_id=settings.local_model_id,
+                prices=FREE,  # it runs here: no provider bills it
             )
         )
 
@@ -300,6 +318,7 @@ def _claude(settings: Settings, model_id: str) -> ModelSpec:
         pdf=True,
         reasoning=claude_reasoning(model_id),
         cache_min_tokens=min_cacheable_tokens(model_id) if settings.prompt_caching else None,
+        prices=claude_prices(model_id),
     )
 
 
@@ -380,6 +399,7 @@ def _add_from_file(
         kind = providers[model.provider].kind
         vision, pdf, reasoning = _capabilities(model, kind)
         cache_min_tokens = _cache_min_tokens(model, kind, settings)
+        prices = _prices(model, kind)
         if providers[model.provider].kind == "local" and (vision or pdf):
             raise ConfigError(
                 f"MODELS_FILE: model '{model.id}': the local model reads text only "
@@ -396,8 +416,31 @@ def _add_from_file(
                 pdf=pdf,
                 reasoning=reasoning,
                 cache_min_tokens=cache_min_tokens,
+                prices=prices,
             )
         )
+
+
+def _prices(entry: ModelEntry, kind: ProviderKind) -> Prices | None:
+    """A models-file entry's prices: its own, else its provider kind's default."""
+    given = entry.prices
+    if given is None:
+        if kind == "anthropic":
+            return claude_prices(entry.upstream_id or entry.id)
+        return FREE if kind == "local" else None
+    # Another server's cache (OpenAI's, vLLM's) has no published rule: a cached token costs
+    # the input price unless the file says otherwise, so a cost is never understated.
+    same = given.input if kind != "anthropic" else None
+    try:
+        return Prices.per_million(
+            input=given.input,
+            output=given.output,
+            cache_write_5m=given.cache_write_5m if given.cache_write_5m is not None else same,
+            cache_write_1h=given.cache_write_1h if given.cache_write_1h is not None else same,
+            cache_read=given.cache_read if given.cache_read is not None else same,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"MODELS_FILE: model '{entry.id}': prices.{exc}") from None
 
 
 def _cache_min_tokens(entry: ModelEntry, kind: ProviderKind, settings: Settings) -> int | None:

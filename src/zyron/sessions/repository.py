@@ -55,6 +55,8 @@ class MessageRow(TurnRow, Protocol):
     @property
     def reasoning_tokens(self) -> int | None: ...
     @property
+    def cost_nanousd(self) -> int | None: ...
+    @property
     def created_at(self) -> datetime: ...
 
 
@@ -74,6 +76,7 @@ MESSAGE_COLUMNS = (
     Message.cache_creation_input_tokens,
     Message.cache_read_input_tokens,
     Message.reasoning_tokens,
+    Message.cost_nanousd,
     Message.created_at,
 )
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
 from zyron.llm.base import TokenUsage
+from zyron.llm.prices import usd
 from zyron.sessions.parts import public_parts, stored_parts
 
 if TYPE_CHECKING:
@@ -150,6 +151,9 @@ class MessageRead(BaseModel):
     model: str | None
     stop_reason: str | None
     usage: Usage | None
+    cost_usd: float | None = Field(
+        description="What the reply cost in US dollars; null for a question or an unpriced model."
+    )
     created_at: datetime
 
     @classmethod
@@ -168,5 +172,6 @@ class MessageRead(BaseModel):
             model=message.model,
             stop_reason=message.stop_reason,
             usage=usage,
+            cost_usd=usd(message.cost_nanousd),
             created_at=message.created_at,
         )

@@ -89,11 +89,14 @@ async function enterAsGuest() {
 async function enter() {
   $("auth").hidden = true;
   $("app").hidden = false;
-  $("who").textContent = state.guest ? "Guest: nothing is saved" : state.me.email;
   $("account").textContent = state.guest ? "Sign in" : "Sign out";
   $("sessions").hidden = state.guest;
+  state.loading = true; // nothing is sent before the page knows where it is
+  renderComposer();
   await Promise.all([loadSessions(), loadUsage()]);
   await openSession(state.guest ? null : sessionInUrl());
+  // Last: who is signed in shows once the page is ready for them.
+  $("who").textContent = state.guest ? "Guest: nothing is saved" : state.me.email;
 }
 
 async function leave() {
