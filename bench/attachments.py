@@ -123,13 +123,16 @@ def done_catcher(into: list[bytes]) -> Dialect:
 
 
 def _input_tokens(events: list[bytes]) -> int | None:
-    """Return usage.input_tokens from the last `done` event, if there is one."""
+    """Return the prompt's tokens from the last `done` event, if there is one: its uncached
+    input and its cache writes and reads together (caching is on by default)."""
     for event in reversed(events):
         for line in event.split(b"\n"):
             if line.startswith(b"data: "):
                 usage = json.loads(line[6:]).get("usage") or {}
-                value = usage.get("input_tokens")
-                return int(value) if value is not None else None
+                if usage.get("input_tokens") is None:
+                    return None
+                kinds = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+                return sum(int(usage.get(kind) or 0) for kind in kinds)
     return None
 
 

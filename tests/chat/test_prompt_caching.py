@@ -222,3 +222,29 @@ def test_a_one_hour_ttl_is_marked_and_priced_as_such(
     )
     assert done["cost_usd"] == usd(expected)
     assert stored[-1] == expected
+
+
+def test_no_marks_while_the_history_is_being_trimmed(
+    backend: Backend, upstream: FakeAnthropic, tmp_path: Path
+) -> None:
+    """Once the oldest turns are left out to fit the window, the prompt's start moves every
+    turn: a cache write would be paid for and never read, so nothing is marked."""
+    served = backend.claude_server(
+        tmp_path, upstream, anthropic_context_window=5000, anthropic_max_output=1000
+    )
+    with served as server, server.client() as http:
+        account = signup(http)
+        session = None
+        omitted = []
+        for turn in range(6):
+            upstream.enqueue(TextReply(chunks=(f"A{turn}",)))
+            body: dict[str, Any] = {"message": MESSAGE, "max_tokens": 1000}
+            if session:
+                body["session_id"] = session
+            events = stream_chat(http, body, account.headers)
+            session = events[0].data["session_id"]
+            omitted.append(events[-1].data["turns_omitted"])
+    assert omitted[0] == 0
+    assert omitted[-1] > 0, omitted
+    for body, left_out in zip((r.body for r in upstream.requests), omitted, strict=True):
+        assert (marks(body) == 0) == (left_out > 0 or body is upstream.requests[0].body)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -34,7 +35,8 @@ DEFAULT_MIN_TOKENS = 1024
 
 
 class TooManyBreakpoints(ValueError):
-    """More than four blocks carry cache_control: the API refuses the request."""
+    """A request the API refuses for its cache marks: more than four, one on a block that
+    cannot carry it (thinking, empty text), or a 1-hour mark after a 5-minute one."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,7 @@ class PromptCache:
 
     def bill(self, body: dict[str, Any]) -> Billed:
         """Look the request's prompt up, write what its breakpoints ask, and bill it."""
+        _check_marks(body)
         blocks = _blocks(body)
         marks = [i for i, block in enumerate(blocks) if block.ttl is not None]
         if len(marks) > MAX_BREAKPOINTS:
@@ -107,11 +110,18 @@ class PromptCache:
                 f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. "
                 f"Found {len(marks)}."
             )
+        ttls = [blocks[i].ttl for i in marks]
+        if (
+            "1h" in ttls
+            and "5m" in ttls
+            and ttls.index("5m") < len(ttls) - ttls[::-1].index("1h") - 1
+        ):
+            raise TooManyBreakpoints(
+                "a ttl='1h' cache_control block must not come after a ttl='5m' one"
+            )
         total = blocks[-1].tokens if blocks else 0
         model = str(body.get("model", ""))
-        least = next(
-            (n for name, n in MIN_TOKENS.items() if model.startswith(name)), DEFAULT_MIN_TOKENS
-        )
+        least = MIN_TOKENS.get(re.sub(r"-\d{8}$", "", model), DEFAULT_MIN_TOKENS)
         with self._lock:
             now = self._clock() + self._skew
             read_at = self._longest_hit(blocks, marks, now)
@@ -150,6 +160,19 @@ class PromptCache:
                     best = max(best, index)
                     break
         return best
+
+
+def _check_marks(body: dict[str, Any]) -> None:
+    """Refuse marks where the API refuses them: thinking blocks, empty text blocks."""
+    for message in body.get("messages") or []:
+        content = message.get("content")
+        for block in content if isinstance(content, list) else []:
+            if "cache_control" not in block:
+                continue
+            if block.get("type") in ("thinking", "redacted_thinking"):
+                raise TooManyBreakpoints("thinking blocks cannot be marked with cache_control")
+            if block.get("type") == "text" and not block.get("text"):
+                raise TooManyBreakpoints("cache_control cannot be set for empty text blocks")
 
 
 def _blocks(body: dict[str, Any]) -> list[_Block]:

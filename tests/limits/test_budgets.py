@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from tests.fakes.anthropic_upstream import FakeAnthropic, TextReply
 from tests.limits.test_rate_limits import _address, _from
 from tests.redis_server import RedisServer
 from tests.support import Account, LiveServer, signup, stream_chat
+from zyron.limits import usage as usage_module
 from zyron.limits.budgets import Budget, Spent, check_budgets
 from zyron.limits.usage import GuestUsage, QuotaExceeded
 
@@ -191,25 +193,61 @@ def test_the_refusal_names_the_budget_it_would_pass() -> None:
 
 @pytest.mark.parametrize("shared", [False, True])
 def test_a_guests_spend_is_kept_for_the_day_and_the_month(
-    shared: bool, request: pytest.FixtureRequest
+    shared: bool, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """In the process, or in Redis for every replica: the day's and the month's spend."""
+    """In the process, or in Redis for every replica: the day's spend ends with the day, the
+    month's with the month."""
     url = request.getfixturevalue("redis_server").url if shared else None
+    now = usage_module.today()
+    other_day = now.replace(day=2 if now.day == 1 else 1)  # the same month
+    next_month = (now.replace(day=28) + timedelta(days=5)).replace(day=1)
+    address = _address()
 
-    async def scenario() -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+    async def scenario() -> list[tuple[int, int]]:
         first, second = GuestUsage(url), GuestUsage(url)
         try:
-            address = _address()
             await first.add(address, 100, 250_000_000)
             await first.add(address, 50, None)  # an unpriced reply: tokens only
             await first.add(address, 10, 50_000_000)
-            other = await first.spent(_address())
-            return await first.spent(address), await second.spent(address), other
+            seen = [await first.spent(address), await second.spent(address)]
+            seen.append(await first.spent(_address()))
+            monkeypatch.setattr(usage_module, "today", lambda: other_day)
+            seen.append(await first.spent(address))
+            monkeypatch.setattr(usage_module, "today", lambda: next_month)
+            seen.append(await first.spent(address))
+            return seen
         finally:
             await first.aclose()
             await second.aclose()
 
-    mine, elsewhere, other = asyncio.run(scenario())
+    mine, elsewhere, other, later_that_month, next_months = asyncio.run(scenario())
     assert mine == (300_000_000, 300_000_000)
     assert elsewhere == (mine if shared else (0, 0))  # another replica sees it through Redis
     assert other == (0, 0)
+    assert later_that_month == (0, 300_000_000)
+    assert next_months == (0, 0)
+
+
+def test_an_unpriced_reply_hides_a_days_cost_but_not_from_the_budget(
+    budgeted: LiveServer, upstream: FakeAnthropic
+) -> None:
+    """A row that counted a reply with no price (before prices were set, say) shows its cost
+    as unknown; what was priced afterwards still counts against the budget."""
+    with budgeted.client() as http:
+        alice = signup(http)
+        budgeted.query(
+            "INSERT INTO usage_daily (user_id, day, model, input_tokens, output_tokens, "
+            "cache_creation_input_tokens, cache_read_input_tokens, reasoning_tokens, "
+            "cost_nanousd, unpriced_replies, replies) "
+            "VALUES (:user, :day, 'claude-sonnet-5', 10, 1, 0, 0, 0, 0, 1, 1)",
+            user=budgeted.id(alice.id),
+            day=usage_module.today(),
+        )
+        spend(http, upstream, alice.headers)
+        response = http.post(
+            "/chat", json={"message": "more", "max_tokens": 50_000}, headers=alice.headers
+        )
+        assert "has spent $0.60" in refused(response, "USER_DAILY_USD")
+        [day] = http.get("/usage", headers=alice.headers).json()["days"]
+    assert (day["cost_usd"], day["cost_nanousd"], day["unpriced_replies"]) == (None, None, 1)
+    assert day["replies"] == 2

@@ -116,6 +116,7 @@ def test_usage_by_day_and_model_outlives_deleted_sessions(
                 "reasoning_tokens": 0,
                 "cost_usd": 6e-05,
                 "cost_nanousd": 60000,  # at its prices: input and output by the million
+                "unpriced_replies": 0,
                 "replies": 1,
             },
             {
@@ -128,6 +129,7 @@ def test_usage_by_day_and_model_outlives_deleted_sessions(
                 "reasoning_tokens": 0,
                 "cost_usd": 0.00021,
                 "cost_nanousd": 210000,  # at its prices: input and output by the million
+                "unpriced_replies": 0,
                 "replies": 1,
             },
         ]

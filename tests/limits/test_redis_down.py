@@ -1,4 +1,5 @@
-"""A Redis that stops answering: every limiter lets requests through, soon, and says so."""
+"""A Redis that stops answering: every limiter lets requests through, soon, and says so;
+money budgets refuse until it is back."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from tests.support import make_settings
 from zyron.limits.concurrency import ConcurrencyLimiter
 from zyron.limits.rates import RateLimiter
-from zyron.limits.usage import GuestUsage
+from zyron.limits.usage import GuestUsage, SpendUnavailable
 
 # Far above the limiters' one-second socket timeouts, far below a hung connection's wait.
 BOUND_SECONDS = 15
@@ -53,6 +54,11 @@ def test_every_limiter_fails_open_when_redis_hangs(
                 assert await running.reserve(slot, 100) == 0  # nothing known to be reserved
                 assert await usage.used_today("198.51.100.1") == 0
                 await usage.add("198.51.100.1", 100)
+                # Money is the exception: a budget is not left unenforced, it refuses for now.
+                with pytest.raises(SpendUnavailable) as refused:
+                    await usage.spent("198.51.100.1")
+                assert refused.value.status_code == 503
+                assert refused.value.headers["Retry-After"] == "5"
                 assert not await rates.check_storage()
         finally:
             await running.aclose()

@@ -16,6 +16,8 @@ def test_prices_per_million_are_nanodollars_per_token() -> None:
     # Cache writes left out follow Anthropic's rule: 1.25x and 2x the input price.
     assert (prices.cache_write_5m, prices.cache_write_1h) == (2_500, 4_000)
     assert Prices.per_million(input="3", output="15").cache_read == 300  # 0.1x
+    # Derived prices round up, never down: $0.001 a million reads at 1 nano-dollar, not 0.
+    assert Prices.per_million(input="0.001", output="1").cache_read == 1
     assert Prices.per_million(input=Decimal("0.125"), output=1).input == 125
 
 
@@ -49,3 +51,4 @@ def test_claude_prices_by_model() -> None:
     assert opus is not None
     assert (opus.input, opus.output, opus.cache_read) == (5_000, 25_000, 500)
     assert claude_prices("claude-unknown-9") is None  # unpriced, not free
+    assert claude_prices("claude-opus-5-5") is None  # a newer model, not claude-opus-5

@@ -89,6 +89,8 @@ def test_minimum_lengths_by_model() -> None:
     assert min_cacheable_tokens("claude-haiku-4-5-20251001") == 4096  # a dated snapshot
     assert min_cacheable_tokens("claude-opus-5") == 512
     assert min_cacheable_tokens("some-new-claude") == 1024
+    # A newer model is not its predecessor with a suffix: claude-opus-5-5 is not claude-opus-5.
+    assert min_cacheable_tokens("claude-opus-5-5") == 1024
 
 
 # The fake's cache, which the API tests bill against: it must behave as documented.
@@ -156,3 +158,15 @@ def test_the_fake_looks_back_twenty_blocks_and_refuses_five_marks() -> None:
     }
     with pytest.raises(TooManyBreakpoints):
         cache.bill(five)
+    # The fake refuses what the API refuses, so the API tests would catch a misplaced mark.
+    thought = {"type": "thinking", "thinking": "x", "signature": "s", "cache_control": MARK}
+    for block in (thought, {"type": "text", "text": "", "cache_control": MARK}):
+        with pytest.raises(TooManyBreakpoints):
+            cache.bill({"model": "m", "messages": [{"role": "assistant", "content": [block]}]})
+    hour = {"type": "ephemeral", "ttl": "1h"}
+    mixed = [
+        {"type": "text", "text": "a", "cache_control": MARK},
+        {"type": "text", "text": "b", "cache_control": hour},
+    ]
+    with pytest.raises(TooManyBreakpoints, match="1h"):
+        cache.bill({"model": "m", "messages": [{"role": "user", "content": mixed}]})

@@ -215,18 +215,22 @@ def fitted_prompt(
         input_tokens=fitted.input_tokens,
         counter=counter,
         reasoning=thinking,
-        cache_ttl=_cache_ttl(state.settings, spec, fitted.input_tokens),
+        cache_ttl=_cache_ttl(state.settings, spec, fitted.input_tokens, fitted.turns_omitted),
         prices=spec.prices,
     )
 
 
-def _cache_ttl(settings: Settings, spec: ModelSpec, prompt_tokens: int) -> CacheTtl | None:
+def _cache_ttl(
+    settings: Settings, spec: ModelSpec, prompt_tokens: int, turns_omitted: int
+) -> CacheTtl | None:
     """Mark the prompt for caching where the model caches it and it is long enough to be.
 
     Below the model's minimum the API would cache nothing anyway (and say nothing): the marks
-    are left out, as Anthropic advises.
+    are left out, as Anthropic advises. So they are when the history no longer fits and its
+    oldest turns are being left out: the prompt's start then changes every turn, nothing
+    would be read, and every write would cost 1.25x (or 2x) the input price for nothing.
     """
-    if spec.cache_min_tokens is None or prompt_tokens < spec.cache_min_tokens:
+    if spec.cache_min_tokens is None or prompt_tokens < spec.cache_min_tokens or turns_omitted:
         return None
     return settings.prompt_cache_ttl
 

@@ -245,8 +245,10 @@ class UsageDaily(Base):
     cache_creation_input_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
     cache_read_input_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
     reasoning_tokens: Mapped[int] = mapped_column(BigInteger, server_default="0")
-    # Nano-dollars; null once any reply of the row was of an unpriced model.
-    cost_nanousd: Mapped[int | None] = mapped_column(BigInteger)
+    # Nano-dollars of the priced replies, and how many were of an unpriced model: while any
+    # were, the row's cost is unknown (shown as null), but what is known still counts.
+    cost_nanousd: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    unpriced_replies: Mapped[int] = mapped_column(Integer, server_default="0")
     replies: Mapped[int] = mapped_column(Integer)
 
 

@@ -30,9 +30,10 @@ class UsageDay(BaseModel):
     cache_read_input_tokens: int = Field(description="Input read from the prompt cache.")
     reasoning_tokens: int = Field(description="Of the output, thinking (where reported).")
     cost_usd: float | None = Field(
-        description="What the replies cost in US dollars; null if a model had no price."
+        description="What the replies cost in US dollars; null if any had no price."
     )
     cost_nanousd: int | None = Field(description="The same in nano-dollars, exactly.")
+    unpriced_replies: int = Field(description="Replies of a model with no price.")
     replies: int
 
 
@@ -70,8 +71,9 @@ async def get_usage(
                 day=row.day,
                 model=row.model,
                 replies=row.replies,
-                cost_usd=usd(row.cost_nanousd),
-                cost_nanousd=row.cost_nanousd,
+                cost_usd=None if row.unpriced_replies else usd(row.cost_nanousd),
+                cost_nanousd=None if row.unpriced_replies else row.cost_nanousd,
+                unpriced_replies=row.unpriced_replies,
                 **{kind: getattr(row, kind) for kind in USAGE_KINDS},
             )
             for row in rows

@@ -27,6 +27,17 @@ GUEST_KEY_TTL_SECONDS = 2 * 86400
 GUEST_MONTH_TTL_SECONDS = 32 * 86400  # as long as the monthly budget needs
 
 
+class SpendUnavailable(ZyronError):
+    """A guest's spend cannot be read (Redis is away), and a money budget applies."""
+
+    status_code = 503
+    code = "budget_unavailable"
+    default_detail = (
+        "What this address has spent cannot be read right now, and a money budget applies; "
+        "try again in a few seconds."
+    )
+
+
 class QuotaExceeded(ZyronError):
     """The day's token quota would be exceeded by this request."""
 
@@ -67,15 +78,16 @@ async def record(
 ) -> None:
     """Add one reply's tokens, by kind, and its cost to the user's total for today and model.
 
-    An unpriced reply's cost is NULL, and NULL plus anything stays NULL: a day that had one
-    shows no cost rather than too small a one.
+    An unpriced reply (`cost` None) is counted apart: the day's cost then shows as unknown
+    rather than too small, while budgets still count everything that was priced.
     """
     values = {
         "user_id": user_id,
         "day": today(),
         "model": model[:200],
         **{kind: getattr(used, kind) or 0 for kind in USAGE_KINDS},
-        "cost_nanousd": cost,
+        "cost_nanousd": cost or 0,
+        "unpriced_replies": 1 if cost is None else 0,
         "replies": 1,
     }
     insert = pg_insert if db.get_bind().dialect.name == "postgresql" else sqlite_insert
@@ -89,6 +101,8 @@ async def record(
             set_={
                 **added,
                 "cost_nanousd": UsageDaily.cost_nanousd + statement.excluded.cost_nanousd,
+                "unpriced_replies": UsageDaily.unpriced_replies
+                + statement.excluded.unpriced_replies,
                 "replies": UsageDaily.replies + 1,
             },
         )
@@ -118,12 +132,12 @@ async def used_today(db: AsyncSession, user_id: uuid.UUID) -> int:
 async def spent(db: AsyncSession, user_id: uuid.UUID) -> tuple[int, int]:
     """Return the nano-dollars the user's replies cost today and this month (UTC).
 
-    Rows of unpriced models (NULL) count as nothing here: a money budget refuses those models
-    before they run, so such rows predate the budget.
+    Unpriced replies count as nothing here: a money budget refuses those models before they
+    run, so such replies predate the budget.
     """
     day = today()
     first = day.replace(day=1)
-    cost = func.coalesce(UsageDaily.cost_nanousd, 0)
+    cost = UsageDaily.cost_nanousd
     result = await db.execute(
         select(
             func.coalesce(func.sum(case((UsageDaily.day == day, cost), else_=0)), 0),
@@ -143,6 +157,7 @@ async def by_day(db: AsyncSession, user_id: uuid.UUID, days: int) -> Sequence[Ro
             UsageDaily.model,
             *(getattr(UsageDaily, kind) for kind in USAGE_KINDS),
             UsageDaily.cost_nanousd,
+            UsageDaily.unpriced_replies,
             UsageDaily.replies,
         )
         .where(UsageDaily.user_id == user_id, UsageDaily.day >= since)
@@ -182,9 +197,10 @@ class GuestUsage:
             day, month = await self._redis.mget(
                 self._spend_key(address), self._spend_key(address, month=True)
             )
-        except Exception as exc:  # counting must not take the API down
+        except Exception as exc:
+            # A money budget must not go unenforced while Redis is away: refuse for now.
             log.warning("guest spend unavailable", extra={"reason": type(exc).__name__})
-            return 0, 0
+            raise SpendUnavailable(headers={"Retry-After": "5"}) from exc
         return int(day or 0), int(month or 0)
 
     async def add(self, address: str, tokens: int, cost: int | None = None) -> None:

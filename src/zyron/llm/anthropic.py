@@ -115,7 +115,7 @@ class AnthropicProvider:
         # for each reply (profiled: ~8% of a reply's CPU). Usage and stop reason come from
         # message_start and message_delta, which is all the snapshot would give us.
         model_used = model
-        usage = _UsageCounts()
+        usage = _UsageCounts(cache_ttl)
         stop_reason: str | None = None
         try:
             stream = await self._client.messages.create(
@@ -199,9 +199,10 @@ class _UsageCounts:
     """A reply's usage as the stream reports it: all of it in message_start, then running
     totals in message_delta, which replace what came before (the SDK does the same)."""
 
-    def __init__(self) -> None:
+    def __init__(self, ttl: CacheTtl | None) -> None:
         self.counts = dict.fromkeys(_USAGE_FIELDS, 0)
-        self.written_1h = 0
+        self.ttl = ttl
+        self.written_1h: int | None = None  # None: the 5m/1h breakdown was not sent
         self.thinking: int | None = None
 
     def start(self, usage: Usage) -> None:
@@ -218,11 +219,15 @@ class _UsageCounts:
             self.thinking = usage.output_tokens_details.thinking_tokens
 
     def total(self) -> TokenUsage:
+        written = self.counts["cache_creation_input_tokens"]
+        # Without the breakdown (an Anthropic-compatible endpoint may leave it out), writes
+        # are billed at the TTL asked for: every mark carries the same one.
+        written_1h = self.written_1h or 0
+        if self.written_1h is None and self.ttl == "1h":
+            written_1h = written
         return TokenUsage(
             **self.counts,
-            cache_creation_1h_input_tokens=min(
-                self.written_1h, self.counts["cache_creation_input_tokens"]
-            ),
+            cache_creation_1h_input_tokens=min(written_1h, written),
             reasoning_tokens=self.thinking,
         )
 

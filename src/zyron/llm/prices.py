@@ -8,6 +8,7 @@ SQLite and Postgres, and sums of costs are exact too.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -54,13 +55,16 @@ class Prices:
         return cls(
             input=base,
             output=_nanos(output, "output"),
+            # Derived prices round up: a cost is never understated.
             cache_write_5m=_nanos(cache_write_5m, "cache_write_5m")
             if cache_write_5m is not None
-            else base * 5 // 4,
+            else -(-base * 5 // 4),
             cache_write_1h=_nanos(cache_write_1h, "cache_write_1h")
             if cache_write_1h is not None
             else base * 2,
-            cache_read=_nanos(cache_read, "cache_read") if cache_read is not None else base // 10,
+            cache_read=_nanos(cache_read, "cache_read")
+            if cache_read is not None
+            else -(-base // 10),
         )
 
     def cost(self, usage: TokenUsage) -> int:
@@ -102,10 +106,16 @@ CLAUDE_PRICES = {
 
 def claude_prices(upstream_id: str) -> Prices | None:
     """A Claude model's published prices, by its id or a dated snapshot; None if unknown."""
-    for name, prices in CLAUDE_PRICES.items():
-        if upstream_id == name or upstream_id.startswith(name + "-"):
-            return prices
-    return None
+    return CLAUDE_PRICES.get(snapshot_of(upstream_id))
+
+
+def snapshot_of(upstream_id: str) -> str:
+    """The model a dated snapshot is of (`claude-haiku-4-5-20251001` is `claude-haiku-4-5`);
+    any other id is itself, so `claude-opus-5-5` is not taken for `claude-opus-5`."""
+    return _DATED.sub("", upstream_id)
+
+
+_DATED = re.compile(r"-\d{8}$")
 
 
 def usd(nanos: int | None) -> float | None:

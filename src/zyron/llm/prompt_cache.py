@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from zyron.llm.base import CacheTtl
+from zyron.llm.prices import snapshot_of
 
 MAX_BREAKPOINTS = 4
 # The smallest prompt each model caches, from Anthropic's page; others get DEFAULT_MIN_TOKENS.
@@ -42,10 +43,7 @@ _MARKABLE = frozenset({"text", "image", "document"})
 
 def min_cacheable_tokens(upstream_id: str) -> int:
     """The smallest prompt the model caches: by its id, or a dated snapshot of it."""
-    for name, tokens in MIN_CACHEABLE_TOKENS.items():
-        if upstream_id == name or upstream_id.startswith(name + "-"):
-            return tokens
-    return DEFAULT_MIN_TOKENS
+    return MIN_CACHEABLE_TOKENS.get(snapshot_of(upstream_id), DEFAULT_MIN_TOKENS)
 
 
 def with_breakpoints(

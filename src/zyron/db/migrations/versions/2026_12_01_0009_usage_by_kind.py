@@ -19,20 +19,21 @@ KINDS = ("cache_creation_input_tokens", "cache_read_input_tokens", "reasoning_to
 
 
 def upgrade() -> None:
-    """Add the kinds to messages (null: not reported) and to usage_daily (0 before)."""
-    with op.batch_alter_table("messages") as table:
-        for kind in KINDS:
-            table.add_column(sa.Column(kind, sa.Integer(), nullable=True))
-    with op.batch_alter_table("usage_daily") as table:
-        for kind in KINDS:
-            table.add_column(
-                sa.Column(kind, sa.BigInteger(), nullable=False, server_default=sa.text("0"))
-            )
+    """Add the kinds to messages (null: not reported) and to usage_daily (0 before).
+
+    Plain ALTER TABLEs, not batch mode: on SQLite a batch rebuild of `messages` would fire its
+    foreign keys' actions and lose the message tree.
+    """
+    for kind in KINDS:
+        op.add_column("messages", sa.Column(kind, sa.Integer(), nullable=True))
+        op.add_column(
+            "usage_daily",
+            sa.Column(kind, sa.BigInteger(), nullable=False, server_default=sa.text("0")),
+        )
 
 
 def downgrade() -> None:
     """Remove them."""
-    for name in ("usage_daily", "messages"):
-        with op.batch_alter_table(name) as table:
-            for kind in KINDS:
-                table.drop_column(kind)
+    for kind in KINDS:
+        op.drop_column("usage_daily", kind)
+        op.drop_column("messages", kind)

@@ -1,4 +1,4 @@
-"""What replies cost: nano-dollars on each reply and per day (null where a model is unpriced).
+"""What replies cost: nano-dollars on each reply and per day, and per day the unpriced replies.
 
 Revision ID: 0010
 Revises: 0009
@@ -17,18 +17,25 @@ depends_on = None
 
 
 def upgrade() -> None:
-    """Add messages.cost_nanousd and usage_daily.cost_nanousd.
+    """Add messages.cost_nanousd (null: unpriced), and usage_daily's priced cost and count of
+    unpriced replies, kept apart so one unpriced reply never hides the rest from budgets.
 
-    Earlier rows have none (null): they were not priced when they were recorded.
+    Plain ALTER TABLEs, not batch mode: on SQLite a batch rebuild of `messages` would fire its
+    foreign keys' actions and lose the message tree.
     """
-    with op.batch_alter_table("messages") as table:
-        table.add_column(sa.Column("cost_nanousd", sa.BigInteger(), nullable=True))
-    with op.batch_alter_table("usage_daily") as table:
-        table.add_column(sa.Column("cost_nanousd", sa.BigInteger(), nullable=True))
+    op.add_column("messages", sa.Column("cost_nanousd", sa.BigInteger(), nullable=True))
+    op.add_column(
+        "usage_daily",
+        sa.Column("cost_nanousd", sa.BigInteger(), nullable=False, server_default=sa.text("0")),
+    )
+    op.add_column(
+        "usage_daily",
+        sa.Column("unpriced_replies", sa.Integer(), nullable=False, server_default=sa.text("0")),
+    )
 
 
 def downgrade() -> None:
     """Remove them."""
-    for name in ("usage_daily", "messages"):
-        with op.batch_alter_table(name) as table:
-            table.drop_column("cost_nanousd")
+    op.drop_column("usage_daily", "unpriced_replies")
+    op.drop_column("usage_daily", "cost_nanousd")
+    op.drop_column("messages", "cost_nanousd")
