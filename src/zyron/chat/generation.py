@@ -619,13 +619,6 @@ def _turns(prompt: PromptRequest) -> int:
     return len(prompt.messages) + (1 if prompt.system else 0)
 
 
-def _usage_columns(used: TokenUsage | None) -> dict[str, int | None]:
-    """The reply row's usage columns: all null for a reply that did not complete."""
-    if used is None:
-        return dict.fromkeys(USAGE_KINDS)
-    return {column: getattr(used, column) for column in USAGE_KINDS}
-
-
 def _uncancel() -> None:
     task = asyncio.current_task()
     if task is not None:
@@ -647,13 +640,13 @@ async def _finish(
             saved = await writer.close(
                 charge=outcome.charged,
                 cost=outcome.cost,
-                cost_nanousd=outcome.cost,
                 content=outcome.content,
                 parts=outcome.parts,
                 status=outcome.status,
                 model=outcome.model,
                 stop_reason=outcome.stop_reason,
-                **_usage_columns(outcome.usage if complete else None),
+                # The row's usage columns are the API's kinds; null for a reply not complete.
+                **(outcome.usage.public() if complete else dict.fromkeys(USAGE_KINDS)),
             )
     finally:
         if not saved and outcome.error is None:

@@ -203,7 +203,8 @@ class ReplyWriter:
     ) -> bool:
         """Stop the loop and write the final state, retrying briefly; False if it never took.
 
-        `charge` and its `cost` are added to the user's usage in the same transaction.
+        `cost` is stored on the reply; it and `charge` are added to the user's usage in the
+        same transaction.
         """
         if self._task is not None:
             # Never cancel a write midway: a driver interrupted mid-statement can leave its
@@ -241,7 +242,7 @@ class ReplyWriter:
                     Message.id == self._target.message_id,
                     Message.user_id == self._target.user_id,
                 )
-                .values(lease_expires_at=None, **final)
+                .values(lease_expires_at=None, cost_nanousd=cost, **final)
             )
             if charge is not None:
                 await usage.record(db, self._target.user_id, final["model"], charge, cost)
