@@ -204,6 +204,7 @@ class Sampler:
         if self._task is not None:
             self._task.cancel()
         wall = time.perf_counter() - self.started
+        self.wall = wall
         self.cpu = {
             name: (server.cpu_seconds() - self.cpu0[name]) / wall
             for name, server in self.servers.items()

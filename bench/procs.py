@@ -151,8 +151,12 @@ def start_zyron(
     logs: Path,
     workers: int = 1,
     extra_env: Mapping[str, str] | None = None,
+    profile: Path | None = None,
 ) -> Server:
-    """Start `zyron serve` as a user would, pointed at the fake upstream."""
+    """Start `zyron serve` as a user would, pointed at the fake upstream.
+
+    With `profile`, the server runs under cProfile and writes its stats there when it stops.
+    """
     port = free_port()
     env = {
         "DATABASE_URL": database_url,
@@ -166,6 +170,8 @@ def start_zyron(
         **(extra_env or {}),
     }
     argv = [str(VENV_BIN / "zyron"), "serve", "--port", str(port)]
+    if profile is not None:
+        argv = [sys.executable, "-m", "bench.profiled", str(profile), *argv[1:]]
     if workers > 1:
         argv += ["--workers", str(workers)]
     return launch(name, argv, port=port, env=env, logs=logs, ready_path="/health")

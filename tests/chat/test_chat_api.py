@@ -277,6 +277,15 @@ UPSTREAM_FAILURES: list[tuple[Reply, str, int, bool]] = [
     (MidStreamError(chunks=(), error_type="api_error"), "upstream_unavailable", 502, True),
     (Truncated(chunks=()), "upstream_unavailable", 502, True),
     (Garbage(chunks=()), "upstream_unavailable", 502, True),
+    # JSON, but not the protocol's shapes: a delta that is not an object, one without text.
+    (Garbage(chunks=(), payload=b'{"delta":"text"}'), "upstream_unavailable", 502, True),
+    (
+        Garbage(chunks=(), payload=b'{"delta":{"type":"text_delta"}}'),
+        "upstream_unavailable",
+        502,
+        True,
+    ),
+    (Garbage(chunks=(), payload=b"[1]"), "upstream_unavailable", 502, True),
 ]
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tests.support import make_settings
-from zyron.chat.generation import Generation, Generations, PromptRequest, ReplyTarget
+from zyron.chat.generation import Generation, Generations, Outcome, PromptRequest, ReplyTarget
 from zyron.chat.writer import ReplyWriter
 from zyron.db.engine import create_engine, create_sessionmaker
 from zyron.db.migrate import upgrade
@@ -267,3 +267,54 @@ def _usage(prompt: int, output: int, read: int = 0, written: int = 0) -> TokenUs
         cache_read_input_tokens=read,
         cache_creation_input_tokens=written,
     )
+
+
+def test_a_follower_behind_gets_what_piled_up_in_one_batch() -> None:
+    """Events published while a follower was busy come as one list; a live one comes alone."""
+
+    async def run() -> None:
+        generation = Generation(key=uuid.uuid4())
+        generation.publish("session", {"saved": False})
+        for word in ("a", "b", "c"):
+            generation.publish("delta", {"text": word})
+        batches = generation.batches(after=1, idle=60)
+        first = await anext(batches)
+        assert first is not None
+        # The first delta was cut to what follows position 1 (nothing): it is left out.
+        assert [(e.id, e.data["text"]) for e in first] == [(2, "b"), (3, "c")]
+        waiting = asyncio.ensure_future(anext(batches))
+        await asyncio.sleep(0)
+        generation.publish("delta", {"text": "d"})
+        live = await waiting
+        assert live is not None
+        assert [e.data["text"] for e in live] == ["d"]
+        generation.finish(Outcome(content="abcd", status=Status.COMPLETE, model="m"), "done", {})
+        last = await anext(batches)
+        assert last is not None
+        assert [e.event for e in last] == ["done"]
+        with pytest.raises(StopAsyncIteration):
+            await anext(batches)
+        assert generation._ticker is None  # a finished reply keeps no timer
+
+    asyncio.run(run())
+
+
+def test_a_quiet_reply_wakes_its_followers_for_a_ping() -> None:
+    """With nothing to send for `idle` seconds, every follower gets None (a ping), and again."""
+
+    async def run() -> None:
+        generation = Generation(key=uuid.uuid4())
+        generation.publish("session", {"saved": False})
+        one = generation.batches(idle=0.05)
+        two = generation.follow(idle=0.05)
+        assert await anext(one) is not None
+        assert await anext(two) is not None
+        assert await asyncio.wait_for(anext(one), 1) is None
+        assert await asyncio.wait_for(anext(two), 1) is None
+        assert await asyncio.wait_for(anext(one), 1) is None
+        generation.publish("delta", {"text": "x"})
+        after_ping = await asyncio.wait_for(anext(one), 1)
+        assert after_ping is not None
+        assert after_ping[0].data == {"text": "x"}
+
+    asyncio.run(run())

@@ -121,9 +121,10 @@ class Truncated:
 
 @dataclass(frozen=True)
 class Garbage:
-    """Some text deltas, then an event whose data is not JSON."""
+    """Some text deltas, then an event whose data is not JSON (or `payload`: not the protocol's)."""
 
     chunks: Sequence[str] = ("Partial",)
+    payload: bytes = b"{not json"
 
 
 Reply = TextReply | ThinkingReply | MidStreamError | HttpError | Drop | Truncated | Garbage
@@ -377,7 +378,7 @@ class _Handler(BaseHTTPRequestHandler):
             for chunk in reply.chunks:
                 self._delta(chunk)
             if isinstance(reply, Garbage):
-                payload = b"event: content_block_delta\ndata: {not json\n\n"
+                payload = b"event: content_block_delta\ndata: %b\n\n" % reply.payload
                 self.wfile.write(b"%x\r\n%b\r\n" % (len(payload), payload))
             self._end_stream()
         elif streaming:

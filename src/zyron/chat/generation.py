@@ -102,6 +102,11 @@ class Generation:
     # its `title` event (at most TITLE_WAIT_SECONDS).
     held: bool = False
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    # One timer per reply wakes its followers when it is quiet, so they can send a ping: a
+    # timeout per follower per event cost more than relaying the event (docs/benchmarks.md).
+    _ticker: asyncio.TimerHandle | None = None
+    _tick_every: float = math.inf
+    _ticks: int = 0
 
     @property
     def finished(self) -> bool:
@@ -117,8 +122,7 @@ class Generation:
         """End the stream after `done` (the title came, or waiting for it stopped)."""
         if self.held:
             self.held = False
-            wakeup, self._wakeup = self._wakeup, asyncio.Event()
-            wakeup.set()
+            self._wake()
 
     def publish(self, event: str, data: dict[str, Any]) -> None:
         """Append an event (its id is its end position in the reply) and wake every follower."""
@@ -135,8 +139,7 @@ class Generation:
         self.events.append(stream_event)
         if self.on_event is not None:
             self.on_event(stream_event)
-        wakeup, self._wakeup = self._wakeup, asyncio.Event()
-        wakeup.set()
+        self._wake()
 
     def finish(self, outcome: Outcome, event: str, data: dict[str, Any]) -> None:
         """Record the outcome and publish the last event."""
@@ -144,24 +147,69 @@ class Generation:
         self.publish(event, data)
 
     async def follow(self, *, after: int = -1, idle: float) -> AsyncIterator[StreamEvent | None]:
-        """Yield events with id > `after`, then live ones to the end; None after `idle` seconds."""
+        """Yield events with id > `after`, then live ones to the end; None when idle."""
+        async for batch in self.batches(after=after, idle=idle):
+            if batch is None:
+                yield None
+            else:
+                for event in batch:
+                    yield event
+
+    async def batches(
+        self, *, after: int = -1, idle: float
+    ) -> AsyncIterator[list[StreamEvent] | None]:
+        """Yield, at each wake-up, every event with id > `after` not yet yielded, as one list.
+
+        A follower that falls behind gets what piled up in one piece, to send in one write;
+        one that keeps up gets each event alone, at once. None: nothing came for up to
+        `idle` seconds (the reply's timer ticked), time for a ping.
+        """
         position = 0
+        ticks = self._ticks
+        self._arm(idle)
         while True:
-            while position < len(self.events):
-                event = self.events[position]
-                position += 1
-                if event.id > after:
-                    yield trim_delta(event, after)
+            events = self.events
+            if position < len(events):
+                batch = [
+                    trim_delta(event, after) for event in events[position:] if event.id > after
+                ]
+                position = len(events)
+                if batch:
+                    ticks = self._ticks
+                    yield batch
+                    continue
             if self.closed:
                 return
-            wakeup = self._wakeup
-            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
-            # arrives as the event is set, and a follower must always be cancellable.
-            try:
-                async with asyncio.timeout(idle):
-                    await wakeup.wait()
-            except TimeoutError:
+            if ticks != self._ticks:
+                ticks = self._ticks
                 yield None
+                continue
+            await self._wakeup.wait()
+
+    def _wake(self) -> None:
+        # set() resolves every waiter's future; clearing at once leaves them woken.
+        self._wakeup.set()
+        self._wakeup.clear()
+        if self.closed and self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
+
+    def _arm(self, every: float) -> None:
+        """Make the reply's timer tick at least every `every` seconds while it is open."""
+        if every >= self._tick_every or self.closed:
+            return
+        if self._ticker is not None:
+            self._ticker.cancel()
+        self._tick_every = every
+        self._ticker = asyncio.get_running_loop().call_later(every, self._tick)
+
+    def _tick(self) -> None:
+        self._ticks += 1
+        self._ticker = None
+        if not self.closed:
+            self._ticker = asyncio.get_running_loop().call_later(self._tick_every, self._tick)
+        self._wakeup.set()
+        self._wakeup.clear()
 
     async def wait(self) -> Outcome:
         """Wait for the reply to end and return how it ended (not for the title)."""

@@ -155,9 +155,14 @@ async def _answer(state: AppState, started: Started, *, stream: bool) -> Any:
 
 
 async def _sse(state: AppState, started: Started) -> AsyncIterator[bytes]:
-    """Render the reply's events as SSE."""
-    async for event in service.follow_started(state, started):
-        yield PING if event is None else event.encode()
+    """Render the reply's events as SSE: those ready together in one write."""
+    async for batch in service.follow_started(state, started):
+        if batch is None:
+            yield PING
+        elif len(batch) == 1:
+            yield batch[0].encode()
+        else:
+            yield b"".join([event.encode() for event in batch])
 
 
 async def _replay(state: AppState, principal: Any, replay: Replay, *, stream: bool) -> Any:

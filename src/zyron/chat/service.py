@@ -666,16 +666,18 @@ def title_request(
 # --- answers --------------------------------------------------------------------------------
 
 
-async def follow_started(state: AppState, started: Started) -> AsyncIterator[StreamEvent | None]:
-    """The reply's events for its HTTP stream (None when idle, for a ping).
+async def follow_started(
+    state: AppState, started: Started
+) -> AsyncIterator[list[StreamEvent] | None]:
+    """The reply's events for its HTTP stream, what is ready in one list (None: idle, a ping).
 
     A hang-up stops following, not the reply, since the caller can resume it; a guest cannot
     resume, so their reply is cancelled instead of being paid for with nobody reading.
     """
     generation = started.generation
     try:
-        async for event in generation.follow(idle=state.settings.stream_ping_seconds):
-            yield event
+        async for batch in generation.batches(idle=state.settings.stream_ping_seconds):
+            yield batch
     finally:
         if not generation.finished and (
             started.target is None or state.settings.cancel_on_disconnect

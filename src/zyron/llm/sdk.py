@@ -38,12 +38,16 @@ def timeout(total_seconds: float, connect_seconds: float) -> httpx2.Timeout:
     return httpx2.Timeout(total_seconds, connect=connect_seconds)
 
 
-def transport_error(exc: httpx2.HTTPError | ValueError) -> UpstreamError:
-    """Map a failure raised while reading a stream, which the SDKs pass on unwrapped."""
+def transport_error(exc: Exception) -> UpstreamError:
+    """Map a failure raised while reading a stream, which the SDKs pass on unwrapped.
+
+    Anything but a transport error is an event that is not what the protocol promises: not
+    JSON (ValueError), or JSON of another shape (KeyError, TypeError, AttributeError).
+    """
     if isinstance(exc, httpx2.TimeoutException):
         return upstream_timeout("The model provider stopped sending before the reply was complete.")
     if isinstance(exc, httpx2.HTTPError):
         return upstream_disconnected(
             "The model provider closed the connection before the reply was complete."
         )
-    return upstream_malformed()  # a body or event that is not the JSON the protocol promises
+    return upstream_malformed()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 TERMINAL_EVENTS = frozenset({"done", "error"})
 # Events that carry characters of the reply, and so move its position.
@@ -29,6 +31,8 @@ class StreamEvent:
     id: int
     event: str
     data: dict[str, Any]
+    # The wire form, made once: every follower of a reply sends the same bytes.
+    _wire: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def terminal(self) -> bool:
@@ -36,9 +40,13 @@ class StreamEvent:
         return self.event in TERMINAL_EVENTS
 
     def encode(self) -> bytes:
-        """Render as SSE wire format."""
-        payload = json.dumps(self.data, separators=(",", ":"), ensure_ascii=False)
-        return f"id: {self.id}\nevent: {self.event}\ndata: {payload}\n\n".encode()
+        """Render as SSE wire format (compact JSON, UTF-8), once per event."""
+        wire = self._wire
+        if wire is None:
+            head = f"id: {self.id}\nevent: {self.event}\ndata: ".encode()
+            wire = head + orjson.dumps(self.data) + b"\n\n"
+            object.__setattr__(self, "_wire", wire)  # frozen: a cache, not a change
+        return wire
 
     def to_fields(self) -> dict[str, str]:
         """Serialise for a Redis stream entry."""

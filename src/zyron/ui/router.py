@@ -13,6 +13,7 @@ from zyron.chat.follow import reply_events
 from zyron.chat.service import Started, follow_started
 from zyron.errors import InvalidInput, InvalidToken, NotFound, ReplyInProgress, error_responses
 from zyron.state import AppState, get_state
+from zyron.streams.events import StreamEvent
 from zyron.ui import service
 from zyron.ui.chunks import UI_STREAM_HEADERS, ui_stream
 from zyron.ui.schemas import UIChatRequest
@@ -45,8 +46,19 @@ async def ui_chat(body: UIChatRequest, request: Request, principal: OptionalUser
 
 async def _stream(state: AppState, started: Started) -> AsyncIterator[bytes]:
     """Render the reply's events as UI chunks."""
-    async for chunk in ui_stream(follow_started(state, started)):
+    async for chunk in ui_stream(_events(follow_started(state, started))):
         yield chunk
+
+
+async def _events(
+    batches: AsyncIterator[list[StreamEvent] | None],
+) -> AsyncIterator[StreamEvent | None]:
+    async for batch in batches:
+        if batch is None:
+            yield None
+        else:
+            for event in batch:
+                yield event
 
 
 @router.get(
