@@ -145,6 +145,10 @@ class Connection:
         self.port = port
         self._protocol: _Protocol | None = None
 
+    async def open(self) -> None:
+        """Connect now, so that a later request does not pay for it."""
+        await self._open()
+
     async def _open(self) -> _Protocol:
         protocol = self._protocol
         if protocol is None or protocol.transport is None or protocol.transport.is_closing():

@@ -152,10 +152,15 @@ def start_zyron(
     workers: int = 1,
     extra_env: Mapping[str, str] | None = None,
     profile: Path | None = None,
+    limits: bool = True,
+    redis_url: str | None = None,
 ) -> Server:
     """Start `zyron serve` as a user would, pointed at the fake upstream.
 
-    With `profile`, the server runs under cProfile and writes its stats there when it stops.
+    Its limits are on, as shipped (in memory, or in Redis with `redis_url`), and the harness
+    is its trusted proxy, which says in X-Forwarded-For who each request comes from.
+    `limits=False` is RATE_LIMIT_ENABLED=false, to show what they cost. With `profile`, the
+    server runs under cProfile (bench.profiled).
     """
     port = free_port()
     env = {
@@ -164,7 +169,9 @@ def start_zyron(
         "ANTHROPIC_BASE_URL": upstream.url,
         "ZYRON_DATA_DIR": str(data_dir),
         "SECRET_KEY": BENCH_SECRET_KEY,
-        "RATE_LIMIT_ENABLED": "false",
+        "TRUSTED_PROXIES": "127.0.0.1",
+        **({} if limits else {"RATE_LIMIT_ENABLED": "false"}),
+        **({"REDIS_URL": redis_url} if redis_url else {}),
         # Tokens are minted once per scenario, and a sweep lasts longer than the default 15 min.
         "ACCESS_TOKEN_TTL_SECONDS": "86400",
         **(extra_env or {}),

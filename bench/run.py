@@ -1,4 +1,4 @@
-"""Run the benchmarks: `python -m bench [--quick] [--only ttft,sweep,memory,soak,history]`."""
+"""Run the benchmarks: `python -m bench [--quick] [--only ttft,sweep,burst,memory,soak,history]`."""
 
 from __future__ import annotations
 
@@ -26,11 +26,12 @@ from bench.harness import (
     zyron_signed_in,
 )
 from bench.procs import LITELLM_BIN, ROOT, Server, start_litellm, start_upstream, start_zyron
-from bench.scenarios import history, memory, sweep, ttft
+from bench.scenarios import burst, history, memory, sweep, ttft
 from tests.pg import PostgresServer, sqlalchemy_url
+from tests.redis_server import RedisServer, RedisUnavailable
 
 RESULTS = ROOT / "bench" / "results"
-SCENARIOS = ("ttft", "sweep", "memory", "soak", "history")
+SCENARIOS = ("ttft", "sweep", "burst", "memory", "soak", "history")
 
 
 async def main_async(quick: bool, only: set[str], workers: int, postgres: PostgresServer) -> Path:
@@ -43,7 +44,14 @@ async def main_async(quick: bool, only: set[str], workers: int, postgres: Postgr
         bench = Bench(quick=quick, logs=logs, upstream=upstream)
         bench.progress(f"mode {'quick' if quick else 'full'}; logs in {logs}")
 
-        def zyron(name: str, database: str, workers_: int = 1) -> Server:
+        def zyron(
+            name: str,
+            database: str,
+            workers_: int = 1,
+            *,
+            limits: bool = True,
+            redis_url: str | None = None,
+        ) -> Server:
             server = start_zyron(
                 name,
                 database_url=database,
@@ -51,6 +59,8 @@ async def main_async(quick: bool, only: set[str], workers: int, postgres: Postgr
                 data_dir=work / name,
                 logs=logs,
                 workers=workers_,
+                limits=limits,
+                redis_url=redis_url,
             )
             stack.callback(server.stop)
             return server
@@ -78,30 +88,68 @@ async def main_async(quick: bool, only: set[str], workers: int, postgres: Postgr
         if "ttft" in only:
             sqlite = zyron("zyron-sqlite", f"sqlite+aiosqlite:///{work / 'ttft.db'}")
             pg = zyron("zyron-postgres", await postgres_url())
-            targets = [*base, zyron_guest("zyron-guest", pg)]
-            for label, server in (("sqlite", sqlite), ("postgres", pg)):
-                accounts = await sign_up(server, users=4, sessions=20, prefix=label)
+            pg_off = zyron("zyron-postgres-nolimits", await postgres_url(), limits=False)
+            targets = [
+                *base,
+                zyron_guest("zyron-guest", pg),
+                zyron_guest("zyron-guest-nolimits", pg_off),
+            ]
+            for label, server in (
+                ("sqlite", sqlite),
+                ("postgres", pg),
+                ("postgres-nolimits", pg_off),
+            ):
+                accounts = await sign_up(server, users=8, sessions=20, prefix=label)
                 target = zyron_signed_in(f"zyron-{label}", server, accounts)
                 await give_history(target, turns=10)
                 targets.append(target)
             bench.results["ttft"] = await ttft.run(bench, targets)
-            for server in (sqlite, pg):
+            for server in (sqlite, pg, pg_off):
                 server.stop()
 
         if "sweep" in only:
+            # As shipped: limits on, in memory for one process, in Redis for several; and one
+            # process with them off beside, to show what they cost.
+            try:
+                redis: RedisServer | None = RedisServer.start(throwaway=True)
+            except RedisUnavailable as exc:
+                redis = None
+                bench.progress(f"no Redis, so no {workers}-worker targets: {exc}")
             pg = zyron("zyron-postgres-sweep", await postgres_url())
-            pg_workers = zyron("zyron-postgres-workers", await postgres_url(), workers)
+            pg_off = zyron("zyron-postgres-nolimits", await postgres_url(), limits=False)
+            servers = [("zyron-postgres", pg), ("zyron-postgres-nolimits", pg_off)]
+            if redis is not None:
+                stack.callback(redis.stop)
+                pg_workers = zyron(
+                    "zyron-postgres-workers", await postgres_url(), workers, redis_url=redis.url
+                )
+                servers.append((f"zyron-postgres-{workers}w", pg_workers))
             top = max(sweep.QUICK_LEVELS if quick else sweep.FULL_LEVELS)
-            targets = [*base, zyron_guest("zyron-guest", pg)]
-            for name, server in (
-                ("zyron-postgres", pg),
-                (f"zyron-postgres-{workers}w", pg_workers),
-            ):
-                accounts = await sign_up(server, users=10, sessions=top, prefix=name)
+            targets = [
+                *base,
+                zyron_guest("zyron-guest", pg),
+                zyron_guest("zyron-guest-nolimits", pg_off),
+            ]
+            for name, server in servers:
+                # Two virtual users per account at most: within its three replies at once.
+                accounts = await sign_up(server, users=top // 2, sessions=top, prefix=name)
                 targets.append(zyron_signed_in(name, server, accounts))
-            targets.append(zyron_guest(f"zyron-guest-{workers}w", pg_workers))
+            if redis is not None:
+                targets.append(zyron_guest(f"zyron-guest-{workers}w", pg_workers))
             bench.results["sweep"] = await sweep.run(bench, targets)
-            for server in (pg, pg_workers):
+            for _, server in servers:
+                server.stop()
+
+        if "burst" in only:
+            chats = burst.QUICK_CHATS if quick else burst.FULL_CHATS
+            sqlite = zyron("zyron-sqlite-burst", f"sqlite+aiosqlite:///{work / 'burst.db'}")
+            pg = zyron("zyron-postgres-burst", await postgres_url())
+            pairs = []
+            for label, server in (("sqlite", sqlite), ("postgres", pg)):
+                accounts = await sign_up(server, users=chats, sessions=chats, prefix=label)
+                pairs.append((zyron_signed_in(f"zyron-{label}", server, accounts), accounts))
+            bench.results["burst"] = await burst.run(bench, pairs)
+            for server in (sqlite, pg):
                 server.stop()
 
         if "memory" in only or "soak" in only:

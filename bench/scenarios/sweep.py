@@ -50,8 +50,12 @@ async def run(bench: Bench, targets: list[Target]) -> dict[str, Any]:
                     )
                 upstream = await bench.upstream_stats()
                 summary = summarise(results, interval_ms=INTERVAL_MS)
+                events = sum(r.chunks for r in results)
+                server_seconds = sampler.cpu["server"] * sampler.wall
                 summary.update(
                     cpu_server=round(sampler.cpu["server"], 2),
+                    # Everything the server spent (requests too) over the text events relayed.
+                    cpu_us_per_event=round(server_seconds / events * 1e6, 1) if events else None,
                     cpu_upstream=round(sampler.cpu["upstream"], 2),
                     cpu_loadgen=round(sampler.cpu["loadgen"], 2),
                     cpu_machine=round(sampler.machine_cpu, 2),
@@ -65,7 +69,8 @@ async def run(bench: Bench, targets: list[Target]) -> dict[str, Any]:
                 bench.progress(
                     f"sweep c={level} {target.name}: ttft p50 {summary['ttft_p50_ms']} ms, "
                     f"gap p99 {summary['gap_p99_ms']} ms, errors {summary['errors']}, "
-                    f"stalls {summary['stalls']}, cpu {summary['cpu_server']}"
+                    f"stalls {summary['stalls']}, cpu {summary['cpu_server']}, "
+                    f"{summary['cpu_us_per_event']} µs/event"
                     + (f" [{summary['bottleneck']}]" if summary["bottleneck"] else "")
                 )
                 too_slow = (summary["ttft_p50_ms"] or 0) > GIVE_UP_TTFT_MS

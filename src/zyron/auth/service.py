@@ -39,9 +39,11 @@ class AuthService:
 
     async def signup(self, db: AsyncSession, email: str, password: str) -> TokenPair:
         """Create an account and sign it in."""
+        # Hashed before the first statement: on SQLite a transaction holds the write lock
+        # from its start, and a hash (a third of a second) inside it stalled every writer.
+        password_hash = await self._passwords.hash(password)
         if await repo.user_by_email(db, email) is not None:
             raise EmailTaken()
-        password_hash = await self._passwords.hash(password)
         try:
             async with db.begin_nested():
                 user = await repo.add_user(db, email=email, password_hash=password_hash)
