@@ -51,7 +51,11 @@ async def _target(
 
 
 async def measure(
-    kind: str, levels: list[int], profile: Path | None, chunks: int = CHUNKS
+    kind: str,
+    levels: list[int],
+    profile: Path | None,
+    chunks: int = CHUNKS,
+    streams: int = 2,
 ) -> list[dict[str, Any]]:
     """Run each level once and report CPU per text event."""
     work = Path(tempfile.mkdtemp(prefix="zyron-relay-"))
@@ -78,7 +82,7 @@ async def measure(
                 results = await run_streams(
                     target,
                     users=level,
-                    streams_per_user=2,
+                    streams_per_user=streams,
                     ramp_seconds=CHUNKS * INTERVAL_MS / 1000,
                     expected_chunks=chunks,
                     limit_seconds=60,
@@ -113,11 +117,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--target", choices=("guest", "sqlite", "postgres"), default="guest")
     parser.add_argument("--levels", default="100,300")
+    parser.add_argument("--streams", type=int, default=2, help="replies per client, in turn")
     parser.add_argument("--chunks", type=int, default=CHUNKS, help="text events per reply")
     parser.add_argument("--profile", type=Path, default=None, help="write cProfile stats here")
     args = parser.parse_args()
     levels = [int(level) for level in args.levels.split(",")]
-    uvloop.run(measure(args.target, levels, args.profile, args.chunks))
+    uvloop.run(measure(args.target, levels, args.profile, args.chunks, args.streams))
 
 
 if __name__ == "__main__":

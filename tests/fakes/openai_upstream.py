@@ -53,6 +53,10 @@ class TextReply:
     usage: bool = True
     # The model the chunks name; None echoes the requested one, as servers do.
     model: str | None = None
+    # Data of one more event sent after `[DONE]`, which a client must not read as a chunk.
+    after_done: str | None = None
+    # True keeps the connection open for the next request instead of closing it.
+    keep_alive: bool = False
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,8 @@ class MidStreamError:
     message: str = "The server had an error while processing your request."
     error_type: str | None = "server_error"
     code: str | int | None = None
+    # An `event:` line before the error's data, as some proxies send (`error`); None sends none.
+    event: str | None = None
 
 
 @dataclass(frozen=True)
@@ -116,7 +122,7 @@ class Truncated:
 
 @dataclass(frozen=True)
 class Garbage:
-    """Some text chunks, then a data line that is not JSON (or `payload` instead)."""
+    """Some text chunks, then a data line that is not JSON (or `payload`: any other data)."""
 
     chunks: Sequence[str] = ("Partial",)
     payload: str = "{not json"
@@ -133,6 +139,7 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]
     body: dict[str, Any] = field(default_factory=dict)
+    client_port: int = 0  # tells requests sent on one kept-alive connection
 
 
 def _error_body(
@@ -216,10 +223,13 @@ class _Server(ThreadingHTTPServer):
 class _Stream:
     """Writes one chat completion's chunks as chunked SSE `data:` lines."""
 
-    def __init__(self, handler: _Handler, model: str, include_usage: bool) -> None:
+    def __init__(
+        self, handler: _Handler, model: str, include_usage: bool, *, keep_alive: bool = False
+    ) -> None:
         self._handler = handler
         self.model = model
         self.include_usage = include_usage
+        self.keep_alive = keep_alive
         self._id = _new_id("chatcmpl-fake")
         self._created = int(time.time())
 
@@ -231,19 +241,21 @@ class _Stream:
         handler.send_header("cache-control", "no-cache")
         handler.send_header("x-request-id", _new_id("req_fake"))
         handler.send_header("transfer-encoding", "chunked")
-        handler.send_header("connection", "close")
+        if not self.keep_alive:
+            handler.send_header("connection", "close")
         handler.end_headers()
         handler.wfile.flush()
 
-    def raw(self, data: str) -> None:
-        """Send one SSE event with `data` as its data line."""
-        payload = f"data: {data}\n\n".encode()
+    def raw(self, data: str, event: str | None = None) -> None:
+        """Send one SSE event with `data` as its data line, named `event` if given."""
+        name = f"event: {event}\n" if event is not None else ""
+        payload = f"{name}data: {data}\n\n".encode()
         self._handler.wfile.write(b"%x\r\n%b\r\n" % (len(payload), payload))
         self._handler.wfile.flush()
 
-    def send(self, payload: dict[str, Any]) -> None:
+    def send(self, payload: dict[str, Any], event: str | None = None) -> None:
         """Send one JSON event."""
-        self.raw(json.dumps(payload, separators=(",", ":")))
+        self.raw(json.dumps(payload, separators=(",", ":")), event)
 
     def chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> None:
         """Send a chat.completion.chunk with one choice."""
@@ -301,7 +313,7 @@ class _Stream:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    """Serves one connection; every response closes it so no handler idles on keep-alive."""
+    """Serves one connection; every response closes it, unless a TextReply asks to keep it."""
 
     protocol_version = "HTTP/1.1"
     timeout = _SOCKET_TIMEOUT
@@ -353,7 +365,13 @@ class _Handler(BaseHTTPRequestHandler):
             parsed_ok = True
         headers = {name.lower(): value for name, value in self.headers.items()}
         fake._record(
-            RecordedRequest(method=self.command, path=self.path, headers=headers, body=body)
+            RecordedRequest(
+                method=self.command,
+                path=self.path,
+                headers=headers,
+                body=body,
+                client_port=int(self.client_address[1]),
+            )
         )
 
         path = self.path.split("?", 1)[0]
@@ -404,7 +422,8 @@ class _Handler(BaseHTTPRequestHandler):
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
         if isinstance(reply, TextReply | ReasoningReply):
             model = reply.model or model
-        out = _Stream(self, model, include_usage)
+        keep_alive = isinstance(reply, TextReply) and reply.keep_alive
+        out = _Stream(self, model, include_usage, keep_alive=keep_alive)
         if isinstance(reply, ReasoningReply):
             self._stream_reasoning(reply, out)
             return
@@ -421,8 +440,10 @@ class _Handler(BaseHTTPRequestHandler):
             if include_usage and reply.usage:
                 out.usage(reply.prompt_tokens, len(reply.chunks), cached_tokens=reply.cached_tokens)
             out.done()
+            if reply.after_done is not None:
+                out.raw(reply.after_done)
         elif isinstance(reply, MidStreamError):
-            out.send(_error_body(reply.message, reply.error_type, reply.code))
+            out.send(_error_body(reply.message, reply.error_type, reply.code), reply.event)
         elif isinstance(reply, Garbage):
             out.raw(reply.payload)
         elif isinstance(reply, Truncated):
@@ -433,6 +454,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
             return
         out.end()
+        if keep_alive:
+            self.close_connection = False  # serve the connection's next request
 
     def _stream_reasoning(self, reply: ReasoningReply, out: _Stream) -> None:
         """Stream a ReasoningReply: reasoning deltas carry no `content` key, as vLLM sends them."""

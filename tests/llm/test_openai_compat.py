@@ -17,6 +17,7 @@ from tests.fakes.openai_upstream import (
     Garbage,
     HttpError,
     MidStreamError,
+    ReasoningReply,
     Reply,
     TextReply,
     Truncated,
@@ -27,6 +28,7 @@ from zyron.llm.base import (
     PromptMessage,
     Provider,
     ProviderEvent,
+    ReasoningDelta,
     TextDelta,
     TokenUsage,
 )
@@ -221,6 +223,69 @@ def test_missing_usage_counts_chunks(fake: FakeOpenAI) -> None:
     assert (finished.usage.input_tokens, finished.usage.output_tokens) == (0, 3)
 
 
+def test_cached_prompt_tokens_are_apart(fake: FakeOpenAI) -> None:
+    """The prompt's cached tokens are counted as cache reads, the rest as input."""
+    fake.enqueue(TextReply(chunks=("a", "b"), prompt_tokens=1000, cached_tokens=768))
+
+    assert _stream(fake.base_url).finished.usage == TokenUsage(
+        input_tokens=232, output_tokens=2, cache_read_input_tokens=768
+    )
+
+
+@pytest.mark.parametrize("reasoning_field", ["reasoning_content", "reasoning"])
+def test_reasoning_deltas_then_text(
+    fake: FakeOpenAI, reasoning_field: Literal["reasoning_content", "reasoning"]
+) -> None:
+    """Either name of the reasoning field gives reasoning deltas; usage says how many tokens."""
+    fake.enqueue(
+        ReasoningReply(reasoning=("Let me", " think."), chunks=("Yes",), field=reasoning_field)
+    )
+
+    outcome = _stream(fake.base_url)
+
+    assert outcome.events[:3] == [
+        ReasoningDelta("Let me"),
+        ReasoningDelta(" think."),
+        TextDelta("Yes"),
+    ]
+    assert outcome.finished.usage == TokenUsage(
+        input_tokens=12, output_tokens=3, reasoning_tokens=2
+    )
+
+
+def test_nothing_after_done_is_read_as_a_chunk(fake: FakeOpenAI) -> None:
+    """`[DONE]` ends the stream: what follows it is not taken for a chunk."""
+    fake.enqueue(TextReply(chunks=("ok",), after_done="{not json"))
+
+    outcome = _stream(fake.base_url)
+
+    assert outcome.texts == ["ok"]
+    assert outcome.finished.stop_reason == "end_turn"
+
+
+@pytest.mark.parametrize("http_client", HTTP_CLIENTS)
+def test_connection_is_kept_after_done(fake: FakeOpenAI, http_client: HttpClient) -> None:
+    """The body's end after `[DONE]` is read, so the next reply reuses the connection."""
+    fake.enqueue(TextReply(keep_alive=True), TextReply(keep_alive=True))
+
+    async def scenario() -> None:
+        provider = _provider(fake.base_url, http_client=http_client)
+        for _ in range(2):
+            events = [
+                event
+                async for event in provider.stream(
+                    model=MODEL, system=None, messages=PROMPT, max_tokens=8
+                )
+            ]
+            assert isinstance(events[-1], Finished)
+        await provider.aclose()
+
+    asyncio.run(scenario())
+
+    first, second = fake.requests
+    assert first.client_port == second.client_port
+
+
 def test_consumer_stopping_early_is_not_a_failure(fake: FakeOpenAI) -> None:
     """Closing the stream after the first delta releases it without an error."""
     fake.enqueue(TextReply(chunks=("one", "two", "three"), chunk_delay=0.05))
@@ -354,6 +419,8 @@ def test_auth_error_names_a_custom_setting(fake: FakeOpenAI) -> None:
         (MidStreamError(error_type="invalid_request_error"), "upstream_bad_request", 400, False),
         (MidStreamError(error_type=None, code="502"), "upstream_unavailable", 502, True),
         (MidStreamError(error_type="unavailable_error"), "upstream_overloaded", 503, True),
+        (MidStreamError(event="error"), "upstream_unavailable", 502, True),
+        (MidStreamError(event="error", code=429), "upstream_rate_limited", 429, True),
     ],
 )
 def test_error_inside_the_stream(
@@ -395,9 +462,38 @@ def test_stream_without_finish_reason_is_cut_off(fake: FakeOpenAI, done: bool) -
     assert "before the reply was complete" in error.detail
 
 
-@pytest.mark.parametrize("payload", ["{not json", "42", '["a"]'])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "{not json",
+        "",
+        "42",
+        '["a"]',
+        '"text"',
+        "null",
+        # choices that are not a list of choice objects
+        '{"choices": "abc"}',
+        '{"choices": {"index": 0, "delta": {"content": "x"}}}',
+        '{"choices": 1}',
+        '{"choices": [1]}',
+        '{"choices": [{"index": 0, "delta": ["x"]}]}',
+        # members of the wrong type
+        '{"choices": [{"index": 0, "delta": {"content": 5}}]}',
+        '{"choices": [{"index": 0, "delta": {}, "finish_reason": 1}]}',
+        '{"model": 5, "choices": []}',
+        # a usage chunk with counts that are not integers, or no object at all
+        '{"choices": [], "usage": {"prompt_tokens": "12", "completion_tokens": 1}}',
+        '{"choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": 1.5}}',
+        '{"choices": [], "usage": {"prompt_tokens": true, "completion_tokens": 1}}',
+        '{"choices": [], "usage": {"prompt_tokens": 12, "prompt_tokens_details": '
+        '{"cached_tokens": "3"}}}',
+        '{"choices": [], "usage": {"completion_tokens": 2, "completion_tokens_details": '
+        '{"reasoning_tokens": [1]}}}',
+        '{"choices": [], "usage": [12, 1]}',
+    ],
+)
 def test_garbage_in_the_stream(fake: FakeOpenAI, payload: str) -> None:
-    """A data line that is not a JSON object is a malformed response."""
+    """A data line that is not a JSON object, or not a chunk's shape, is a malformed response."""
     fake.enqueue(Garbage(payload=payload))
 
     outcome = _stream(fake.base_url)

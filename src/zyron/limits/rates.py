@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 from limits import RateLimitItem, parse
-from limits.aio.storage import MemoryStorage, Storage
+from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 from limits.util import WindowStats
 
 from zyron.errors import ZyronError
 from zyron.limits import REDIS_TIMEOUT_SECONDS
+from zyron.limits.moving_window import MovingWindowCounters
 from zyron.settings import Settings
 
 log = logging.getLogger("zyron.limits")
@@ -66,8 +67,13 @@ class RateLimiter:
         self.enabled = settings.rate_limit_enabled
         self.limits = limits_from(settings)
         self.backend: Literal["memory", "redis"] = "redis" if settings.redis_url else "memory"
-        self._storage = _storage(settings.redis_url)
-        self._strategy = MovingWindowRateLimiter(self._storage)
+        self._storage: Storage | None = None
+        self._strategy: MovingWindowRateLimiter | MovingWindowCounters
+        if settings.redis_url:
+            self._storage = _storage(settings.redis_url)
+            self._strategy = MovingWindowRateLimiter(self._storage)
+        else:
+            self._strategy = MovingWindowCounters()
 
     async def hit(self, name: LimitName, key: str) -> None:
         """Count one request against `name` for `key`; RateLimited if it is over the limit."""
@@ -98,6 +104,8 @@ class RateLimiter:
 
     async def check_storage(self) -> bool:
         """Tell whether the counters can be reached (for /health)."""
+        if self._storage is None:
+            return True  # in this process
         try:
             async with asyncio.timeout(REDIS_TIMEOUT_SECONDS):
                 return bool(await self._storage.check())
@@ -106,7 +114,10 @@ class RateLimiter:
 
     async def reset(self) -> None:
         """Forget every counter (tests)."""
-        await self._storage.reset()
+        if isinstance(self._strategy, MovingWindowCounters):
+            self._strategy.reset()
+        elif self._storage is not None:
+            await self._storage.reset()
 
 
 def _unavailable(name: LimitName, exc: Exception) -> None:
@@ -129,10 +140,8 @@ def _refusal(name: LimitName, limit: Limit, stats: WindowStats) -> RateLimited:
     )
 
 
-def _storage(redis_url: str | None) -> Storage:
-    """Counters in Redis (shared by replicas) when REDIS_URL is set, else in this process."""
-    if not redis_url:
-        return MemoryStorage()
+def _storage(redis_url: str) -> Storage:
+    """Counters in Redis, shared by replicas (without REDIS_URL: zyron.limits.moving_window)."""
     storage = storage_from_string(
         f"async+{redis_url}",
         key_prefix="zyron-limits",

@@ -3,21 +3,24 @@ official OpenAI SDK's chat completions, streaming."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import ssl
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Literal
 
 import aiohttp
+import anyio
 import httpx2
 import openai
+import orjson
 from openai import AsyncOpenAI, DefaultAioHttpClient, DefaultAsyncHttpxClient, omit
 from openai.types.chat import (
     ChatCompletionAssistantMessageParam,
-    ChatCompletionChunk,
     ChatCompletionMessageParam,
     ChatCompletionSystemMessageParam,
     ChatCompletionUserMessageParam,
 )
-from openai.types.completion_usage import CompletionUsage
 
 from zyron.errors import UpstreamError
 from zyron.llm import sdk
@@ -38,10 +41,10 @@ from zyron.llm.errors import (
     upstream_cut_off,
     upstream_disconnected,
     upstream_error_for_status,
-    upstream_malformed,
     upstream_timeout,
 )
 from zyron.llm.sdk import HttpBackend, transport_error
+from zyron.llm.sse import sse_events
 
 # Servers that need no key (Ollama, vLLM, llama.cpp) still get one: the SDK refuses to start
 # without a key, and an explicit placeholder keeps it from reading OPENAI_API_KEY by itself.
@@ -85,6 +88,14 @@ _ERROR_NAMES = {
     "unavailable_error": 503,
     "ServiceUnavailableError": 503,
 }
+
+# Failures of reading a body that httpx2 can pass on unmapped (TLS over AnyIO); the SDK's own
+# stream reader counts them as a lost connection, and so does this one.
+_UNMAPPED_READ_ERRORS = (ssl.SSLError, anyio.EndOfStream)
+
+# How long the end of an HTTP/1.1 body is awaited after [DONE], so that its connection is kept
+# for the next request: the SDK's own reader waits as long.
+_DRAIN_SECONDS = 0.1
 
 
 class OpenAICompatProvider:
@@ -151,8 +162,12 @@ class OpenAICompatProvider:
         finish_reason: str | None = None
         usage: TokenUsage | None = None
         content_chunks = 0
+        # The SDK makes, authenticates and sends the request and raises status errors; the
+        # body is read as raw bytes (zyron.llm.sse) and each chunk decoded with orjson, instead
+        # of the SDK's pydantic model per chunk (docs/benchmarks.md). As in the SDK's reader,
+        # event names are ignored: a chunk with an `error` member is an error, whatever its name.
         try:
-            stream = await self._client.chat.completions.create(
+            async with self._client.chat.completions.with_streaming_response.create(
                 model=model,
                 messages=prompt,
                 stream=True,
@@ -160,40 +175,54 @@ class OpenAICompatProvider:
                 max_tokens=omit if use_completion_tokens else max_tokens,
                 max_completion_tokens=max_tokens if use_completion_tokens else omit,
                 reasoning_effort=_effort(reasoning),
-            )
-            async with stream:
-                async for chunk in stream:
-                    if not isinstance(chunk, ChatCompletionChunk):
-                        # Valid JSON that is not an object: the SDK passes it through as is.
-                        raise self._failed(upstream_malformed())
-                    if chunk.model:
-                        model_used = chunk.model
-                    if chunk.usage is not None:
-                        usage = _usage(chunk.usage)
+            ) as response:
+                body = response.iter_bytes()
+                async for _name, data in sse_events(body):
+                    if data.startswith(b"[DONE]"):
+                        if response.http_version == "HTTP/1.1":
+                            await _drain(body)
+                        break
+                    chunk = orjson.loads(data)
+                    if not isinstance(chunk, dict):
+                        raise TypeError("a chunk that is not a JSON object")
+                    error = chunk.get("error")
+                    if error:  # `{"error": {...}}`, or Ollama's `{"error": "..."}`
+                        raise self._failed(self._status_error(_stream_error_status(error), error))
+                    chunk_model = chunk.get("model")
+                    if chunk_model:
+                        model_used = _text(chunk_model)
+                    chunk_usage = chunk.get("usage")
+                    if chunk_usage is not None:
+                        usage = _usage(chunk_usage)
                     # The usage chunk has no choices; vLLM sends it with `"choices": null`.
-                    for choice in chunk.choices or ():
-                        if choice.index != 0:  # only one completion is asked for
+                    choices = chunk.get("choices")
+                    if choices is None:
+                        continue
+                    if not isinstance(choices, list):
+                        raise TypeError("choices that are not a list")
+                    for choice in choices:
+                        if choice.get("index", 0) != 0:  # only one completion is asked for
                             continue
-                        delta = choice.delta
-                        if delta is None:
-                            continue
-                        text = delta.content
-                        if text:
-                            content_chunks += 1
-                            yield TextDelta(text)
-                        elif delta.model_extra:  # fields beyond OpenAI's own, only when sent
-                            thought = delta.model_extra.get(
-                                "reasoning_content"
-                            ) or delta.model_extra.get("reasoning")
-                            if isinstance(thought, str) and thought:
-                                yield ReasoningDelta(thought)
-                        if choice.finish_reason is not None:
-                            finish_reason = choice.finish_reason
+                        delta = choice.get("delta")
+                        if delta:
+                            text = delta.get("content")
+                            if text:
+                                content_chunks += 1
+                                yield TextDelta(_text(text))
+                            else:  # servers that think send it beside an empty content
+                                thought = delta.get("reasoning_content") or delta.get("reasoning")
+                                if isinstance(thought, str) and thought:
+                                    yield ReasoningDelta(thought)
+                        finish = choice.get("finish_reason")
+                        if finish is not None:
+                            finish_reason = _text(finish)
         except openai.APIError as exc:
             raise self._failed(self._upstream_error(exc)) from exc
-        except (httpx2.HTTPError, ValueError) as exc:
-            # Transport errors the SDK wraps when connecting and reading can still come
-            # unwrapped from closing the response, as they do in the Anthropic SDK.
+        except (httpx2.HTTPError, *_UNMAPPED_READ_ERRORS) as exc:
+            # Reading the body raw, transport errors come as httpx2's, not wrapped by the SDK.
+            raise self._failed(_read_error(exc)) from exc
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            # ValueError: data that is not JSON; the others: JSON that is not a chunk.
             raise self._failed(transport_error(exc)) from exc
         if finish_reason is None:
             # The stream ended cleanly but no choice said why it stopped: a cut-off reply.
@@ -239,21 +268,47 @@ class OpenAICompatProvider:
             return upstream_timeout()
         if isinstance(exc, openai.APIConnectionError):
             return upstream_disconnected()
-        retry_after = None
         if isinstance(exc, openai.APIStatusError):
-            status = exc.status_code
-            retry_after = exc.response.headers.get("retry-after")
-        else:  # an `error` object inside the 200 stream
-            status = _stream_error_status(exc.body)
+            return self._status_error(
+                exc.status_code, exc.body, exc.response.headers.get("retry-after")
+            )
+        return self._status_error(_stream_error_status(exc.body), exc.body)
+
+    def _status_error(
+        self, status: int, body: object, retry_after: str | None = None
+    ) -> UpstreamError:
+        """Map an error status and the body's `error` member, sent as such or in the stream."""
         return upstream_error_for_status(
             status,
-            _error_message(exc.body),
+            _error_message(body),
             retry_after=retry_after,
             key_name=self._key_name,
             # vLLM, Ollama and llama.cpp answer 503 while loading a model or when full;
             # 529 is what Anthropic-style gateways send for the same.
             overloaded=status in (503, 529),
         )
+
+
+async def _drain(body: AsyncIterator[bytes]) -> None:
+    """Read what is left of a body after [DONE], for a short while, ignoring its failures."""
+    with contextlib.suppress(TimeoutError, httpx2.HTTPError, *_UNMAPPED_READ_ERRORS):
+        async with asyncio.timeout(_DRAIN_SECONDS):
+            async for _ in body:
+                pass
+
+
+def _read_error(exc: Exception) -> UpstreamError:
+    """Map a failure of reading the body: a dropped connection, or silence past the timeout.
+
+    The aiohttp transport reports a connection closed mid-body as a ConnectTimeout too.
+    """
+    if isinstance(exc, _UNMAPPED_READ_ERRORS) or (
+        isinstance(exc, httpx2.TimeoutException) and _is_disconnect(exc)
+    ):
+        return upstream_disconnected(
+            "The model provider closed the connection before the reply was complete."
+        )
+    return transport_error(exc)
 
 
 def _effort(reasoning: Reasoning | None) -> Any:
@@ -332,20 +387,37 @@ def _error_message(body: object) -> str:
     return "no details"
 
 
-def _usage(usage: CompletionUsage) -> TokenUsage:
+def _usage(usage: dict[str, Any]) -> TokenUsage:
     """The usage chunk in Anthropic's meanings: the prompt's cached part apart from the rest.
 
     `prompt_tokens` includes the cached tokens; servers that cache report them in
     `prompt_tokens_details.cached_tokens` (OpenAI; vLLM with --enable-prompt-tokens-details;
     llama.cpp's server in recent builds), others send no details, which counts as none cached.
     """
-    prompt = usage.prompt_tokens or 0
-    details = usage.prompt_tokens_details
-    cached = min(prompt, (details.cached_tokens or 0) if details is not None else 0)
-    reply = usage.completion_tokens_details
+    if not isinstance(usage, dict):
+        raise TypeError("usage that is not a JSON object")
+    prompt = _count(usage.get("prompt_tokens")) or 0
+    details = usage.get("prompt_tokens_details")
+    cached = _count(details.get("cached_tokens")) if isinstance(details, dict) else None
+    cached = min(prompt, cached or 0)
+    reply = usage.get("completion_tokens_details")
     return TokenUsage(
         input_tokens=prompt - cached,
-        output_tokens=usage.completion_tokens or 0,
+        output_tokens=_count(usage.get("completion_tokens")) or 0,
         cache_read_input_tokens=cached,
-        reasoning_tokens=reply.reasoning_tokens if reply is not None else None,
+        reasoning_tokens=_count(reply.get("reasoning_tokens")) if isinstance(reply, dict) else None,
     )
+
+
+def _count(value: object) -> int | None:
+    """A token count from a chunk, None when not sent; anything but a whole number is malformed."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise TypeError("a token count that is not an integer")
+
+
+def _text(value: object) -> str:
+    """A string member of a chunk (content, model, finish_reason); anything else is malformed."""
+    if isinstance(value, str):
+        return value
+    raise TypeError("a member that is not a string")
