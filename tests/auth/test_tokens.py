@@ -20,6 +20,9 @@ from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.jwks_server import JwksServer, SigningKey, hmac_token, unsigned_token
 from tests.support import LiveServer, live_server, signup, unique_email
 from zyron.auth.passwords import Passwords
+from zyron.auth.tokens import issue_access_token
+from zyron.auth.verify import TokenVerifier
+from zyron.errors import InvalidToken
 from zyron.settings import Settings
 
 BUILTIN_ISSUER = "zyron"
@@ -535,3 +538,41 @@ def test_password_verification_matches_only_the_right_password() -> None:
     assert stored.startswith("$argon2id$")
     assert (right, wrong) == (True, False)
     assert hasher.verified == [stored, stored]
+
+
+def test_a_verified_token_is_served_from_the_cache_until_it_expires(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The second request skips the decode; past its expiry the token is refused all the same."""
+    key = "k" * 48
+    verifier = TokenVerifier(
+        builtin_key=key,
+        builtin_issuer=BUILTIN_ISSUER,
+        supabase_url=None,
+        supabase_secret=None,
+        jwks=None,
+        leeway_seconds=0,
+    )
+    token = issue_access_token(
+        key=key,
+        issuer=BUILTIN_ISSUER,
+        user_id=uuid.uuid4(),
+        email="cache@example.com",
+        session_id=uuid.uuid4(),
+        ttl_seconds=1,
+    )
+    decodes = 0
+    real_decode = verifier._decode
+
+    def counting(*args: Any) -> dict[str, Any]:
+        nonlocal decodes
+        decodes += 1
+        return real_decode(*args)
+
+    monkeypatch.setattr(verifier, "_decode", counting)
+    first = asyncio.run(verifier.verify(token))
+    assert asyncio.run(verifier.verify(token)) is first
+    assert decodes == 1
+    time.sleep(2.1)  # PyJWT reads the real clock: the token really expires
+    with pytest.raises(InvalidToken, match="expired"):
+        asyncio.run(verifier.verify(token))

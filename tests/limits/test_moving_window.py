@@ -22,15 +22,13 @@ class Clock:
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    clock = Clock()
-    monkeypatch.setattr(moving_window.time, "monotonic", clock)
-    return clock
+def clock() -> Clock:
+    return Clock()
 
 
 def test_a_window_admits_its_amount_then_frees_each_hit_as_it_ages(clock: Clock) -> None:
     """Three per minute: the fourth is refused until the first hit is a minute old."""
-    counters = MovingWindowCounters()
+    counters = MovingWindowCounters(clock)
     item = parse("3/minute")
 
     async def run() -> None:
@@ -53,7 +51,7 @@ def test_a_window_admits_its_amount_then_frees_each_hit_as_it_ages(clock: Clock)
 
 def test_keys_whose_hits_expired_are_swept(clock: Clock) -> None:
     """A client gone for longer than its window leaves nothing behind after the next sweep."""
-    counters = MovingWindowCounters()
+    counters = MovingWindowCounters(clock)
     item = parse("20/hour")
 
     async def run() -> None:

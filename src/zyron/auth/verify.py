@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
 import jwt
+from cachetools import TTLCache
 
 from zyron.auth.jwks import JwksCache, JwksUnavailable
 from zyron.auth.principal import Principal
@@ -16,6 +18,11 @@ from zyron.errors import InvalidToken, ZyronError
 FORBIDDEN_HEADERS = ("jku", "jwk", "x5u", "x5c")
 REQUIRED_CLAIMS = ["exp", "sub", "aud"]
 MAX_EMAIL_LENGTH = 320
+# Tokens verified lately, so a client's next requests skip the two decodes and the signature
+# check (a third of a signed-in chat's time before the model call, profiled). An entry lives
+# at most this long, and never past the token's own expiry.
+VERIFIED_CACHE_SECONDS = 60.0
+VERIFIED_CACHE_SIZE = 10_000
 
 
 class AuthUnavailable(ZyronError):
@@ -45,9 +52,22 @@ class TokenVerifier:
         self._supabase_secret = supabase_secret
         self._jwks = jwks
         self._leeway = leeway_seconds
+        self._verified: TTLCache[str, Principal] = TTLCache(
+            VERIFIED_CACHE_SIZE, VERIFIED_CACHE_SECONDS
+        )
 
     async def verify(self, token: str) -> Principal:
         """Return the principal of a valid token, or raise InvalidToken saying why not."""
+        known = self._verified.get(token)
+        if known is not None:
+            if known.claims["exp"] + self._leeway > time.time():
+                return known
+            self._verified.pop(token, None)  # expired since: verified again, and refused
+        principal = await self._verify(token)
+        self._verified[token] = principal
+        return principal
+
+    async def _verify(self, token: str) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})

@@ -15,9 +15,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from zyron.chat.progress import ProgressBatcher
 from zyron.chat.reply_parts import ReplyParts
 from zyron.chat.titles import TitleRequest, make_title
-from zyron.chat.writer import FlushPacer, ReplyTarget, ReplyWriter, WriterSettings
+from zyron.chat.writer import ReplyTarget, ReplyWriter, WriterSettings
 from zyron.db.models import Status
 from zyron.db.types import utcnow
 from zyron.db.unit_of_work import unit_of_work
@@ -241,11 +242,14 @@ class Generations:
             flush_chars=settings.reply_flush_chars,
             lease_seconds=settings.reply_lease_seconds,
             heartbeat_seconds=settings.reply_heartbeat_seconds,
+            writes_per_second=settings.reply_writes_per_second,
         )
-        self._pacer = FlushPacer(
-            settings.reply_flush_interval_seconds,
-            settings.reply_writes_per_second,
-            settings.reply_lease_seconds,
+        # One batcher for the process: every reply's progress in one statement per tick,
+        # not a transaction per reply.
+        self._progress = (
+            ProgressBatcher(sessionmaker, self._writer_settings)
+            if sessionmaker is not None
+            else None
         )
 
     def create(
@@ -516,7 +520,7 @@ class Generations:
             parts,
             self._writer_settings,
             on_cancel_requested=lambda: self.cancel(generation.key),
-            pacer=self._pacer,
+            batcher=self._progress,
         )
         writer.start()
         return writer

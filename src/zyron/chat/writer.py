@@ -1,19 +1,22 @@
-"""Write a reply to its row while it streams: batched, with a lease that says it is alive."""
+"""Write a reply to its row while it streams: batched, with a lease that says it is alive.
+
+Progress goes out with every other reply of the process (zyron.chat.progress); the final
+state, with usage, is written here, per reply, under the user's own role.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from zyron.chat.progress import ProgressBatcher, ProgressEntry, WriterSettings
 from zyron.chat.reply_parts import ReplyParts
 from zyron.db.models import Message, Status
 from zyron.db.types import utcnow
@@ -21,44 +24,11 @@ from zyron.db.unit_of_work import unit_of_work
 from zyron.limits import usage
 from zyron.llm.base import TokenUsage
 
+__all__ = ["ReplyTarget", "ReplyWriter", "WriterSettings", "recover_abandoned"]
+
 log = logging.getLogger("zyron.chat.writer")
 
 FINAL_WRITE_ATTEMPTS = 5
-
-
-@dataclass(frozen=True, slots=True)
-class WriterSettings:
-    """How often the reply's row is written."""
-
-    flush_interval: float
-    flush_chars: int
-    lease_seconds: float
-    heartbeat_seconds: float
-
-
-class FlushPacer:
-    """Spread one process's progress writes so together they stay within a rate.
-
-    Each streaming reply writes its row every `base` seconds; with many replies at once that
-    is more transactions than the pool and the database take, and the user's own requests
-    (the first token waits for one) queue behind them. Past `writes_per_second` in all, every
-    reply writes less often instead, never less often than a third of its lease.
-    """
-
-    def __init__(self, base: float, writes_per_second: float, lease_seconds: float) -> None:
-        self.base = base
-        self.writes_per_second = writes_per_second
-        self.longest = max(base, lease_seconds / 3)
-        self.active = 0
-
-    def interval(self) -> float:
-        """Return how long each reply should wait between progress writes now."""
-        return min(self.longest, max(self.base, self.active / self.writes_per_second))
-
-    @property
-    def throttled(self) -> bool:
-        """Tell whether replies are writing less often than `base`."""
-        return self.interval() > self.base
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +44,9 @@ class ReplyTarget:
 class ReplyWriter:
     """Keep the row's text (and reasoning) at most one batch behind the stream, and its lease fresh.
 
-    Writes go out when `flush_chars` characters are pending or `flush_interval` has passed,
-    never per token; with nothing to write, a heartbeat renews the lease. Each write reads
-    back `cancel_requested_at`, so a cancel sent to any replica reaches the one producing.
+    The process's ProgressBatcher writes it together with every other reply in progress,
+    one statement per tick; each write reads back `cancel_requested_at`, so a cancel sent
+    to any replica reaches the one producing. The final write is this writer's own.
     """
 
     def __init__(
@@ -86,117 +56,25 @@ class ReplyWriter:
         parts: ReplyParts,
         settings: WriterSettings,
         on_cancel_requested: Callable[[], object],
-        pacer: FlushPacer | None = None,
+        batcher: ProgressBatcher | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
-        self._pacer = pacer or FlushPacer(
-            settings.flush_interval, float("inf"), settings.lease_seconds
-        )
+        # Without the process's batcher (a writer on its own), a batch of one.
+        self._batcher = batcher or ProgressBatcher(sessionmaker, settings)
         self._target = target
-        self._settings = settings
-        self._on_cancel = on_cancel_requested
-        self._parts = parts  # the generation appends to it; this writes what it holds
-        self._written = 0  # the position written last
-        self._last_seen = 0  # the position at the previous change
-        self._wake = asyncio.Event()
-        self._stopping = False
-        self._task: asyncio.Task[None] | None = None
+        self._entry = ProgressEntry(
+            target.message_id, target.user_id, target.claims, parts, on_cancel_requested
+        )
+        self._started = False
 
     def start(self) -> None:
-        """Start the background loop."""
-        self._pacer.active += 1
-        self._task = asyncio.create_task(self._run(), name=f"writer-{self._target.message_id}")
-        self._task.add_done_callback(self._stopped)
-
-    def _stopped(self, _: asyncio.Task[None]) -> None:
-        self._pacer.active -= 1
-
-    @property
-    def _length(self) -> int:
-        return self._parts.length
+        """Have the batcher write this reply's progress from now on."""
+        self._batcher.register(self._entry)
+        self._started = True
 
     def changed(self) -> None:
         """Note that the reply's parts grew; never waits for the database."""
-        # The first output after a write starts the flush interval; enough of it ends the
-        # interval early, unless the process is already writing as much as it may.
-        if not self._wake.is_set() and (
-            self._written == self._last_seen
-            or (
-                self._length - self._written >= self._settings.flush_chars
-                and not self._pacer.throttled
-            )
-        ):
-            self._wake.set()
-        self._last_seen = self._length
-
-    async def _run(self) -> None:
-        settings = self._settings
-        while not self._stopping:
-            if self._length == self._written:  # idle: wait for text, or renew the lease
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=settings.heartbeat_seconds)
-                self._wake.clear()
-            if self._stopping:
-                return  # close() writes the final state itself
-            pending = self._length - self._written
-            if pending > 0 and (pending < settings.flush_chars or self._pacer.throttled):
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self._pacer.interval())
-                self._wake.clear()
-            if self._stopping:
-                return
-            try:
-                await self._write_progress()
-            except Exception as exc:  # the next round retries; the final write settles it
-                log.warning(
-                    "reply progress not saved",
-                    extra={"message_id": str(self._target.message_id), "reason": str(exc)},
-                )
-                await asyncio.sleep(settings.flush_interval)  # never a tight retry loop
-
-    async def _write_progress(self) -> None:
-        length = self._length
-        lease = utcnow() + timedelta(seconds=self._settings.lease_seconds)
-        async with unit_of_work(
-            self._sessionmaker, role="authenticated", claims=self._target.claims
-        ) as db:
-            values: dict[str, Any] = {"lease_expires_at": lease}
-            if length > self._written:
-                values["content"] = self._parts.text
-                # A text-only reply keeps `parts` empty until its final save: readers take
-                # its text from `content`, and every write stays one column.
-                if self._parts.has_reasoning:
-                    values["parts"] = self._parts.parts()
-            result = await db.execute(
-                update(Message)
-                .where(
-                    Message.id == self._target.message_id,
-                    Message.user_id == self._target.user_id,
-                    Message.status == Status.STREAMING,
-                )
-                .values(**values)
-                .returning(Message.cancel_requested_at)
-            )
-            row = result.one_or_none()
-            if row is None:
-                # Another replica's sweep marked the reply interrupted while this process could
-                # not renew the lease (the database was away): it is alive, so take it back.
-                row = (
-                    await db.execute(
-                        update(Message)
-                        .where(
-                            Message.id == self._target.message_id,
-                            Message.user_id == self._target.user_id,
-                            Message.status == Status.INTERRUPTED,
-                        )
-                        .values(status=Status.STREAMING, **values)
-                        .returning(Message.cancel_requested_at)
-                    )
-                ).one_or_none()
-            cancel_requested = row[0] if row is not None else None
-        self._written = length
-        if cancel_requested is not None:
-            self._on_cancel()
+        self._batcher.changed(self._entry)
 
     async def close(
         self, *, charge: TokenUsage | None = None, cost: int | None = None, **final: Any
@@ -206,12 +84,11 @@ class ReplyWriter:
         `cost` is stored on the reply; it and `charge` are added to the user's usage in the
         same transaction.
         """
-        if self._task is not None:
-            # Never cancel a write midway: a driver interrupted mid-statement can leave its
-            # connection holding a lock. The loop finishes its current write and stops.
-            self._stopping = True
-            self._wake.set()
-            await asyncio.gather(self._task, return_exceptions=True)
+        if self._started:
+            # Out of the batch first; a batch in flight with this reply is waited for, never
+            # cancelled, so the final write cannot be overtaken by an older text.
+            self._started = False
+            await self._batcher.release(self._entry)
         delay = 0.2
         for attempt in range(FINAL_WRITE_ATTEMPTS):
             try:

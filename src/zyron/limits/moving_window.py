@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 
 from limits import RateLimitItem
 from limits.util import WindowStats
@@ -21,14 +22,15 @@ SWEEP_EVERY_SECONDS = 60.0
 class MovingWindowCounters:
     """The `limits` moving-window strategy's calls (hit, stats, clear), kept in this process."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._hits: dict[str, deque[float]] = {}
         self._expiry: dict[str, int] = {}  # each key's window in seconds, for the sweep
-        self._swept = time.monotonic()
+        self._swept = clock()
 
     async def hit(self, item: RateLimitItem, *identifiers: str) -> bool:
         """Count a hit unless the window is full; True if it was counted."""
-        now = time.monotonic()
+        now = self._clock()
         key = item.key_for(*identifiers)
         hits = self._window(key, item, now)
         if len(hits) >= item.amount:
@@ -39,7 +41,7 @@ class MovingWindowCounters:
 
     async def get_window_stats(self, item: RateLimitItem, *identifiers: str) -> WindowStats:
         """Return when the oldest hit in the window expires (epoch seconds) and what is left."""
-        now = time.monotonic()
+        now = self._clock()
         hits = self._window(item.key_for(*identifiers), item, now)
         oldest = hits[0] if hits else now
         reset = time.time() + (oldest + item.get_expiry() - now)
