@@ -214,6 +214,20 @@ def test_guest_chat_writes_nothing(
     assert server.counts() == before
 
 
+def test_a_nul_in_the_reply_is_replaced_and_the_reply_saved(
+    client: httpx.Client, alice: Account, upstream: FakeAnthropic
+) -> None:
+    """Postgres text refuses NUL: it becomes U+FFFD, on the stream and in the row alike."""
+    upstream.enqueue(TextReply(chunks=("a\x00b", "c")))
+    events = stream_chat(client, {"message": "nul?"}, alice.headers)
+    assert [e.event for e in events] == ["session", "delta", "delta", "done"]
+    assert [e.id for e in events] == ["0", "3", "4", "5"]  # positions unchanged
+    assert events[1].data["text"] == "a\ufffdb"
+    messages = _messages(client, alice, str(events[0].data["session_id"]))
+    assert messages[1]["content"] == "a\ufffdbc"
+    assert messages[1]["status"] == "complete"
+
+
 def test_guest_cannot_continue_a_saved_session(
     server: LiveServer, client: httpx.Client, upstream: FakeAnthropic
 ) -> None:

@@ -316,5 +316,11 @@ def test_a_quiet_reply_wakes_its_followers_for_a_ping() -> None:
         after_ping = await asyncio.wait_for(anext(one), 1)
         assert after_ping is not None
         assert after_ping[0].data == {"text": "x"}
+        # While it streams, a reply sends no ping, however long it goes on.
+        for n in range(6):
+            await asyncio.sleep(0.02)
+            generation.publish("delta", {"text": str(n)})
+            batch = await asyncio.wait_for(anext(one), 1)
+            assert batch is not None
 
     asyncio.run(run())

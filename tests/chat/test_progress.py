@@ -404,6 +404,10 @@ def test_leases_of_idle_replies_are_renewed(database_urls: tuple[str, str]) -> N
             found = await rows(db)
             assert len({found[key].lease_expires_at for key in before}) == 1  # one statement
             assert {found[key].content for key in before} == {""}
+            # A renewal leaves the text alone: the statement sets the lease only.
+            renewals = [u for u in db.updates() if "lease_expires_at" in u]
+            assert renewals
+            assert all("content" not in u.split("FROM")[0] for u in renewals)
             await close_all(replies)
             assert batcher.registered == 0
 

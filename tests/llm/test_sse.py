@@ -16,7 +16,8 @@ BODY = (
     b"data: no name\n\n"
     b"event: multi\ndata: one\ndata:two\n\n"
     b"event: empty\n\n"
-    b"event: last\ndata: \xc3\xa9t\xc3\xa9"
+    b"event: last\ndata: \xc3\xa9t\xc3\xa9\n\n"
+    b'event: cut\ndata: {"half'
 )
 EXPECTED = [
     (b"message_start", b'{"a":1}'),
@@ -51,6 +52,11 @@ def test_a_crlf_split_between_its_cr_and_lf_is_one_line_end() -> None:
     """A CR at the end of a chunk whose LF starts the next is not a blank line."""
     events = asyncio.run(_read([b"event: a\r", b"\ndata: 1\r", b"\n\r", b"\n", b"data: 2\r\n\r\n"]))
     assert events == [(b"a", b"1"), (b"", b"2")]
+
+
+def test_an_event_the_body_ends_in_before_its_blank_line_is_dropped() -> None:
+    """A body cut mid-event (a proxy's idle cut) loses that event, whole, not half of it."""
+    assert asyncio.run(_read([b"data: 1\n\ndata: 2\n"])) == [(b"", b"1")]
 
 
 def test_an_empty_body_has_no_events() -> None:

@@ -32,6 +32,11 @@ async def add_user(db: AsyncSession, *, email: str, password_hash: str) -> User:
     return user
 
 
+async def set_password_hash(db: AsyncSession, user_id: uuid.UUID, password_hash: str) -> None:
+    """Store a new hash of the same password (stronger parameters)."""
+    await db.execute(update(User).where(User.id == user_id).values(password_hash=password_hash))
+
+
 async def ensure_external_user(db: AsyncSession, user_id: uuid.UUID, email: str | None) -> bool:
     """Create the row of an externally authenticated user on first sight.
 

@@ -53,8 +53,7 @@ async def signup(body: SignupRequest, request: Request, service: Service) -> Tok
     # Before the transaction opens: a flood of refused attempts costs the database nothing.
     await hit(request, "signup_ip")
     await hit(request, "signup_email", body.email)
-    async with _service_transaction(request) as db:
-        return await service.signup(db, body.email, body.password)
+    return await service.signup(lambda: _service_transaction(request), body.email, body.password)
 
 
 @router.post("/login", responses=error_responses(InvalidCredentials, RateLimited))
@@ -66,8 +65,7 @@ async def login(body: LoginRequest, request: Request, service: Service) -> Token
     # signing in from many devices is never locked out by their own logins.
     await hit(request, "login_ip")
     await hit(request, "login_email", body.email)
-    async with _service_transaction(request) as db:
-        tokens = await service.login(db, body.email, body.password)
+    tokens = await service.login(lambda: _service_transaction(request), body.email, body.password)
     await clear(request, "login_email", body.email)
     return tokens
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -21,6 +23,9 @@ from zyron.settings import Settings
 
 log = logging.getLogger("zyron.auth")
 
+# Opens the auth flows' unit of work (as service_role); called once per transaction needed.
+Transaction = Callable[[], AbstractAsyncContextManager[AsyncSession]]
+
 
 @dataclass(frozen=True)
 class RefreshReused:
@@ -37,30 +42,37 @@ class AuthService:
         self._passwords = passwords
         self._key = signing_key
 
-    async def signup(self, db: AsyncSession, email: str, password: str) -> TokenPair:
+    async def signup(self, transaction: Transaction, email: str, password: str) -> TokenPair:
         """Create an account and sign it in."""
-        # Hashed before the first statement: on SQLite a transaction holds the write lock
-        # from its start, and a hash (a third of a second) inside it stalled every writer.
+        # Hashed before the transaction opens: a hash takes a third of a second, which would
+        # hold a pooled connection (and on SQLite the write lock) the whole time.
         password_hash = await self._passwords.hash(password)
-        if await repo.user_by_email(db, email) is not None:
-            raise EmailTaken()
-        try:
-            async with db.begin_nested():
-                user = await repo.add_user(db, email=email, password_hash=password_hash)
-        except IntegrityError as exc:  # a concurrent signup with the same email won
-            raise EmailTaken() from exc
-        log.info("signup", extra={"user_id": str(user.id)})
-        return await self._issue(db, user, family=uuid.uuid4())
+        async with transaction() as db:
+            if await repo.user_by_email(db, email) is not None:
+                raise EmailTaken()
+            try:
+                async with db.begin_nested():
+                    user = await repo.add_user(db, email=email, password_hash=password_hash)
+            except IntegrityError as exc:  # a concurrent signup with the same email won
+                raise EmailTaken() from exc
+            log.info("signup", extra={"user_id": str(user.id)})
+            return await self._issue(db, user, family=uuid.uuid4())
 
-    async def login(self, db: AsyncSession, email: str, password: str) -> TokenPair:
+    async def login(self, transaction: Transaction, email: str, password: str) -> TokenPair:
         """Check the password and start a new login session."""
-        user = await repo.user_by_email(db, email)
+        async with transaction() as db:
+            user = await repo.user_by_email(db, email)
         stored = user.password_hash if user is not None else None
+        # Checked between the two transactions, for the same reason signup hashes first.
         if not await self._passwords.verify(stored, password) or user is None or stored is None:
             raise InvalidCredentials()
-        if self._passwords.needs_rehash(stored):
-            user.password_hash = await self._passwords.hash(password)
-        return await self._issue(db, user, family=uuid.uuid4())
+        rehashed = (
+            await self._passwords.hash(password) if self._passwords.needs_rehash(stored) else None
+        )
+        async with transaction() as db:
+            if rehashed is not None:
+                await repo.set_password_hash(db, user.id, rehashed)
+            return await self._issue(db, user, family=uuid.uuid4())
 
     async def refresh(
         self, db: AsyncSession, refresh_token: str

@@ -106,8 +106,10 @@ class Generation:
     # One timer per reply wakes its followers when it is quiet, so they can send a ping: a
     # timeout per follower per event cost more than relaying the event (docs/benchmarks.md).
     _ticker: asyncio.TimerHandle | None = None
-    _tick_every: float = math.inf
-    _ticks: int = 0
+    _tick_every: float = math.inf  # half the shortest idle a follower asked for
+    _ticks: int = 0  # how many times the reply was quiet for a whole idle interval
+    _published: bool = False  # since the timer's last tick
+    _quiet_ticks: int = 0
 
     @property
     def finished(self) -> bool:
@@ -138,6 +140,7 @@ class Generation:
             event_id = self.position + 1
         stream_event = StreamEvent(event_id, event, data)
         self.events.append(stream_event)
+        self._published = True
         if self.on_event is not None:
             self.on_event(stream_event)
         self._wake()
@@ -162,8 +165,8 @@ class Generation:
         """Yield, at each wake-up, every event with id > `after` not yet yielded, as one list.
 
         A follower that falls behind gets what piled up in one piece, to send in one write;
-        one that keeps up gets each event alone, at once. None: nothing came for up to
-        `idle` seconds (the reply's timer ticked), time for a ping.
+        one that keeps up gets each event alone, at once. None: nothing came for `idle`
+        seconds (up to one and a half; the reply's timer tells), time for a ping.
         """
         position = 0
         ticks = self._ticks
@@ -195,8 +198,9 @@ class Generation:
             self._ticker.cancel()
             self._ticker = None
 
-    def _arm(self, every: float) -> None:
-        """Make the reply's timer tick at least every `every` seconds while it is open."""
+    def _arm(self, idle: float) -> None:
+        """Make the reply's timer tick every half `idle` while it is open, or more often."""
+        every = idle / 2
         if every >= self._tick_every or self.closed:
             return
         if self._ticker is not None:
@@ -205,10 +209,20 @@ class Generation:
         self._ticker = asyncio.get_running_loop().call_later(every, self._tick)
 
     def _tick(self) -> None:
-        self._ticks += 1
+        # Two ticks in a row with nothing published: quiet for an idle interval (up to one
+        # and a half), so followers send a ping; a reply that streams sends none.
         self._ticker = None
         if not self.closed:
             self._ticker = asyncio.get_running_loop().call_later(self._tick_every, self._tick)
+        if self._published:
+            self._published = False
+            self._quiet_ticks = 0
+            return
+        self._quiet_ticks += 1
+        if self._quiet_ticks < 2:
+            return
+        self._quiet_ticks = 0
+        self._ticks += 1
         self._wakeup.set()
         self._wakeup.clear()
 
@@ -425,6 +439,8 @@ class Generations:
         writer = self._writer(generation, target, parts)
 
         def on_text(text: str) -> None:
+            if "\x00" in text:
+                text = _without_nul(text)
             parts.add_text(text)
             generation.publish("delta", {"text": text})
             if writer is not None:
@@ -432,8 +448,9 @@ class Generations:
 
         def on_reasoning(event: ReasoningDelta | ReasoningEnd) -> None:
             if isinstance(event, ReasoningDelta):
-                parts.add_reasoning(event.text)
-                generation.publish("reasoning", {"text": event.text})
+                text = _without_nul(event.text) if "\x00" in event.text else event.text
+                parts.add_reasoning(text)
+                generation.publish("reasoning", {"text": text})
             else:  # kept for the next turn, never sent to the client
                 parts.end_reasoning(signature=event.signature, redacted=event.redacted)
             if writer is not None:
@@ -616,6 +633,15 @@ class Generations:
                 retryable=True,
             )
         return finished
+
+
+def _without_nul(text: str) -> str:
+    """Replace NUL, which Postgres text refuses (and SQLite's JSON cuts at), keeping positions.
+
+    One reply's NUL would otherwise fail its saves, and the batched progress write of every
+    reply in the process with it; U+FFFD is one character too, so event ids do not move.
+    """
+    return text.replace("\x00", "\ufffd")
 
 
 def _backoff(attempt: int, base: float, retry_after: str | None) -> float:

@@ -35,9 +35,10 @@ from zyron.db.unit_of_work import unit_of_work
 
 log = logging.getLogger("zyron.chat.writer")
 
-# Every row gets its whole text, even one only renewing its lease: service_role may write
-# the text but never read it (so no `CASE ... ELSE m.content`), and an idle reply is
-# renewed only every heartbeat. Ids are sorted, so two batches lock rows in one order.
+# Rows that grew get their whole text (never `content || delta`, which rewrites a TOASTed
+# value anyway); rows that only renew their lease get a statement of their own, in the same
+# transaction, that leaves the text alone. Ids are sorted, so two batches lock rows in one
+# order.
 _POSTGRES = text(
     "UPDATE messages AS m "
     "SET content = u.content, parts = CAST(u.parts AS jsonb), lease_expires_at = :lease "
@@ -59,6 +60,22 @@ _SQLITE = text(
 )
 
 
+_POSTGRES_LEASE = text(
+    "UPDATE messages AS m SET lease_expires_at = :lease "
+    "FROM unnest(CAST(:ids AS uuid[]), CAST(:users AS uuid[])) AS u(id, user_id) "
+    "WHERE m.id = u.id AND m.user_id = u.user_id AND m.status = 'streaming' "
+    "RETURNING m.id, m.cancel_requested_at"
+)
+_SQLITE_LEASE = text(
+    "UPDATE messages SET lease_expires_at = :lease "
+    "FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS user_id "
+    "FROM json_each(:rows)) AS u "
+    "WHERE messages.id = u.id AND messages.user_id = u.user_id "
+    "AND messages.status = 'streaming' "
+    "RETURNING messages.id, messages.cancel_requested_at"
+)
+
+
 def _typed(statement: TextClause) -> TextualSelect:
     """Bind the lease and read the returned columns with the model's types."""
     return statement.bindparams(bindparam("lease", type_=UTCDateTime())).columns(
@@ -68,6 +85,8 @@ def _typed(statement: TextClause) -> TextualSelect:
 
 POSTGRES_PROGRESS = _typed(_POSTGRES)
 SQLITE_PROGRESS = _typed(_SQLITE)
+POSTGRES_LEASE = _typed(_POSTGRES_LEASE)
+SQLITE_LEASE = _typed(_SQLITE_LEASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,8 +250,9 @@ class ProgressBatcher:
         rows = [_snapshot(entry) for entry in due]
         self._in_flight = frozenset(due)
         self._landed.clear()
+        lost: list[_Row] = []
         try:
-            await self._write(rows, now)
+            lost = await self._write(rows, now)
         except Exception as exc:  # retried at the next tick; the final write settles it
             self._failing = True
             cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
@@ -250,25 +270,52 @@ class ProgressBatcher:
         finally:
             self._in_flight = frozenset()
             self._landed.set()
+        # After the batch has landed, so replies ending meanwhile need not wait for them; a
+        # reply being taken back waits, so its final write cannot come before the take-back.
+        lost = [row for row in lost if row.entry in self._entries]
+        if lost:
+            self._in_flight = frozenset(row.entry for row in lost)
+            self._landed.clear()
+            try:
+                await self._take_backs(lost, now)
+            finally:
+                self._in_flight = frozenset()
+                self._landed.set()
 
-    async def _write(self, rows: Sequence[_Row], now: float) -> None:
+    async def _write(self, rows: Sequence[_Row], now: float) -> list[_Row]:
+        """Write the rows; return those not `streaming` any more, to be taken back."""
         lease = utcnow() + timedelta(seconds=self._settings.lease_seconds)
+        grown = [row for row in rows if row.length > row.entry.written]
+        renewed = [row for row in rows if row.length <= row.entry.written]
+        returned: dict[uuid.UUID, datetime | None] = {}
         async with unit_of_work(self._sessionmaker, role="service_role") as db:
-            if db.get_bind().dialect.name == "postgresql":
-                statement, params = POSTGRES_PROGRESS, _postgres_params(rows)
-            else:
-                statement, params = SQLITE_PROGRESS, _sqlite_params(rows)
-            result = await db.execute(statement, {**params, "lease": lease})
-            returned = {row.id: row.cancel_requested_at for row in result}
+            postgres = db.get_bind().dialect.name == "postgresql"
+            for batch, statements in ((grown, _GROWN), (renewed, _RENEWED)):
+                if not batch:
+                    continue
+                statement = statements[0] if postgres else statements[1]
+                params = _postgres_params(batch) if postgres else _sqlite_params(batch)
+                result = await db.execute(statement, {**params, "lease": lease})
+                returned.update({row.id: row.cancel_requested_at for row in result})
         for row in rows:
             if row.entry.message_id not in returned:
                 continue
             self._written(row, now)
             if returned[row.entry.message_id] is not None:
                 row.entry.on_cancel()
+        return [row for row in rows if row.entry.message_id not in returned]
+
+    async def _take_backs(self, rows: Sequence[_Row], now: float) -> None:
+        """Take back each row, one by one, a failure logged and left for the next tick."""
+        lease = utcnow() + timedelta(seconds=self._settings.lease_seconds)
         for row in rows:
-            if row.entry.message_id not in returned:
+            try:
                 await self._take_back(row, lease, now)
+            except Exception as exc:
+                log.warning(
+                    "reply not taken back",
+                    extra={"message_id": str(row.entry.message_id), "reason": type(exc).__name__},
+                )
 
     async def _take_back(self, row: _Row, lease: datetime, now: float) -> None:
         """Make a reply this process still produces `streaming` again, under the user's role.
@@ -311,13 +358,20 @@ def _snapshot(entry: ProgressEntry) -> _Row:
     return _Row(entry, parts.length, parts.text, stored)
 
 
+# Each statement (Postgres, SQLite): for rows that grew, and for rows only renewing a lease.
+_GROWN = (POSTGRES_PROGRESS, SQLITE_PROGRESS)
+_RENEWED = (POSTGRES_LEASE, SQLITE_LEASE)
+
+
 def _postgres_params(rows: Sequence[_Row]) -> dict[str, Any]:
-    return {
+    params: dict[str, Any] = {
         "ids": [row.entry.message_id for row in rows],
         "users": [row.entry.user_id for row in rows],
-        "contents": [row.content for row in rows],
-        "parts": [row.parts for row in rows],
     }
+    if rows[0].length > rows[0].entry.written:  # a batch that grew: its texts too
+        params["contents"] = [row.content for row in rows]
+        params["parts"] = [row.parts for row in rows]
+    return params
 
 
 def _sqlite_params(rows: Sequence[_Row]) -> dict[str, Any]:

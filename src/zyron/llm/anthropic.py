@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any, Literal, cast
 
 import anthropic
-import httpx2
 import orjson
 from anthropic import AsyncAnthropic, DefaultAioHttpClient, DefaultAsyncHttpxClient
 from anthropic.types import MessageParam
@@ -31,10 +30,16 @@ from zyron.llm.errors import (
     upstream_cut_off,
     upstream_disconnected,
     upstream_error_for_status,
+    upstream_malformed,
     upstream_timeout,
 )
 from zyron.llm.prompt_cache import with_breakpoints
-from zyron.llm.sdk import HttpBackend, transport_error
+from zyron.llm.sdk import (
+    READ_ERRORS,
+    SHAPE_ERRORS,
+    HttpBackend,
+    transport_error,
+)
 from zyron.llm.sse import sse_events
 
 # The error type in Anthropic's error body, for errors that arrive inside a 200 stream.
@@ -116,9 +121,7 @@ class AnthropicProvider:
         # body is read as raw bytes (zyron.llm.sse) instead of through its parsed events,
         # which cost ~50 µs each in pydantic validation (docs/benchmarks.md). Only what is
         # used is decoded: deltas, and usage and stop reason from message_start/message_delta.
-        model_used = model
-        usage = _UsageCounts(cache_ttl)
-        stop_reason: str | None = None
+        reading = _Reading(model, _UsageCounts(cache_ttl))
         try:
             async with self._client.messages.with_streaming_response.create(
                 model=model,
@@ -128,40 +131,22 @@ class AnthropicProvider:
                 **extra,
             ) as response:
                 async for name, data in sse_events(response.iter_bytes()):
-                    if name == b"content_block_delta":
-                        delta = orjson.loads(data)["delta"]
-                        kind = delta.get("type")
-                        if kind == "text_delta":
-                            if delta["text"]:
-                                yield TextDelta(delta["text"])
-                        elif kind == "thinking_delta":
-                            if delta["thinking"]:
-                                yield ReasoningDelta(delta["thinking"])
-                        elif kind == "signature_delta":
-                            yield ReasoningEnd(signature=delta["signature"])
-                    elif name == b"content_block_start":
-                        block = orjson.loads(data)["content_block"]
-                        if block.get("type") == "redacted_thinking":
-                            yield ReasoningEnd(redacted=block["data"])
-                    elif name == b"message_start":
-                        message = orjson.loads(data)["message"]
-                        model_used = message.get("model") or model
-                        usage.start(message.get("usage") or {})
-                    elif name == b"message_delta":
-                        event = orjson.loads(data)
-                        stop_reason = (event.get("delta") or {}).get("stop_reason")
-                        usage.update(event.get("usage") or {})
-                    elif name == b"error":
-                        raise stream_error(data)
+                    try:
+                        event = reading.event(name, data)
+                    except SHAPE_ERRORS as exc:  # not JSON, or JSON not of the protocol
+                        raise upstream_malformed() from exc
+                    if event is not None:
+                        yield event
         except anthropic.APIError as exc:
             raise upstream_error(exc) from exc
-        except (httpx2.HTTPError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            # ValueError: data that is not JSON; the others: JSON that is not the protocol's.
+        except READ_ERRORS as exc:
             raise transport_error(exc) from exc
-        if stop_reason is None:
+        if reading.stop_reason is None:
             # The stream ended cleanly but without message_delta/message_stop: a cut-off reply.
             raise upstream_cut_off()
-        yield Finished(stop_reason=stop_reason, usage=usage.total(), model=model_used)
+        yield Finished(
+            stop_reason=reading.stop_reason, usage=reading.usage.total(), model=reading.model
+        )
 
     def count_tokens(self, text: str) -> int | None:
         """Return None: Anthropic's counter is an API call, so prompts are estimated."""
@@ -219,6 +204,52 @@ def upstream_error(exc: anthropic.APIError) -> UpstreamError:
     )
 
 
+class _Reading:
+    """What one streamed reply has said so far, event by event."""
+
+    __slots__ = ("model", "stop_reason", "usage")
+
+    def __init__(self, model: str, usage: _UsageCounts) -> None:
+        self.model = model
+        self.usage = usage
+        self.stop_reason: str | None = None
+
+    def event(self, name: bytes, data: bytes) -> ProviderEvent | None:
+        """Decode one event: what it yields to the reply, if anything; raises for bad shapes."""
+        if name == b"content_block_delta":
+            delta = orjson.loads(data)["delta"]
+            kind = delta.get("type")
+            if kind == "text_delta":
+                return TextDelta(_text(delta["text"])) if delta["text"] else None
+            if kind == "thinking_delta":
+                return ReasoningDelta(_text(delta["thinking"])) if delta["thinking"] else None
+            if kind == "signature_delta":
+                return ReasoningEnd(signature=_text(delta["signature"]))
+        elif name == b"content_block_start":
+            block = orjson.loads(data)["content_block"]
+            if block.get("type") == "redacted_thinking":
+                return ReasoningEnd(redacted=_text(block["data"]))
+        elif name == b"message_start":
+            message = orjson.loads(data)["message"]
+            self.model = _text(message.get("model") or self.model)
+            self.usage.start(message.get("usage") or {})
+        elif name == b"message_delta":
+            event = orjson.loads(data)
+            stop_reason = (event.get("delta") or {}).get("stop_reason")
+            self.stop_reason = None if stop_reason is None else _text(stop_reason)
+            self.usage.update(event.get("usage") or {})
+        elif name == b"error":
+            raise stream_error(data)
+        return None
+
+
+def _text(value: object) -> str:
+    """A string field from the stream; anything else is a malformed event."""
+    if isinstance(value, str):
+        return value
+    raise TypeError("a text field that is not a string")
+
+
 class _UsageCounts:
     """A reply's usage as the stream reports it: all of it in message_start, then running
     totals in message_delta, which replace what came before (the SDK does the same)."""
@@ -233,7 +264,9 @@ class _UsageCounts:
         self.update(usage)
         breakdown = usage.get("cache_creation")
         if isinstance(breakdown, dict):
-            self.written_1h = _count(breakdown.get("ephemeral_1h_input_tokens"))
+            # Absent or null: an endpoint that sends only part of the breakdown.
+            written_1h = breakdown.get("ephemeral_1h_input_tokens")
+            self.written_1h = None if written_1h is None else _count(written_1h)
 
     def update(self, usage: dict[str, Any]) -> None:
         for name in _USAGE_FIELDS:

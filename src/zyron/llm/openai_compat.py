@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ssl
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Literal
 
 import aiohttp
-import anyio
 import httpx2
 import openai
 import orjson
@@ -41,9 +39,16 @@ from zyron.llm.errors import (
     upstream_cut_off,
     upstream_disconnected,
     upstream_error_for_status,
+    upstream_malformed,
     upstream_timeout,
 )
-from zyron.llm.sdk import HttpBackend, transport_error
+from zyron.llm.sdk import (
+    READ_ERRORS,
+    SHAPE_ERRORS,
+    UNMAPPED_READ_ERRORS,
+    HttpBackend,
+    transport_error,
+)
 from zyron.llm.sse import sse_events
 
 # Servers that need no key (Ollama, vLLM, llama.cpp) still get one: the SDK refuses to start
@@ -89,9 +94,6 @@ _ERROR_NAMES = {
     "ServiceUnavailableError": 503,
 }
 
-# Failures of reading a body that httpx2 can pass on unmapped (TLS over AnyIO); the SDK's own
-# stream reader counts them as a lost connection, and so does this one.
-_UNMAPPED_READ_ERRORS = (ssl.SSLError, anyio.EndOfStream)
 
 # How long the end of an HTTP/1.1 body is awaited after [DONE], so that its connection is kept
 # for the next request: the SDK's own reader waits as long.
@@ -158,10 +160,7 @@ class OpenAICompatProvider:
             prompt.append(ChatCompletionSystemMessageParam(role="system", content=system))
         prompt.extend(_message_param(m) for m in messages)
         use_completion_tokens = self._max_tokens_parameter == "max_completion_tokens"
-        model_used = model
-        finish_reason: str | None = None
-        usage: TokenUsage | None = None
-        content_chunks = 0
+        reading = _Reading(model)
         # The SDK makes, authenticates and sends the request and raises status errors; the
         # body is read as raw bytes (zyron.llm.sse) and each chunk decoded with orjson, instead
         # of the SDK's pydantic model per chunk (docs/benchmarks.md). As in the SDK's reader,
@@ -182,48 +181,20 @@ class OpenAICompatProvider:
                         if response.http_version == "HTTP/1.1":
                             await _drain(body)
                         break
-                    chunk = orjson.loads(data)
-                    if not isinstance(chunk, dict):
-                        raise TypeError("a chunk that is not a JSON object")
-                    error = chunk.get("error")
-                    if error:  # `{"error": {...}}`, or Ollama's `{"error": "..."}`
-                        raise self._failed(self._status_error(_stream_error_status(error), error))
-                    chunk_model = chunk.get("model")
-                    if chunk_model:
-                        model_used = _text(chunk_model)
-                    chunk_usage = chunk.get("usage")
-                    if chunk_usage is not None:
-                        usage = _usage(chunk_usage)
-                    # The usage chunk has no choices; vLLM sends it with `"choices": null`.
-                    choices = chunk.get("choices")
-                    if choices is None:
-                        continue
-                    if not isinstance(choices, list):
-                        raise TypeError("choices that are not a list")
-                    for choice in choices:
-                        if choice.get("index", 0) != 0:  # only one completion is asked for
-                            continue
-                        delta = choice.get("delta")
-                        if delta:
-                            text = delta.get("content")
-                            if text:
-                                content_chunks += 1
-                                yield TextDelta(_text(text))
-                            else:  # servers that think send it beside an empty content
-                                thought = delta.get("reasoning_content") or delta.get("reasoning")
-                                if isinstance(thought, str) and thought:
-                                    yield ReasoningDelta(thought)
-                        finish = choice.get("finish_reason")
-                        if finish is not None:
-                            finish_reason = _text(finish)
+                    try:
+                        event = reading.chunk(data)
+                    except SHAPE_ERRORS as exc:  # not JSON, or JSON that is not a chunk
+                        raise self._failed(upstream_malformed()) from exc
+                    if isinstance(event, dict | str):  # an `error` member: an object, or a string
+                        raise self._failed(self._status_error(_stream_error_status(event), event))
+                    if event is not None:
+                        yield event
         except openai.APIError as exc:
             raise self._failed(self._upstream_error(exc)) from exc
-        except (httpx2.HTTPError, *_UNMAPPED_READ_ERRORS) as exc:
+        except READ_ERRORS as exc:
             # Reading the body raw, transport errors come as httpx2's, not wrapped by the SDK.
             raise self._failed(_read_error(exc)) from exc
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            # ValueError: data that is not JSON; the others: JSON that is not a chunk.
-            raise self._failed(transport_error(exc)) from exc
+        finish_reason, usage, model_used = reading.finish_reason, reading.usage, reading.model
         if finish_reason is None:
             # The stream ended cleanly but no choice said why it stopped: a cut-off reply.
             raise self._failed(upstream_cut_off())
@@ -231,7 +202,7 @@ class OpenAICompatProvider:
         # stream about one token per chunk, so the chunk count stands in for the reply's
         # tokens; the prompt is left uncounted (0) rather than guessed.
         if usage is None:
-            usage = TokenUsage(output_tokens=content_chunks)
+            usage = TokenUsage(output_tokens=reading.content_chunks)
         self.status.succeeded()
         yield Finished(
             stop_reason=_STOP_REASONS.get(finish_reason, finish_reason),
@@ -289,9 +260,60 @@ class OpenAICompatProvider:
         )
 
 
+class _Reading:
+    """What one streamed reply has said so far, chunk by chunk."""
+
+    __slots__ = ("content_chunks", "finish_reason", "model", "usage")
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.finish_reason: str | None = None
+        self.usage: TokenUsage | None = None
+        self.content_chunks = 0
+
+    def chunk(self, data: bytes) -> ProviderEvent | dict[str, Any] | str | None:
+        """Decode one chunk: the delta it yields, or its error member; raises for bad shapes."""
+        chunk = orjson.loads(data)
+        if not isinstance(chunk, dict):
+            raise TypeError("a chunk that is not a JSON object")
+        error = chunk.get("error")
+        if error:
+            return error if isinstance(error, dict) else str(error)
+        chunk_model = chunk.get("model")
+        if chunk_model:
+            self.model = _text(chunk_model)
+        chunk_usage = chunk.get("usage")
+        if chunk_usage is not None:
+            self.usage = _usage(chunk_usage)
+        # The usage chunk has no choices; vLLM sends it with `"choices": null`.
+        choices = chunk.get("choices")
+        if choices is None:
+            return None
+        if not isinstance(choices, list):
+            raise TypeError("choices that are not a list")
+        event: ProviderEvent | None = None
+        for choice in choices:
+            if choice.get("index", 0) != 0:  # only one completion is asked for
+                continue
+            delta = choice.get("delta")
+            if delta:
+                text = delta.get("content")
+                if text:
+                    self.content_chunks += 1
+                    event = TextDelta(_text(text))
+                else:  # servers that think send it beside an empty content
+                    thought = delta.get("reasoning_content") or delta.get("reasoning")
+                    if isinstance(thought, str) and thought:
+                        event = ReasoningDelta(thought)
+            finish = choice.get("finish_reason")
+            if finish is not None:
+                self.finish_reason = _text(finish)
+        return event
+
+
 async def _drain(body: AsyncIterator[bytes]) -> None:
     """Read what is left of a body after [DONE], for a short while, ignoring its failures."""
-    with contextlib.suppress(TimeoutError, httpx2.HTTPError, *_UNMAPPED_READ_ERRORS):
+    with contextlib.suppress(TimeoutError, httpx2.HTTPError, *UNMAPPED_READ_ERRORS):
         async with asyncio.timeout(_DRAIN_SECONDS):
             async for _ in body:
                 pass
@@ -302,7 +324,7 @@ def _read_error(exc: Exception) -> UpstreamError:
 
     The aiohttp transport reports a connection closed mid-body as a ConnectTimeout too.
     """
-    if isinstance(exc, _UNMAPPED_READ_ERRORS) or (
+    if isinstance(exc, UNMAPPED_READ_ERRORS) or (
         isinstance(exc, httpx2.TimeoutException) and _is_disconnect(exc)
     ):
         return upstream_disconnected(

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 from typing import Any, Literal
 
+import anyio
 import httpx2
 
 from zyron.errors import UpstreamError
 from zyron.llm.errors import upstream_disconnected, upstream_malformed, upstream_timeout
 
 HttpBackend = Literal["aiohttp", "httpx"]
+
+# What decoding an event raises when its data is not JSON (ValueError) or JSON not of the
+# protocol's shape: caught around the decoding only, so a bug elsewhere is not "malformed".
+SHAPE_ERRORS = (ValueError, KeyError, TypeError, AttributeError)
+# Failures of reading a body that httpx2 can pass on unmapped (TLS over AnyIO); the SDKs' own
+# stream readers count them as a lost connection.
+UNMAPPED_READ_ERRORS = (ssl.SSLError, anyio.EndOfStream)
+# Everything reading a body can fail with, for transport_error.
+READ_ERRORS = (httpx2.HTTPError, ssl.SSLError, anyio.EndOfStream)
 
 
 def http_client(
@@ -39,11 +50,11 @@ def timeout(total_seconds: float, connect_seconds: float) -> httpx2.Timeout:
 
 
 def transport_error(exc: Exception) -> UpstreamError:
-    """Map a failure raised while reading a stream, which the SDKs pass on unwrapped.
-
-    Anything but a transport error is an event that is not what the protocol promises: not
-    JSON (ValueError), or JSON of another shape (KeyError, TypeError, AttributeError).
-    """
+    """Map a failure raised while reading a stream, which the SDKs pass on unwrapped."""
+    if isinstance(exc, UNMAPPED_READ_ERRORS):
+        return upstream_disconnected(
+            "The model provider closed the connection before the reply was complete."
+        )
     if isinstance(exc, httpx2.TimeoutException):
         return upstream_timeout("The model provider stopped sending before the reply was complete.")
     if isinstance(exc, httpx2.HTTPError):
