@@ -169,7 +169,7 @@ async def sign_up(server: Server, *, users: int, sessions: int, prefix: str) -> 
     return accounts
 
 
-async def give_history(target: Target, *, turns: int, concurrency: int = 16) -> None:
+async def give_history(target: Target, *, turns: int, concurrency: int = 4) -> None:
     """Chat `turns` times in every session of a signed-in target, so requests carry history."""
     semaphore = asyncio.Semaphore(concurrency)
 

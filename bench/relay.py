@@ -1,6 +1,6 @@
 """Where a relayed event's CPU goes: one target at a few levels, optionally under py-spy.
 
-`python -m bench.relay [--target guest|sqlite|postgres] [--levels 100,300] [--profile DIR]`
+`python -m bench.relay [--target guest|sqlite|postgres] [--levels 100,300] [--profile FILE]`
 prints the server's CPU per relayed text event at each level and, with `--profile FILE`, runs the
 server under cProfile and writes its stats (the profiles docs/benchmarks.md cites).
 """
@@ -28,7 +28,12 @@ from tests.pg import PostgresServer, sqlalchemy_url
 
 
 async def _target(
-    kind: str, bench: Bench, work: Path, postgres: PostgresServer | None, profile: Path | None
+    kind: str,
+    bench: Bench,
+    work: Path,
+    postgres: PostgresServer | None,
+    profile: Path | None,
+    top: int,
 ) -> Target:
     if kind == "postgres":
         assert postgres is not None
@@ -46,11 +51,13 @@ async def _target(
     )
     if kind == "guest":
         return zyron_guest("zyron-guest", server)
-    accounts = await sign_up(server, users=10, sessions=1000, prefix=kind)
+    # Two virtual users per account at most: within a user's three replies at once.
+    accounts = await sign_up(server, users=max(1, top // 2), sessions=top, prefix=kind)
     return signed_in_target(f"zyron-{kind}", server, accounts)
 
 
 async def measure(
+    postgres: PostgresServer | None,
     kind: str,
     levels: list[int],
     profile: Path | None,
@@ -59,17 +66,12 @@ async def measure(
 ) -> list[dict[str, Any]]:
     """Run each level once and report CPU per text event."""
     work = Path(tempfile.mkdtemp(prefix="zyron-relay-"))
-    postgres = (
-        PostgresServer.start(url_variable="BENCH_DATABASE_URL", durable=True)
-        if kind == "postgres"
-        else None
-    )
     upstream = start_upstream(work)
     servers: list[Server] = [upstream]
     rows = []
     try:
         bench = Bench(quick=True, logs=work, upstream=upstream)
-        target = await _target(kind, bench, work, postgres, profile)
+        target = await _target(kind, bench, work, postgres, profile, max(levels))
         servers.append(target.server)
         await bench.pacing(first_token_ms=0, chunks=chunks, interval_ms=INTERVAL_MS)
         await run_streams(
@@ -106,8 +108,6 @@ async def measure(
     finally:
         for server in reversed(servers):
             server.stop()
-        if postgres is not None:
-            postgres.stop()
         shutil.rmtree(work, ignore_errors=True)
     return rows
 
@@ -122,7 +122,15 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, default=None, help="write cProfile stats here")
     args = parser.parse_args()
     levels = [int(level) for level in args.levels.split(",")]
-    uvloop.run(measure(args.target, levels, args.profile, args.chunks, args.streams))
+    # Postgres first, outside the event loop: starting a cluster blocks.
+    postgres = None
+    if args.target == "postgres":
+        postgres = PostgresServer.start(url_variable="BENCH_DATABASE_URL", durable=True)
+    try:
+        uvloop.run(measure(postgres, args.target, levels, args.profile, args.chunks, args.streams))
+    finally:
+        if postgres is not None:
+            postgres.stop()
 
 
 if __name__ == "__main__":

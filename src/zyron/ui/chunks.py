@@ -83,18 +83,38 @@ class Chunker:
             yield {"type": f"{kind}-end", "id": part_id}
 
 
-async def ui_stream(events: AsyncIterator[StreamEvent | None]) -> AsyncIterator[bytes]:
-    """Encode a reply's events (None: idle) as the UI message stream, ending with [DONE]."""
+async def ui_stream(
+    batches: AsyncIterator[list[StreamEvent] | None],
+) -> AsyncIterator[bytes]:
+    """Encode a reply's events (None: idle) as the UI message stream, ending with [DONE].
+
+    The chunks of the events that came together go out in one write.
+    """
     chunker = Chunker()
-    async for event in events:
-        if event is None:
+    async for batch in batches:
+        if batch is None:
             yield PING
             continue
-        for chunk in chunker.chunks(event):
-            yield encode(chunk)
-        if event.terminal:
+        out: list[bytes] = []
+        ended = False
+        for event in batch:
+            out.extend(encode(chunk) for chunk in chunker.chunks(event))
+            if event.terminal:
+                ended = True
+                break
+        if out:
+            yield b"".join(out)
+        if ended:
             break
     yield DONE
+
+
+async def one_by_one(
+    events: AsyncIterator[StreamEvent | None],
+) -> AsyncIterator[list[StreamEvent] | None]:
+    """Wrap single events (a replay from Redis or the database) as batches of one."""
+    async for event in events:
+        yield None if event is None else [event]
 
 
 def _ids(data: dict[str, Any]) -> dict[str, Any]:

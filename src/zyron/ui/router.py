@@ -13,9 +13,8 @@ from zyron.chat.follow import reply_events
 from zyron.chat.service import Started, follow_started
 from zyron.errors import InvalidInput, InvalidToken, NotFound, ReplyInProgress, error_responses
 from zyron.state import AppState, get_state
-from zyron.streams.events import StreamEvent
 from zyron.ui import service
-from zyron.ui.chunks import UI_STREAM_HEADERS, ui_stream
+from zyron.ui.chunks import UI_STREAM_HEADERS, one_by_one, ui_stream
 from zyron.ui.schemas import UIChatRequest
 
 router = APIRouter(tags=["ui"])
@@ -46,19 +45,8 @@ async def ui_chat(body: UIChatRequest, request: Request, principal: OptionalUser
 
 async def _stream(state: AppState, started: Started) -> AsyncIterator[bytes]:
     """Render the reply's events as UI chunks."""
-    async for chunk in ui_stream(_events(follow_started(state, started))):
+    async for chunk in ui_stream(follow_started(state, started)):
         yield chunk
-
-
-async def _events(
-    batches: AsyncIterator[list[StreamEvent] | None],
-) -> AsyncIterator[StreamEvent | None]:
-    async for batch in batches:
-        if batch is None:
-            yield None
-        else:
-            for event in batch:
-                yield event
 
 
 @router.get(
@@ -95,5 +83,5 @@ async def ui_resume(chat_id: str, request: Request, principal: OptionalUser) -> 
         return Response(status_code=204)
     events = reply_events(state, principal, reply, after=-1)
     return StreamingResponse(
-        ui_stream(events), media_type="text/event-stream", headers=UI_STREAM_HEADERS
+        ui_stream(one_by_one(events)), media_type="text/event-stream", headers=UI_STREAM_HEADERS
     )
