@@ -38,6 +38,8 @@ from zyron.llm.sdk import (
     READ_ERRORS,
     SHAPE_ERRORS,
     HttpBackend,
+    text_field,
+    token_count,
     transport_error,
 )
 from zyron.llm.sse import sse_events
@@ -220,34 +222,27 @@ class _Reading:
             delta = orjson.loads(data)["delta"]
             kind = delta.get("type")
             if kind == "text_delta":
-                return TextDelta(_text(delta["text"])) if delta["text"] else None
+                return TextDelta(text_field(delta["text"])) if delta["text"] else None
             if kind == "thinking_delta":
-                return ReasoningDelta(_text(delta["thinking"])) if delta["thinking"] else None
+                return ReasoningDelta(text_field(delta["thinking"])) if delta["thinking"] else None
             if kind == "signature_delta":
-                return ReasoningEnd(signature=_text(delta["signature"]))
+                return ReasoningEnd(signature=text_field(delta["signature"]))
         elif name == b"content_block_start":
             block = orjson.loads(data)["content_block"]
             if block.get("type") == "redacted_thinking":
-                return ReasoningEnd(redacted=_text(block["data"]))
+                return ReasoningEnd(redacted=text_field(block["data"]))
         elif name == b"message_start":
             message = orjson.loads(data)["message"]
-            self.model = _text(message.get("model") or self.model)
+            self.model = text_field(message.get("model") or self.model)
             self.usage.start(message.get("usage") or {})
         elif name == b"message_delta":
             event = orjson.loads(data)
             stop_reason = (event.get("delta") or {}).get("stop_reason")
-            self.stop_reason = None if stop_reason is None else _text(stop_reason)
+            self.stop_reason = None if stop_reason is None else text_field(stop_reason)
             self.usage.update(event.get("usage") or {})
         elif name == b"error":
             raise stream_error(data)
         return None
-
-
-def _text(value: object) -> str:
-    """A string field from the stream; anything else is a malformed event."""
-    if isinstance(value, str):
-        return value
-    raise TypeError("a text field that is not a string")
 
 
 class _UsageCounts:
@@ -266,17 +261,17 @@ class _UsageCounts:
         if isinstance(breakdown, dict):
             # Absent or null: an endpoint that sends only part of the breakdown.
             written_1h = breakdown.get("ephemeral_1h_input_tokens")
-            self.written_1h = None if written_1h is None else _count(written_1h)
+            self.written_1h = None if written_1h is None else token_count(written_1h)
 
     def update(self, usage: dict[str, Any]) -> None:
         for name in _USAGE_FIELDS:
             value = usage.get(name)
             if value is not None:
-                self.counts[name] = _count(value)
+                self.counts[name] = token_count(value)
         details = usage.get("output_tokens_details")
         if isinstance(details, dict):
             thinking = details.get("thinking_tokens")
-            self.thinking = None if thinking is None else _count(thinking)
+            self.thinking = None if thinking is None else token_count(thinking)
 
     def total(self) -> TokenUsage:
         written = self.counts["cache_creation_input_tokens"]
@@ -290,13 +285,6 @@ class _UsageCounts:
             cache_creation_1h_input_tokens=min(written_1h, written),
             reasoning_tokens=self.thinking,
         )
-
-
-def _count(value: object) -> int:
-    """A token count from the stream; anything but a whole number is a malformed event."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    raise TypeError("a token count that is not an integer")
 
 
 _USAGE_FIELDS = (

@@ -47,6 +47,8 @@ from zyron.llm.sdk import (
     SHAPE_ERRORS,
     UNMAPPED_READ_ERRORS,
     HttpBackend,
+    text_field,
+    token_count,
     transport_error,
 )
 from zyron.llm.sse import sse_events
@@ -281,7 +283,7 @@ class _Reading:
             return error if isinstance(error, dict) else str(error)
         chunk_model = chunk.get("model")
         if chunk_model:
-            self.model = _text(chunk_model)
+            self.model = text_field(chunk_model)
         chunk_usage = chunk.get("usage")
         if chunk_usage is not None:
             self.usage = _usage(chunk_usage)
@@ -300,14 +302,14 @@ class _Reading:
                 text = delta.get("content")
                 if text:
                     self.content_chunks += 1
-                    event = TextDelta(_text(text))
+                    event = TextDelta(text_field(text))
                 else:  # servers that think send it beside an empty content
                     thought = delta.get("reasoning_content") or delta.get("reasoning")
                     if isinstance(thought, str) and thought:
                         event = ReasoningDelta(thought)
             finish = choice.get("finish_reason")
             if finish is not None:
-                self.finish_reason = _text(finish)
+                self.finish_reason = text_field(finish)
         return event
 
 
@@ -433,13 +435,4 @@ def _usage(usage: dict[str, Any]) -> TokenUsage:
 
 def _count(value: object) -> int | None:
     """A token count from a chunk, None when not sent; anything but a whole number is malformed."""
-    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
-        return value
-    raise TypeError("a token count that is not an integer")
-
-
-def _text(value: object) -> str:
-    """A string member of a chunk (content, model, finish_reason); anything else is malformed."""
-    if isinstance(value, str):
-        return value
-    raise TypeError("a member that is not a string")
+    return None if value is None else token_count(value)

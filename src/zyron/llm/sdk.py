@@ -49,6 +49,20 @@ def timeout(total_seconds: float, connect_seconds: float) -> httpx2.Timeout:
     return httpx2.Timeout(total_seconds, connect=connect_seconds)
 
 
+def text_field(value: object) -> str:
+    """A string field of a streamed event; anything else is a malformed event (TypeError)."""
+    if isinstance(value, str):
+        return value
+    raise TypeError("a text field that is not a string")
+
+
+def token_count(value: object) -> int:
+    """A token count of a streamed event; anything but a whole number is malformed (TypeError)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise TypeError("a token count that is not an integer")
+
+
 def transport_error(exc: Exception) -> UpstreamError:
     """Map a failure raised while reading a stream, which the SDKs pass on unwrapped."""
     if isinstance(exc, UNMAPPED_READ_ERRORS):
