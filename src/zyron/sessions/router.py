@@ -6,7 +6,6 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
-from pydantic import TypeAdapter
 
 from zyron.auth.deps import CurrentUser
 from zyron.db.deps import UserDb
@@ -25,7 +24,13 @@ from zyron.sessions import branches
 from zyron.sessions import repository as repo
 from zyron.sessions.deps import OwnedSession
 from zyron.sessions.repository import MessageRow
-from zyron.sessions.schemas import MessageRead, SessionCreate, SessionRead, SessionUpdate
+from zyron.sessions.schemas import (
+    MessageRead,
+    SessionCreate,
+    SessionRead,
+    SessionUpdate,
+    messages_json,
+)
 from zyron.state import get_state
 
 router = APIRouter(
@@ -89,9 +94,6 @@ async def delete_session(chat: OwnedSession, db: UserDb, work: AfterCommit) -> R
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-_MESSAGE_LIST = TypeAdapter(list[MessageRead])
-
-
 def _page_cap(name: str, value: int, cap: int) -> None:
     """Refuse a page larger than the configured cap, naming it."""
     if value > cap:
@@ -138,7 +140,6 @@ async def list_messages(
         )
         if messages is None:
             raise NotFound("No such message in this session.")
-    # Serialised once, here: returned as a model list, FastAPI would validate every message
-    # again before encoding it (a third of this endpoint's time for a page of 100).
-    body = _MESSAGE_LIST.dump_json([MessageRead.of(message) for message in messages])
-    return Response(body, media_type="application/json")
+    # Serialised once, here, from the rows: returned as a model list, FastAPI would validate
+    # every message again before encoding it (a third of this endpoint's time for 100).
+    return Response(messages_json(messages), media_type="application/json")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
 from zyron.llm.base import TokenUsage
@@ -175,3 +177,51 @@ class MessageRead(BaseModel):
             cost_usd=usd(message.cost_nanousd),
             created_at=message.created_at,
         )
+
+
+def messages_json(messages: Iterable[MessageRow]) -> bytes:
+    """A list of messages as the JSON of `list[MessageRead]`, built without a model per message.
+
+    For a page of 100, a MessageRead and a Usage per message, then pydantic's serialiser, were
+    half of GET /sessions/{id}/messages' CPU. The output is byte for byte what pydantic writes
+    (tests/sessions/test_messages_json.py checks it).
+    """
+    return orjson.dumps(
+        [_message_dict(message) for message in messages],
+        default=_uuid_subclass,
+        option=orjson.OPT_UTC_Z,
+    )
+
+
+def _uuid_subclass(value: object) -> str:
+    """asyncpg's UUIDs subclass uuid.UUID, which orjson writes only exactly; as pydantic does."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _message_dict(message: MessageRow) -> dict[str, Any]:
+    """One message as MessageRead's fields, in their order."""
+    used = stored_usage(message)
+    return {
+        "id": message.id,
+        "session_id": message.session_id,
+        "parent_id": message.parent_id,
+        "role": message.role,
+        "content": message.content,
+        "parts": public_parts(stored_parts(message.parts, message.content)),
+        "status": message.status,
+        "model": message.model,
+        "stop_reason": message.stop_reason,
+        "usage": None
+        if used is None
+        else {
+            "input_tokens": used.input_tokens,
+            "output_tokens": used.output_tokens,
+            "cache_creation_input_tokens": used.cache_creation_input_tokens,
+            "cache_read_input_tokens": used.cache_read_input_tokens,
+            "reasoning_tokens": used.reasoning_tokens,
+        },
+        "cost_usd": usd(message.cost_nanousd),
+        "created_at": message.created_at,
+    }
