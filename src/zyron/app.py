@@ -7,7 +7,6 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import httpx
 from fastapi import FastAPI
@@ -26,7 +25,7 @@ from zyron.chat.router import router as chat_router
 from zyron.chat.writer import recover_abandoned
 from zyron.db.engine import create_engine, create_sessionmaker
 from zyron.db.migrate import upgrade
-from zyron.errors import install_error_handlers
+from zyron.errors import RouteMethods, install_error_handlers
 from zyron.files.router import router as files_router
 from zyron.files.storage import open_storage
 from zyron.health import router as health_router
@@ -38,17 +37,18 @@ from zyron.limits.usage import GuestUsage
 from zyron.llm.registry import build_registry
 from zyron.llm.router import router as models_router
 from zyron.middleware import AccessLog, BodyCap, BodySizeLimit
+from zyron.openapi import refine_openapi
 from zyron.sessions.router import router as sessions_router
 from zyron.settings import Settings
 from zyron.state import AppState
 from zyron.streams.redis_hub import RedisHub
 from zyron.ui.page import mount_page
+from zyron.ui.page import router as page_router
 from zyron.ui.router import router as ui_router
 
 log = logging.getLogger("zyron")
 
 SHUTDOWN_GRACE_SECONDS = 20.0
-GUEST_ROUTES = frozenset({"/chat", "/ui/chat"})
 
 DESCRIPTION = """Zyron streams Claude's replies over Server-Sent Events, saves every chat session
 and message, and authenticates users with its own accounts or Supabase Auth. Without an
@@ -201,7 +201,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_age=600,
     )
     app.add_middleware(AccessLog)
-    for router in (
+    routers = (
         health_router,
         auth_router,
         sessions_router,
@@ -211,10 +211,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         usage_router,
         files_router,
         ui_router,
-    ):
+    )
+    for router in routers:
         app.include_router(router)
     mount_page(app)
-    _refine_openapi(app)
+    app.state.route_methods = RouteMethods.of(
+        [
+            *app.router.routes,
+            *(route for router in (*routers, page_router) for route in router.routes),
+        ]
+    )
+    refine_openapi(app, settings, lambda: _offered_models(app))
     return app
 
 
@@ -243,43 +250,7 @@ def body_caps(settings: Settings) -> tuple[BodyCap, dict[str, BodyCap]]:
     return BodyCap(settings.max_body_bytes, "MAX_BODY_BYTES"), caps
 
 
-def _refine_openapi(app: FastAPI) -> None:
-    """Document what the handlers really send: the error shape on 422s, 413s, guest access."""
-    original = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema:
-            return app.openapi_schema
-        schema = original()
-        error_body = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
-        for route, path in schema.get("paths", {}).items():
-            for operation in path.values():
-                responses = operation.setdefault("responses", {})
-                if "422" in responses:
-                    responses["422"] = {
-                        "description": "`validation_error` or `invalid_json`: the detail names "
-                        "the field",
-                        "content": error_body,
-                    }
-                if "requestBody" in operation and "413" not in responses:
-                    responses["413"] = {
-                        "description": "`payload_too_large`: the body exceeds MAX_BODY_BYTES",
-                        "content": error_body,
-                    }
-                if route in GUEST_ROUTES:
-                    # {} means "no credentials" in OpenAPI: guests may call without a token.
-                    operation["security"] = [*operation.get("security", []), {}]
-        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
-        schemas.pop("HTTPValidationError", None)
-        schemas.pop("ValidationError", None)
-        schemas.setdefault("ErrorBody", _error_body_schema())
-        app.openapi_schema = schema
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
-
-
-def _error_body_schema() -> dict[str, Any]:
-    from zyron.errors import ErrorBody
-
-    return ErrorBody.model_json_schema()
+def _offered_models(app: FastAPI) -> list[str] | None:
+    """The model ids the started server offers; None before it has started."""
+    state: AppState | None = getattr(app.state, "zyron", None)
+    return None if state is None else list(state.models.models)

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Mount, Route
 
 log = logging.getLogger("zyron.errors")
 
@@ -237,7 +242,7 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(422, code, detail)
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     # FastAPI answers 400 to a body it cannot decode as UTF-8; to clients that is bad JSON.
     if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
@@ -246,7 +251,47 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
         )
     code = HTTP_CODES.get(exc.status_code, "error")
     detail = exc.detail if isinstance(exc.detail, str) else "The request cannot be served."
-    return error_response(exc.status_code, code, detail, dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        # Starlette names only the methods of the first route on the path; RFC 9110 wants
+        # every method the resource takes (GET and POST /sessions are two routes).
+        allowed = allowed_methods(request)
+        headers["Allow"] = ", ".join(allowed)
+        detail = f"{request.method} is not allowed here; allowed: {', '.join(allowed)}."
+    return error_response(exc.status_code, code, detail, headers)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app takes at this request's path, sorted."""
+    index: RouteMethods | None = getattr(request.app.state, "route_methods", None)
+    path = request.scope.get("path", "")
+    return index.at(path) if index is not None else []
+
+
+@dataclass(frozen=True)
+class RouteMethods:
+    """Which methods each path of the app takes, for the `Allow` header of a 405."""
+
+    patterns: tuple[tuple[re.Pattern[str], frozenset[str]], ...]
+
+    @classmethod
+    def of(cls, routes: Iterable[BaseRoute]) -> RouteMethods:
+        """Index routes (an app's own and its routers'); a Mount serves files: GET, HEAD."""
+        found: list[tuple[re.Pattern[str], frozenset[str]]] = []
+        for route in routes:
+            if isinstance(route, Mount):
+                found.append((re.compile(f"^{re.escape(route.path)}/"), frozenset({"GET", "HEAD"})))
+            elif isinstance(route, Route | APIRoute) and route.methods:
+                found.append((route.path_regex, frozenset(route.methods)))
+        return cls(tuple(found))
+
+    def at(self, path: str) -> list[str]:
+        """The methods taken at `path`, sorted."""
+        methods: set[str] = set()
+        for pattern, taken in self.patterns:
+            if pattern.match(path):
+                methods |= taken
+        return sorted(methods)
 
 
 def _is_unreachable(exc: BaseException) -> bool:

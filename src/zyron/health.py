@@ -64,7 +64,13 @@ def pool_figures(pool: Pool) -> PoolFigures:
     return PoolFigures(kind=type(pool).__name__)
 
 
-@router.get("/health", responses={503: {"model": Health, "description": "Database unreachable"}})
+@router.get(
+    "/health",
+    responses={
+        200: {"model": Health, "description": "Serving: the database answered."},
+        503: {"model": Health, "description": "Database unreachable"},
+    },
+)
 async def health(request: Request) -> Any:
     """Report the server's state; 503 when the database does not answer within 2 seconds."""
     state = get_state(request)

@@ -123,6 +123,9 @@ class RegenerateRequest(BaseModel):
 class ChatMessage(BaseModel):
     """The assistant's reply; ids are null for guests, whose replies are not saved."""
 
+    # Sent with every field: a generated client may count on each (defaults included).
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
     id: uuid.UUID | None
     session_id: uuid.UUID | None
     role: Literal["assistant"] = "assistant"
@@ -140,6 +143,9 @@ class ChatMessage(BaseModel):
 
 class ChatResponse(BaseModel):
     """The answer to POST /chat with stream=false."""
+
+    # Sent with every field: a generated client may count on each (defaults included).
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
 
     session_id: uuid.UUID | None
     user_message_id: uuid.UUID | None

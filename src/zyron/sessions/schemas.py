@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validat
 from zyron.llm.base import TokenUsage
 from zyron.llm.prices import usd
 from zyron.sessions.parts import public_parts, stored_parts
+
+MessageRole = Literal["user", "assistant"]
 
 if TYPE_CHECKING:
     from zyron.sessions.repository import MessageRow
@@ -72,6 +74,9 @@ def stored_usage(message: MessageRow) -> TokenUsage | None:
 
 class Usage(BaseModel):
     """Tokens the model read and wrote for a reply, by kind (docs/costs.md)."""
+
+    # Sent with every field: a generated client may count on each (defaults included).
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
 
     input_tokens: int = Field(description="Input neither read from nor written to the cache.")
     output_tokens: int = Field(description="Output, thinking included.")
@@ -146,7 +151,7 @@ class MessageRead(BaseModel):
     id: uuid.UUID
     session_id: uuid.UUID
     parent_id: uuid.UUID | None
-    role: str
+    role: MessageRole
     content: str
     parts: Parts = Field(description=PARTS_DESCRIPTION)
     status: str
@@ -167,7 +172,7 @@ class MessageRead(BaseModel):
             id=message.id,
             session_id=message.session_id,
             parent_id=message.parent_id,
-            role=message.role,
+            role=cast(MessageRole, message.role),
             content=message.content,
             parts=public_parts(stored_parts(message.parts, message.content)),
             status=message.status,

@@ -15,7 +15,7 @@ from zyron.errors import InvalidInput, InvalidToken, NotFound, ReplyInProgress, 
 from zyron.state import AppState, get_state
 from zyron.ui import service
 from zyron.ui.chunks import UI_STREAM_HEADERS, one_by_one, ui_stream
-from zyron.ui.schemas import UIChatRequest
+from zyron.ui.schemas import UIChatRequest, UIMessage
 
 router = APIRouter(tags=["ui"])
 
@@ -51,7 +51,10 @@ async def _stream(state: AppState, started: Started) -> AsyncIterator[bytes]:
 
 @router.get(
     "/ui/chat/{chat_id:path}/messages",
-    responses=error_responses(InvalidToken),
+    responses={
+        200: {"model": list[UIMessage], "description": "The active branch, oldest first."},
+        **error_responses(InvalidToken),
+    },
 )
 async def ui_messages(chat_id: str, request: Request, principal: OptionalUser) -> Any:
     """The chat's active branch as UIMessages, for useChat's initial `messages`.

@@ -1,0 +1,56 @@
+"""A 405 names every method the path takes in `Allow` (RFC 9110 §15.5.6), for every route."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import httpx
+import pytest
+
+from tests.support import LiveServer
+
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _concrete(template: str) -> str:
+    """A path of the template: an id where it takes one."""
+    return re.sub(r"\{[^}]+\}", str(uuid.uuid4()), template)
+
+
+def test_every_405_carries_allow_with_all_the_paths_methods(
+    server: LiveServer, client: httpx.Client
+) -> None:
+    """For each documented path, each method it does not take is a 405 listing those it does."""
+    document = client.get("/openapi.json").json()
+    checked = 0
+    for template, operations in document["paths"].items():
+        taken = sorted(method.upper() for method in operations)
+        for method in METHODS:
+            if method in taken:
+                continue
+            response = client.request(method, _concrete(template))
+            assert response.status_code == 405, (method, template, response.text)
+            assert response.headers["allow"] == ", ".join(taken), (method, template)
+            body = response.json()
+            assert body["error"] == "method_not_allowed"
+            assert ", ".join(taken) in body["detail"]
+            checked += 1
+    assert checked > 50
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("POST", "/", "GET"),
+        ("DELETE", "/web/app.js", "GET, HEAD"),
+        ("PUT", "/openapi.json", "GET, HEAD"),
+    ],
+)
+def test_routes_outside_the_document_too(
+    client: httpx.Client, method: str, path: str, allow: str
+) -> None:
+    """The page, its files and the document itself."""
+    response = client.request(method, path)
+    assert response.status_code == 405
+    assert response.headers["allow"] == allow
