@@ -6,10 +6,12 @@ FastAPI builds the document from the routes. This adds what it cannot know:
 - the events of each stream, as component schemas.
 
 Streams: OpenAPI 3.1 has no way to type the items of an event stream. 3.2's `itemSchema`
-does, but the generators front ends use (openapi-typescript 7, orval) read neither 3.2 nor
-it yet. So the event schemas are components, which every generator turns into types, and each
-stream's media type names its item schema in `x-itemSchema`, 3.2's keyword as an extension:
-moving to 3.2 later is a rename.
+does: each item is one SSE event, `{event, data, id}`, its `data` a string whose JSON
+`contentSchema` describes. Each stream's media type carries that `itemSchema` (what 3.2 tools
+and schemathesis read; schemathesis validates every streamed event with it). The generators
+front ends use (openapi-typescript 7, orval) read neither 3.2 nor it yet, so the parsed events
+are components too, which every generator turns into types: `ReplyStreamEvent` and
+`UIMessageChunk` (docs/openapi.md).
 """
 
 from __future__ import annotations
@@ -19,24 +21,39 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from zyron.chat.reasoning import MIN_TOKENS_WITH_THINKING
 from zyron.chat.stream_schemas import REPLY_STREAM_EVENT
 from zyron.errors import ErrorBody
 from zyron.settings import Settings
 from zyron.ui.chunk_schemas import UI_MESSAGE_CHUNK
 
-GUEST_ROUTES = frozenset({"/chat", "/ui/chat"})
+# Routes a caller may use without a token: chats as a guest, and the UI routes, which answer a
+# guest with nothing ([] and 204) instead of a 401.
+GUEST_ROUTES = frozenset(
+    {"/chat", "/ui/chat", "/ui/chat/{chat_id}/messages", "/ui/chat/{chat_id}/stream"}
+)
+# Native events by `event:` name, each with the schema of its `data:` JSON.
+NATIVE_DATA = {
+    "session": "SessionEventData",
+    "reasoning": "ReasoningEventData",
+    "delta": "DeltaEventData",
+    "done": "DoneEventData",
+    "error": "ErrorEventData",
+    "title": "TitleEventData",
+}
 REF = "#/components/schemas/{model}"
 # Streams of UI message chunks; every other text/event-stream is the native reply stream.
 UI_STREAMS = frozenset({"/ui/chat", "/ui/chat/{chat_id}/stream"})
 # Streams that never answer JSON (POST /chat and regenerate do, with `stream: false`).
 STREAM_ONLY = frozenset({"/chat/{message_id}/stream", "/sessions/{session_id}/stream", *UI_STREAMS})
 NATIVE_STREAM_NOTE = (
-    " Each event is one `ReplyStreamEvent` (components): `event:` names its kind, `data:` "
-    "is its JSON, `id:` its position; `: ping` comments keep an idle stream open."
+    " Each event is one `ReplyStreamItem` (`ReplyStreamEvent` once parsed): `event:` names "
+    "its kind, `data:` is its JSON, `id:` its position; `: ping` comments keep an idle "
+    "stream open."
 )
 UI_STREAM_NOTE = (
-    " Each event is `data: ` and one `UIMessageChunk` (components) as JSON; the stream ends "
-    "with `data: [DONE]`; `: ping` comments keep an idle stream open."
+    " Each event is `data: ` and one `UIMessageChunk` as JSON (`UIMessageStreamItem`); the "
+    "stream ends with `data: [DONE]`; `: ping` comments keep an idle stream open."
 )
 
 
@@ -59,10 +76,12 @@ def refine_openapi(
         schemas = schema.setdefault("components", {}).setdefault("schemas", {})
         _errors(schema, schemas)
         _page_limits(schema, settings)
+        _chat_limits(schemas, settings)
         if models:
             _model_enums(schemas, models)
         _streams(schema, schemas)
         _upload_body(schema)
+        _multipart_refusal(schema)
         if models is not None:
             app.openapi_schema = schema
         return schema
@@ -115,6 +134,86 @@ def _page_limits(schema: dict[str, Any], settings: Settings) -> None:
                     parameter["schema"]["maximum"] = cap
 
 
+def _chat_limits(schemas: dict[str, Any], settings: Settings) -> None:
+    """The caps on a chat request configured at start: sizes, counts and reply budgets."""
+    text_cap = settings.max_message_chars
+    for name in ("ChatRequest", "RegenerateRequest", "UIChatRequest"):
+        body = schemas.get(name)
+        if body is None:
+            continue
+        fields = body["properties"]
+        for field in ("message", "system"):
+            if field in fields:
+                _set_on_strings(fields[field], maxLength=text_cap)
+        if "history" in fields:
+            _set_on_arrays(fields["history"], maxItems=settings.max_history_messages)
+        if "attachments" in fields:
+            _set_on_arrays(fields["attachments"], maxItems=settings.max_attachments)
+        # MAX_TOKENS, and MAX_REASONING_TOKENS more for a request that thinks: the field's own
+        # maximum is the larger, and the condition says which applies.
+        body.setdefault("allOf", []).append(_reply_budget(settings))
+        _set_on_integers(
+            fields["max_tokens"], maximum=settings.max_tokens + settings.max_reasoning_tokens
+        )
+    chat = schemas.get("ChatRequest")
+    if chat is not None:
+        # Not blank: at least one character other than white space.
+        _set_on_strings(chat["properties"]["message"], pattern=r"\S")
+        # A branch point is a reply of the session named with it.
+        chat.setdefault("allOf", []).append(
+            {
+                "if": {"properties": {"parent_id": {"type": "string"}}, "required": ["parent_id"]},
+                "then": {
+                    "required": ["session_id"],
+                    "properties": {"session_id": {"type": "string"}},
+                },
+            }
+        )
+    turn = schemas.get("HistoryTurn", {}).get("properties", {}).get("content")
+    if turn is not None:
+        _set_on_strings(turn, maxLength=text_cap)
+    budget = schemas.get("ReasoningOptions", {}).get("properties", {}).get("budget_tokens")
+    if budget is not None:
+        _set_on_integers(budget, maximum=settings.max_reasoning_tokens)
+
+
+def _reply_budget(settings: Settings) -> dict[str, Any]:
+    """max_tokens: at most MAX_TOKENS, or MAX_TOKENS + MAX_REASONING_TOKENS with `reasoning`."""
+
+    def capped(minimum: int, maximum: int) -> dict[str, Any]:
+        integer = {"type": "integer", "minimum": minimum, "maximum": maximum}
+        return {"properties": {"max_tokens": {"anyOf": [integer, {"type": "null"}]}}}
+
+    thinking = settings.max_tokens + settings.max_reasoning_tokens
+    return {
+        "if": {"properties": {"reasoning": {"type": "object"}}, "required": ["reasoning"]},
+        "then": capped(MIN_TOKENS_WITH_THINKING, thinking),
+        "else": capped(1, settings.max_tokens),
+    }
+
+
+def _alternatives(field: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(field.get("anyOf", [field]))
+
+
+def _set_on_strings(field: dict[str, Any], **keywords: Any) -> None:
+    for alternative in _alternatives(field):
+        if alternative.get("type") == "string":
+            alternative.update(keywords)
+
+
+def _set_on_arrays(field: dict[str, Any], **keywords: Any) -> None:
+    for alternative in _alternatives(field):
+        if alternative.get("type") == "array":
+            alternative.update(keywords)
+
+
+def _set_on_integers(field: dict[str, Any], **keywords: Any) -> None:
+    for alternative in _alternatives(field):
+        if alternative.get("type") == "integer":
+            alternative.update(keywords)
+
+
 def _model_enums(schemas: dict[str, Any], models: list[str]) -> None:
     """Every `model` a request may name: the ids of GET /models."""
     for name in (
@@ -134,6 +233,14 @@ def _model_enums(schemas: dict[str, Any], models: list[str]) -> None:
             "One of the ids GET /models lists (these, at this server's start); another is "
             "`422 unknown_model`. Left out: the session's model, else the default."
         )
+
+
+def _multipart_refusal(schema: dict[str, Any]) -> None:
+    """A body that says multipart but cannot be read as such is a 400 from the parser."""
+    schema["paths"]["/files"]["post"]["responses"]["400"] = {
+        "description": "`bad_request`: the body is not readable multipart/form-data",
+        "content": {"application/json": {"schema": {"$ref": REF.format(model="ErrorBody")}}},
+    }
 
 
 def _upload_body(schema: dict[str, Any]) -> None:
@@ -166,20 +273,63 @@ def _streams(schema: dict[str, Any], schemas: dict[str, Any]) -> None:
         for defined, definition in document.pop("$defs", {}).items():
             schemas.setdefault(defined, definition)
         schemas[name] = document
+    schemas["ReplyStreamItem"] = _native_item()
+    schemas["UIMessageStreamItem"] = _ui_item()
     for route, operation in _operations(schema):
         ok = operation.get("responses", {}).get("200", {})
         content = ok.get("content", {})
         if "text/event-stream" not in content:
             continue
         ui = route in UI_STREAMS
+        item = {"$ref": REF.format(model="UIMessageStreamItem" if ui else "ReplyStreamItem")}
+        # Beside `itemSchema`, 3.2 reads `schema` as the whole stream: the list of its events.
+        # Generators that know only `schema` type the stream from it.
         content["text/event-stream"] = {
-            "schema": {"type": "string"},
-            "x-itemSchema": {
-                "$ref": REF.format(model="UIMessageChunk" if ui else "ReplyStreamEvent")
-            },
+            "schema": {"type": "array", "items": item},
+            "itemSchema": item,
         }
         ok["description"] = ok.get("description", "") + (
             UI_STREAM_NOTE if ui else NATIVE_STREAM_NOTE
         )
         if route in STREAM_ONLY:
             content.pop("application/json", None)
+
+
+def _json_text(model: str) -> dict[str, Any]:
+    """An SSE `data:` field: a string of JSON that `model` describes."""
+    return {
+        "type": "string",
+        "contentMediaType": "application/json",
+        "contentSchema": {"$ref": REF.format(model=model)},
+    }
+
+
+def _native_item() -> dict[str, Any]:
+    """One native event as it is on the wire (OpenAPI 3.2's SSE item), by its `event:`."""
+    return {
+        "description": "One event of the native reply stream, as sent: `id:`, `event:` and "
+        "`data:` lines; `data` is JSON. ReplyStreamEvent is the same event parsed.",
+        "oneOf": [
+            {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string", "pattern": "^[0-9]+$"},
+                    "event": {"const": event},
+                    "data": _json_text(model),
+                },
+                "required": ["id", "event", "data"],
+            }
+            for event, model in NATIVE_DATA.items()
+        ],
+    }
+
+
+def _ui_item() -> dict[str, Any]:
+    """One UI message stream event as it is on the wire: a chunk's JSON, or the last [DONE]."""
+    return {
+        "description": "One event of the UI message stream, as sent: a `data:` line holding a "
+        "UIMessageChunk as JSON, or `[DONE]` at the end.",
+        "type": "object",
+        "properties": {"data": {"anyOf": [{"const": "[DONE]"}, _json_text("UIMessageChunk")]}},
+        "required": ["data"],
+    }

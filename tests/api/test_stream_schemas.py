@@ -79,17 +79,22 @@ def validators(titled: LiveServer) -> dict[str, jsonschema_rs.Draft202012Validat
         schema = {"$ref": f"#/components/schemas/{name}", "components": {"schemas": schemas}}
         assert jsonschema_rs.meta.is_valid(schema), name
         found[name] = jsonschema_rs.Draft202012Validator(schema, validate_formats=True)
-    # Each stream names its item schema.
+    # Each stream names its item schema: the SSE event as sent, its data JSON text.
     for path, method, name in (
-        ("/chat", "post", "ReplyStreamEvent"),
-        ("/chat/{message_id}/regenerate", "post", "ReplyStreamEvent"),
-        ("/chat/{message_id}/stream", "get", "ReplyStreamEvent"),
-        ("/sessions/{session_id}/stream", "get", "ReplyStreamEvent"),
-        ("/ui/chat", "post", "UIMessageChunk"),
-        ("/ui/chat/{chat_id}/stream", "get", "UIMessageChunk"),
+        ("/chat", "post", "ReplyStreamItem"),
+        ("/chat/{message_id}/regenerate", "post", "ReplyStreamItem"),
+        ("/chat/{message_id}/stream", "get", "ReplyStreamItem"),
+        ("/sessions/{session_id}/stream", "get", "ReplyStreamItem"),
+        ("/ui/chat", "post", "UIMessageStreamItem"),
+        ("/ui/chat/{chat_id}/stream", "get", "UIMessageStreamItem"),
     ):
         media = document["paths"][path][method]["responses"]["200"]["content"]["text/event-stream"]
-        assert media["x-itemSchema"] == {"$ref": f"#/components/schemas/{name}"}, path
+        item = {"$ref": f"#/components/schemas/{name}"}
+        assert media == {"schema": {"type": "array", "items": item}, "itemSchema": item}, path
+    for name in ("ReplyStreamItem", "UIMessageStreamItem"):
+        schema = {"$ref": f"#/components/schemas/{name}", "components": {"schemas": schemas}}
+        assert jsonschema_rs.meta.is_valid(schema), name
+        found[name] = jsonschema_rs.Draft202012Validator(schema, validate_formats=True)
     return found
 
 
@@ -108,6 +113,8 @@ class Seen:
         for event in events:
             item = {"id": event.id, "event": event.event, "data": event.data}
             self.validators["ReplyStreamEvent"].validate(item)
+            wire = {**item, "data": json.dumps(event.data)}
+            self.validators["ReplyStreamItem"].validate(wire)
             self.kinds.add(event.event)
             items.append(item)
         return items
@@ -116,6 +123,8 @@ class Seen:
         """Check a UI message stream body; return its chunks."""
         lines = [block for block in raw.split("\n\n") if block.startswith("data: ")]
         assert lines[-1] == "data: [DONE]"
+        for line in lines:
+            self.validators["UIMessageStreamItem"].validate({"data": line[len("data: ") :]})
         chunks = [json.loads(line[len("data: ") :]) for line in lines[:-1]]
         for chunk in chunks:
             self.validators["UIMessageChunk"].validate(chunk)

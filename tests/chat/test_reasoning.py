@@ -251,7 +251,7 @@ def test_effort_on_a_budget_model_becomes_a_budget(
         (
             {"model": HAIKU, "reasoning": {"effort": "low"}, "max_tokens": 1500},
             "validation_error",
-            "no room to think",
+            "at least 2048 with reasoning",
         ),
         ({"model": HAIKU, "reasoning": {"effort": "extreme"}}, "validation_error", "effort"),
         (
@@ -260,9 +260,9 @@ def test_effort_on_a_budget_model_becomes_a_budget(
             "MAX_REASONING_TOKENS",
         ),
         (
-            {"model": HAIKU, "reasoning": {"budget_tokens": 2048}, "max_tokens": 9000},
+            {"model": HAIKU, "reasoning": {"budget_tokens": 2048}, "max_tokens": 30_000},
             "validation_error",
-            "max_tokens: at most 6144",
+            "max_tokens: at most 20480",
         ),
     ],
 )

@@ -15,6 +15,8 @@ from zyron.errors import InvalidInput, ReasoningUnsupported
 from zyron.llm.base import Effort, ModelSpec, Reasoning
 
 MIN_BUDGET_TOKENS = 1024
+# A reply that thinks has room for the least thinking and as much again for its answer.
+MIN_TOKENS_WITH_THINKING = 2 * MIN_BUDGET_TOKENS
 DEFAULT_EFFORT: Effort = "medium"
 # The thinking allowance of an effort: the budget sent to a model that takes only budgets,
 # and the room added to max_tokens for one that thinks adaptively.

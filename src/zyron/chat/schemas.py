@@ -8,22 +8,24 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from zyron.request_body import JsonInt, JsonUUID, RequestBody
 from zyron.sessions.schemas import PARTS_DESCRIPTION, Parts, Usage
 
 
-class HistoryTurn(BaseModel):
+class HistoryTurn(RequestBody):
     """An earlier turn a guest sends along (guests have no stored history)."""
 
     role: Literal["user", "assistant"]
     content: str
 
 
-class ReasoningOptions(BaseModel):
+class ReasoningOptions(RequestBody):
     """Ask the model to think before it answers: a token budget, or an effort."""
 
-    model_config = ConfigDict(extra="forbid")
+    # One of the two, and the document says so: a second field, even null, is refused.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"maxProperties": 1})
 
-    budget_tokens: int | None = Field(
+    budget_tokens: JsonInt | None = Field(
         default=None,
         ge=1024,
         description="Tokens the model may think with (Claude's extended thinking: at least "
@@ -38,12 +40,12 @@ class ReasoningOptions(BaseModel):
 
     @model_validator(mode="after")
     def _one_form(self) -> ReasoningOptions:
-        if self.budget_tokens is not None and self.effort is not None:
+        if len(self.model_fields_set) > 1:
             raise ValueError("give budget_tokens or effort, not both")
         return self
 
 
-class InlineAttachment(BaseModel):
+class InlineAttachment(RequestBody):
     """A guest's file, sent with the message and never stored."""
 
     model_config = ConfigDict(extra="forbid")
@@ -57,14 +59,14 @@ class InlineAttachment(BaseModel):
     filename: str | None = Field(default=None, max_length=255, description="Display text only.")
 
 
-class ChatRequest(BaseModel):
+class ChatRequest(RequestBody):
     """A message to the model, in a saved session (signed in) or as a guest."""
 
     message: str = Field(min_length=1, description="The user's message.")
-    session_id: uuid.UUID | None = Field(
+    session_id: JsonUUID | None = Field(
         default=None, description="Continue this session; without it a new one is created."
     )
-    parent_id: uuid.UUID | None = Field(
+    parent_id: JsonUUID | None = Field(
         default=None,
         description="Branch from this reply of the session (an edit: the new message follows "
         "it instead of the newest message). null: a new first message. Left out: continue "
@@ -81,16 +83,16 @@ class ChatRequest(BaseModel):
     history: list[HistoryTurn] | None = Field(
         default=None, description="Guests only: earlier turns, oldest first."
     )
-    max_tokens: int | None = Field(
+    max_tokens: JsonInt | None = Field(
         default=None,
         ge=1,
-        description="Reply length cap, at most the server's MAX_TOKENS (plus the thinking "
-        "allowance when `reasoning` is asked for: thinking counts inside max_tokens).",
+        description="Reply length cap: at most the server's MAX_TOKENS; with `reasoning`, "
+        "2048 to MAX_TOKENS + MAX_REASONING_TOKENS (thinking counts inside max_tokens).",
     )
     reasoning: ReasoningOptions | None = Field(
         default=None, description="Ask the model to think first; streamed as `reasoning`."
     )
-    attachments: list[uuid.UUID] | list[InlineAttachment] | None = Field(
+    attachments: list[JsonUUID] | list[InlineAttachment] | None = Field(
         default=None,
         description="Files for the model: ids from POST /files (signed in), or inline base64 "
         "objects (guests). At most MAX_ATTACHMENTS.",
@@ -104,7 +106,7 @@ class ChatRequest(BaseModel):
         return value
 
 
-class RegenerateRequest(BaseModel):
+class RegenerateRequest(RequestBody):
     """Options for a new reply to the same message; all optional."""
 
     stream: bool = Field(default=True, description="false: one JSON response instead of SSE.")
@@ -112,8 +114,11 @@ class RegenerateRequest(BaseModel):
     system: str | None = Field(
         default=None, description="System prompt for this reply (overrides the session's)."
     )
-    max_tokens: int | None = Field(
-        default=None, ge=1, description="Reply length cap, at most the server's MAX_TOKENS."
+    max_tokens: JsonInt | None = Field(
+        default=None,
+        ge=1,
+        description="Reply length cap: at most the server's MAX_TOKENS; with `reasoning`, "
+        "2048 to MAX_TOKENS + MAX_REASONING_TOKENS (thinking counts inside max_tokens).",
     )
     reasoning: ReasoningOptions | None = Field(
         default=None, description="Ask the model to think first; streamed as `reasoning`."

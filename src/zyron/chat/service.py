@@ -20,7 +20,12 @@ from zyron.chat.context import Turn, build_history, fit_prompt, stored_turns
 from zyron.chat.follow import reply_events
 from zyron.chat.generation import Generation, Outcome, PromptRequest, ReplyTarget
 from zyron.chat.idempotency import IdempotencyKeyReused
-from zyron.chat.reasoning import allowance, fit_reasoning
+from zyron.chat.reasoning import (
+    MIN_BUDGET_TOKENS,
+    MIN_TOKENS_WITH_THINKING,
+    allowance,
+    fit_reasoning,
+)
 from zyron.chat.schemas import (
     ChatMessage,
     ChatRequest,
@@ -163,8 +168,20 @@ def check_caps(body: ChatRequest, settings: Settings) -> None:
 
 def check_reply_options(options: ChatRequest | RegenerateRequest, settings: Settings) -> None:
     """Refuse a reply budget or a system prompt over the caps."""
-    # Thinking counts inside max_tokens: a request that thinks may ask for that much more.
-    cap = settings.max_tokens + allowance(options.reasoning, settings.max_reasoning_tokens)
+    # Thinking counts inside max_tokens: a request that thinks may ask for MAX_REASONING_TOKENS
+    # more. One cap per form of request, so the OpenAPI document can state it exactly.
+    allowance(options.reasoning, settings.max_reasoning_tokens)  # a budget over its cap: 422
+    cap = settings.max_tokens + (settings.max_reasoning_tokens if options.reasoning else 0)
+    if (
+        options.reasoning is not None
+        and options.max_tokens is not None
+        and options.max_tokens < MIN_TOKENS_WITH_THINKING
+    ):
+        # The same floor for every model, so that the document can state it.
+        raise InvalidInput(
+            f"max_tokens: at least {MIN_TOKENS_WITH_THINKING} with reasoning: thinking needs "
+            f"at least {MIN_BUDGET_TOKENS} tokens and room for the answer inside max_tokens"
+        )
     if options.max_tokens is not None and options.max_tokens > cap:
         more = " with its reasoning allowance" if options.reasoning is not None else ""
         raise InvalidInput(f"max_tokens: at most {cap}{more}")

@@ -24,6 +24,7 @@ from zyron.files import repository as repo
 from zyron.files import service
 from zyron.files.deps import AfterCommit, FileStorage, OwnedFile
 from zyron.files.schemas import FileRead
+from zyron.files.sniff import SUPPORTED_TYPES
 from zyron.files.storage import StorageError
 from zyron.state import get_state
 
@@ -96,7 +97,14 @@ async def list_files(
     "/{file_id}",
     response_class=Response,
     responses={
-        200: {"content": {"application/octet-stream": {}}, "description": "The file's bytes."},
+        200: {
+            "content": {
+                media_type: {"schema": {"type": "string", "format": "binary"}}
+                for media_type in sorted(SUPPORTED_TYPES)
+            },
+            "description": "The file's bytes, with the type decided at upload (text with "
+            "`; charset=utf-8`).",
+        },
         **error_responses(NotFound, StorageError),
     },
 )

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validat
 
 from zyron.llm.base import TokenUsage
 from zyron.llm.prices import usd
+from zyron.request_body import RequestBody
 from zyron.sessions.parts import public_parts, stored_parts
 
 MessageRole = Literal["user", "assistant"]
@@ -26,7 +27,7 @@ class SessionBase(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
-class SessionCreate(SessionBase):
+class SessionCreate(SessionBase, RequestBody):
     """A new session; everything optional."""
 
     title: str | None = Field(default=None, min_length=1, max_length=200)
@@ -34,10 +35,13 @@ class SessionCreate(SessionBase):
     system_prompt: str | None = Field(default=None, max_length=100_000)
 
 
-class SessionUpdate(SessionBase):
+class SessionUpdate(SessionBase, RequestBody):
     """A partial update: only the fields sent change; null clears model and system_prompt."""
 
-    title: str | None = Field(default=None, min_length=1, max_length=200)
+    # A title can change but not be cleared: the document says it is a string, never null.
+    title: Annotated[
+        str | None, WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 200})
+    ] = Field(default=None, min_length=1, max_length=200)
     model: str | None = Field(default=None, min_length=1, max_length=200)
     system_prompt: str | None = Field(default=None, max_length=100_000)
 

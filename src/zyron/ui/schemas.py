@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from zyron.chat.schemas import ReasoningOptions
+from zyron.request_body import JsonInt, RequestBody
 
 
-class UIPart(BaseModel):
+class UIPart(RequestBody):
     """One part of a UIMessage; Zyron reads text, reasoning and file parts and skips the rest."""
 
     model_config = ConfigDict(extra="allow")
@@ -21,7 +22,7 @@ class UIPart(BaseModel):
     filename: str | None = Field(default=None, max_length=255)
 
 
-class UIMessage(BaseModel):
+class UIMessage(RequestBody):
     """A message as useChat keeps it: an id of its own, a role, and parts."""
 
     model_config = ConfigDict(extra="allow")
@@ -32,7 +33,7 @@ class UIMessage(BaseModel):
     metadata: Any = None
 
 
-class UIChatRequest(BaseModel):
+class UIChatRequest(RequestBody):
     """The body of POST /ui/chat: useChat's, plus the options a front end may add to it."""
 
     model_config = ConfigDict(extra="allow")  # front ends add fields of their own
@@ -43,5 +44,5 @@ class UIChatRequest(BaseModel):
     messageId: str | None = Field(default=None, min_length=1, max_length=200)  # noqa: N815  (the SDK's name)
     model: str | None = Field(default=None, min_length=1, max_length=200)
     system: str | None = None
-    max_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: JsonInt | None = Field(default=None, ge=1)
     reasoning: ReasoningOptions | None = None

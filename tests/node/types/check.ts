@@ -122,7 +122,7 @@ export type FilesQuery = NonNullable<paths["/files"]["get"]["parameters"]["query
 export type FilesOk = paths["/files"]["get"]["responses"][200]["content"]["application/json"];
 export type FilePath = paths["/files/{file_id}"]["get"]["parameters"]["path"];
 export type FileBytes =
-  paths["/files/{file_id}"]["get"]["responses"][200]["content"]["application/octet-stream"];
+  paths["/files/{file_id}"]["get"]["responses"][200]["content"]["image/png"];
 export type FileDeleted = paths["/files/{file_id}"]["delete"]["responses"][204];
 
 export type UiChatBody = paths["/ui/chat"]["post"]["requestBody"]["content"]["application/json"];
@@ -134,9 +134,9 @@ export type UiResumeStream =
   paths["/ui/chat/{chat_id}/stream"]["get"]["responses"][200]["content"]["text/event-stream"];
 export type UiResumeNothing = paths["/ui/chat/{chat_id}/stream"]["get"]["responses"][204];
 
-// None of them is unknown or any. (GET /health's 200 and GET /ui/chat/{id}/messages are
-// untyped in the document: not listed until it declares them.)
+// None of them is unknown or any.
 export type AllTyped = [
+  Assert<IsKnown<HealthOk>>,
   Assert<IsKnown<HealthDegraded>>,
   Assert<IsKnown<SignupBody>>,
   Assert<IsKnown<SignupCreated>>,
@@ -178,6 +178,9 @@ export type AllTyped = [
   Assert<IsKnown<UiChatBody>>,
   Assert<IsKnown<UiChatStream>>,
   Assert<IsKnown<UiResumeStream>>,
+  Assert<IsKnown<UiMessagesOk>>,
+  Assert<Equal<HealthOk, Schemas["Health"]>>,
+  Assert<Equal<UiMessagesOk, Schemas["UIMessage"][]>>,
   // Named components, as a client imports them.
   Assert<Equal<SignupCreated, Schemas["TokenPair"]>>,
   Assert<Equal<MessagesOk, Schemas["MessageRead"][]>>,
