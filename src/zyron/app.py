@@ -221,7 +221,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             *(route for router in (*routers, page_router) for route in router.routes),
         ]
     )
-    refine_openapi(app, settings, lambda: _offered_models(app))
+    refine_openapi(app, settings, lambda: _offered_models(app), caps=(default_cap, caps))
     return app
 
 

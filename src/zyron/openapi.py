@@ -24,6 +24,7 @@ from fastapi import FastAPI
 from zyron.chat.reasoning import MIN_TOKENS_WITH_THINKING
 from zyron.chat.stream_schemas import REPLY_STREAM_EVENT
 from zyron.errors import ErrorBody
+from zyron.middleware import BodyCap
 from zyron.settings import Settings
 from zyron.ui.chunk_schemas import UI_MESSAGE_CHUNK
 
@@ -58,7 +59,11 @@ UI_STREAM_NOTE = (
 
 
 def refine_openapi(
-    app: FastAPI, settings: Settings, model_ids: Callable[[], list[str] | None]
+    app: FastAPI,
+    settings: Settings,
+    model_ids: Callable[[], list[str] | None],
+    *,
+    caps: tuple[BodyCap, dict[str, BodyCap]],
 ) -> None:
     """Replace app.openapi with the refined document, built once the server has started.
 
@@ -74,8 +79,9 @@ def refine_openapi(
         schema = original()
         app.openapi_schema = None  # FastAPI keeps its own; ours replaces it
         schemas = schema.setdefault("components", {}).setdefault("schemas", {})
-        _errors(schema, schemas)
+        _errors(schema, schemas, caps)
         _page_limits(schema, settings)
+        _ui_refusals(schema)
         _chat_limits(schemas, settings)
         if models:
             _model_enums(schemas, models)
@@ -95,8 +101,11 @@ def _operations(schema: dict[str, Any]) -> Iterable[tuple[str, dict[str, Any]]]:
             yield route, operation
 
 
-def _errors(schema: dict[str, Any], schemas: dict[str, Any]) -> None:
+def _errors(
+    schema: dict[str, Any], schemas: dict[str, Any], caps: tuple[BodyCap, dict[str, BodyCap]]
+) -> None:
     """Our error shape on 422s and 413s instead of FastAPI's; guests on the guest routes."""
+    default_cap, path_caps = caps
     error_body = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
     for route, operation in _operations(schema):
         responses = operation.setdefault("responses", {})
@@ -107,9 +116,12 @@ def _errors(schema: dict[str, Any], schemas: dict[str, Any]) -> None:
                 else "`validation_error` or `invalid_json`: the detail names the field",
                 "content": error_body,
             }
-        if "requestBody" in operation and "413" not in responses:
+        if "requestBody" in operation:
+            cap = path_caps.get(route, default_cap)
+            over = f"`payload_too_large`: the body is over {cap.max_bytes} bytes ({cap.limit})"
+            own = responses.get("413", {}).get("description")
             responses["413"] = {
-                "description": "`payload_too_large`: the body exceeds MAX_BODY_BYTES",
+                "description": f"{over}; {own}" if own else over,
                 "content": error_body,
             }
         if route in GUEST_ROUTES:
@@ -134,6 +146,16 @@ def _page_limits(schema: dict[str, Any], settings: Settings) -> None:
                     parameter["schema"]["maximum"] = cap
 
 
+def _ui_refusals(schema: dict[str, Any]) -> None:
+    """What POST /ui/chat refuses with 422 beyond its schema (UIChatRequest.messages)."""
+    responses = schema["paths"]["/ui/chat"]["post"]["responses"]
+    responses["422"]["description"] = (
+        "`validation_error`: the body does not fit UIChatRequest, or its messages do not "
+        "end with the user's text (see `messages`), or an edit's `messageId` names a reply; "
+        "`invalid_json`. The detail names the field."
+    )
+
+
 def _chat_limits(schemas: dict[str, Any], settings: Settings) -> None:
     """The caps on a chat request configured at start: sizes, counts and reply budgets."""
     text_cap = settings.max_message_chars
@@ -149,6 +171,9 @@ def _chat_limits(schemas: dict[str, Any], settings: Settings) -> None:
             _set_on_arrays(fields["history"], maxItems=settings.max_history_messages)
         if "attachments" in fields:
             _set_on_arrays(fields["attachments"], maxItems=settings.max_attachments)
+            for alternative in _alternatives(fields["attachments"]):
+                if alternative.get("items", {}).get("format") == "uuid":
+                    alternative["uniqueItems"] = True  # the same file twice is a 422
         # MAX_TOKENS, and MAX_REASONING_TOKENS more for a request that thinks: the field's own
         # maximum is the larger, and the condition says which applies.
         body.setdefault("allOf", []).append(_reply_budget(settings))
@@ -159,19 +184,17 @@ def _chat_limits(schemas: dict[str, Any], settings: Settings) -> None:
     if chat is not None:
         # Not blank: at least one character other than white space.
         _set_on_strings(chat["properties"]["message"], pattern=r"\S")
-        # A branch point is a reply of the session named with it.
-        chat.setdefault("allOf", []).append(
-            {
-                "if": {"properties": {"parent_id": {"type": "string"}}, "required": ["parent_id"]},
-                "then": {
-                    "required": ["session_id"],
-                    "properties": {"session_id": {"type": "string"}},
-                },
-            }
-        )
+    ui_text = schemas.get("UIPart", {}).get("properties", {}).get("text")
+    if ui_text is not None:
+        _set_on_strings(ui_text, maxLength=text_cap)
     turn = schemas.get("HistoryTurn", {}).get("properties", {}).get("content")
     if turn is not None:
         _set_on_strings(turn, maxLength=text_cap)
+    inline = schemas.get("InlineAttachment", {}).get("properties", {}).get("data")
+    if inline is not None:
+        # Base64 of MAX_INLINE_ATTACHMENT_BYTES: the most one file can be, the request's
+        # files together being held to it too (said in the field's description).
+        _set_on_strings(inline, maxLength=4 * -(-max(0, settings.max_inline_attachment_bytes) // 3))
     budget = schemas.get("ReasoningOptions", {}).get("properties", {}).get("budget_tokens")
     if budget is not None:
         _set_on_integers(budget, maximum=settings.max_reasoning_tokens)
@@ -182,11 +205,19 @@ def _reply_budget(settings: Settings) -> dict[str, Any]:
 
     def capped(minimum: int, maximum: int) -> dict[str, Any]:
         integer = {"type": "integer", "minimum": minimum, "maximum": maximum}
-        return {"properties": {"max_tokens": {"anyOf": [integer, {"type": "null"}]}}}
+        # `type` in each branch too: fuzzers that flatten the condition keep the object.
+        return {
+            "type": "object",
+            "properties": {"max_tokens": {"anyOf": [integer, {"type": "null"}]}},
+        }
 
     thinking = settings.max_tokens + settings.max_reasoning_tokens
     return {
-        "if": {"properties": {"reasoning": {"type": "object"}}, "required": ["reasoning"]},
+        "if": {
+            "type": "object",
+            "properties": {"reasoning": {"type": "object"}},
+            "required": ["reasoning"],
+        },
         "then": capped(MIN_TOKENS_WITH_THINKING, thinking),
         "else": capped(1, settings.max_tokens),
     }

@@ -10,18 +10,19 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Strict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict
 
 
-def _whole_float(value: object) -> object:
+def whole_float(value: object) -> object:
     """1.0 is an integer to JSON Schema; strict mode would refuse it."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
 
 
-# An integer as JSON Schema reads one: 3 or 3.0, never "3" or true.
-JsonInt = Annotated[int, BeforeValidator(_whole_float)]
+# An integer as JSON Schema reads one: 3 or 3.0, never "3" or true. Bounds go before the
+# validator, where pydantic writes them as JSON Schema's `minimum` (after it, as `ge`).
+PositiveJsonInt = Annotated[int, Field(ge=1), BeforeValidator(whole_float)]
 
 # FastAPI validates bodies as Python objects, where strict mode takes only a UUID instance:
 # a UUID field reads its JSON string (and nothing else JSON can hold) laxly.

@@ -56,6 +56,15 @@ def _owner_authorization() -> str | None:
 
 
 @cache
+def _budget_models() -> frozenset[str]:
+    """The models that take a thinking budget (the default model is not one of them)."""
+    listed = httpx.get(f"{_env('ZYRON_ST_BASE_URL')}/models", timeout=30).json()
+    return frozenset(
+        model["id"] for model in listed["models"] if "budget" in (model["reasoning_modes"] or [])
+    )
+
+
+@cache
 def _kept() -> frozenset[str]:
     """Ids the run must not delete: other operations are given them."""
     return frozenset(_env("ZYRON_ST_KEEP").split(","))
@@ -134,15 +143,21 @@ def _make_valid(case: Case[Any], signed_in: bool) -> None:
         _ui_question(body, signed_in)
     reasoning = body.get("reasoning")
     if isinstance(reasoning, dict) and reasoning.get("budget_tokens") is not None:
-        # Which models take a budget and which an effort is per model (GET /models,
-        # `reasoning_modes`); the default model thinks adaptively and takes an effort.
-        body["reasoning"] = {"effort": "low"}
+        # Which models take a budget is per model (GET /models, `reasoning_modes`), and the
+        # budget must be below max_tokens: a budget stays where both hold, else an effort.
+        model = body.get("model") if label != "POST /chat/{message_id}/regenerate" else None
+        max_tokens = body.get("max_tokens")
+        fits = max_tokens is None or reasoning["budget_tokens"] < max_tokens
+        if model not in _budget_models() or not fits:
+            body["reasoning"] = {"effort": "low"}
 
 
 def _chat_as(body: dict[str, Any], signed_in: bool) -> None:
     """Signed in, files are attached by id; a guest sends them inline and has no branches."""
     attachments = body.get("attachments")
     if signed_in:
+        if isinstance(body.get("parent_id"), str) and body.get("session_id") is None:
+            body.pop("parent_id")  # a reply's id needs its session's
         if attachments:
             body["attachments"] = [item for item in attachments if not isinstance(item, dict)]
         return

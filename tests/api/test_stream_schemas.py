@@ -295,7 +295,12 @@ def test_page_limits_and_models_come_from_the_configuration(tmp_path: Path) -> N
     assert limit("/sessions")["maximum"] == 7
     assert limit("/sessions/{session_id}/messages")["maximum"] == 9
     assert limit("/files")["maximum"] == 11
+    # Bounds are JSON Schema's own keywords, not pydantic's names for them.
+    text = json.dumps(document)
+    for keyword in ("ge", "le", "gt", "lt"):
+        assert f'"{keyword}":' not in text, keyword
     schemas = document["components"]["schemas"]
+    assert schemas["ReasoningOptions"]["properties"]["budget_tokens"]["anyOf"][0]["minimum"] == 1024
     for name in ("ChatRequest", "RegenerateRequest", "SessionCreate", "SessionUpdate"):
         field = schemas[name]["properties"]["model"]
         (string,) = [a for a in field["anyOf"] if a.get("type") == "string"]

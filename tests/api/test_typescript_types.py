@@ -1,7 +1,7 @@
 """Zyron's OpenAPI document as TypeScript: openapi-typescript's types compile, used by a client.
 
-The document is built in process (`create_app(...).openapi()`), openapi-typescript turns it into
-`schema.ts` in a temporary directory, and `tsc --strict` compiles tests/node/types/check.ts
+The document is the one a running server serves (with its model ids); openapi-typescript turns
+it into `schema.ts` in a temporary directory, and `tsc --strict` compiles tests/node/types/check.ts
 (every operation's request and response) and streams.ts (the stream events) against it. Errors
 of either tool fail the test, with their output; only a missing Node or missing packages skip.
 """
@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.node_client import NODE_DIR, node_or_skip
-from tests.support import make_settings
-from zyron.app import create_app
+from tests.support import live_server, make_settings
 
 TYPES_DIR = NODE_DIR / "types"
 OPENAPI_TYPESCRIPT = NODE_DIR / "node_modules" / "openapi-typescript" / "bin" / "cli.js"
@@ -40,7 +39,12 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
         if not tool.is_file():
             pytest.skip(f"tests/node has no {tool.relative_to(NODE_DIR)}: make test installs it")
     out = tmp_path_factory.mktemp("openapi-typescript")
-    document = create_app(make_settings(out / "data")).openapi()
+    settings = make_settings(out / "data", anthropic_api_key="sk-ant-test")
+    with live_server(settings) as server, server.client() as client:
+        document = client.get("/openapi.json").json()
+    assert "enum" in json.dumps(
+        document["components"]["schemas"]["ChatRequest"]["properties"]["model"]
+    )
     (out / "openapi.json").write_text(json.dumps(document), encoding="utf-8")
     # Only `required` makes a field required: by default openapi-typescript 7 also requires
     # every field with a default, so POST /chat's `{"message": "Hi"}` would lack `stream`.

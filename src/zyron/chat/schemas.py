@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from zyron.request_body import JsonInt, JsonUUID, RequestBody
+from zyron.request_body import JsonUUID, PositiveJsonInt, RequestBody, whole_float
 from zyron.sessions.schemas import PARTS_DESCRIPTION, Parts, Usage
 
 
@@ -19,17 +19,20 @@ class HistoryTurn(RequestBody):
     content: str
 
 
+BudgetTokens = Annotated[int, Field(ge=1024), BeforeValidator(whole_float)]
+
+
 class ReasoningOptions(RequestBody):
     """Ask the model to think before it answers: a token budget, or an effort."""
 
     # One of the two, and the document says so: a second field, even null, is refused.
     model_config = ConfigDict(extra="forbid", json_schema_extra={"maxProperties": 1})
 
-    budget_tokens: JsonInt | None = Field(
+    budget_tokens: BudgetTokens | None = Field(
         default=None,
-        ge=1024,
         description="Tokens the model may think with (Claude's extended thinking: at least "
-        "1024, and inside max_tokens). For models that take a budget.",
+        "1024, and inside max_tokens). Only for models whose `reasoning_modes` (GET /models) "
+        "include `budget`; another model is a 422 that says to send an effort.",
     )
     effort: Literal["low", "medium", "high", "xhigh", "max"] | None = Field(
         default=None,
@@ -55,7 +58,14 @@ class InlineAttachment(RequestBody):
         max_length=100,
         description="The type the client believes; the bytes decide, and must not contradict it.",
     )
-    data: str = Field(min_length=1, description="The file's bytes, base64.")
+    data: str = Field(
+        min_length=1,
+        pattern=r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$",
+        json_schema_extra={"contentEncoding": "base64"},
+        description="The file's bytes, base64. The message's inline files together hold at "
+        "most MAX_INLINE_ATTACHMENT_BYTES (decoded), each within its kind's cap "
+        "(MAX_IMAGE_BYTES, MAX_PDF_BYTES, MAX_FILE_BYTES): over them, 413.",
+    )
     filename: str | None = Field(default=None, max_length=255, description="Display text only.")
 
 
@@ -64,13 +74,16 @@ class ChatRequest(RequestBody):
 
     message: str = Field(min_length=1, description="The user's message.")
     session_id: JsonUUID | None = Field(
-        default=None, description="Continue this session; without it a new one is created."
+        default=None,
+        description="Continue this session; without it a new one is created. Guests have no "
+        "sessions: 401.",
     )
     parent_id: JsonUUID | None = Field(
         default=None,
         description="Branch from this reply of the session (an edit: the new message follows "
         "it instead of the newest message). null: a new first message. Left out: continue "
-        "the active branch.",
+        "the active branch. A reply id needs the `session_id` it belongs to (422 without "
+        "it); guests have no messages to branch from (422).",
     )
     title: str | None = Field(
         default=None, min_length=1, max_length=200, description="Title of a new session."
@@ -83,9 +96,8 @@ class ChatRequest(RequestBody):
     history: list[HistoryTurn] | None = Field(
         default=None, description="Guests only: earlier turns, oldest first."
     )
-    max_tokens: JsonInt | None = Field(
+    max_tokens: PositiveJsonInt | None = Field(
         default=None,
-        ge=1,
         description="Reply length cap: at most the server's MAX_TOKENS; with `reasoning`, "
         "2048 to MAX_TOKENS + MAX_REASONING_TOKENS (thinking counts inside max_tokens).",
     )
@@ -95,7 +107,9 @@ class ChatRequest(RequestBody):
     attachments: list[JsonUUID] | list[InlineAttachment] | None = Field(
         default=None,
         description="Files for the model: ids from POST /files (signed in), or inline base64 "
-        "objects (guests). At most MAX_ATTACHMENTS.",
+        "objects (guests). Signed in, inline objects are a 422 (upload them); as a guest, "
+        "ids are a 401. Each id once. At most MAX_ATTACHMENTS. A kind the model does not "
+        "take is a 422 naming the models that do.",
     )
 
     @field_validator("message")
@@ -114,9 +128,8 @@ class RegenerateRequest(RequestBody):
     system: str | None = Field(
         default=None, description="System prompt for this reply (overrides the session's)."
     )
-    max_tokens: JsonInt | None = Field(
+    max_tokens: PositiveJsonInt | None = Field(
         default=None,
-        ge=1,
         description="Reply length cap: at most the server's MAX_TOKENS; with `reasoning`, "
         "2048 to MAX_TOKENS + MAX_REASONING_TOKENS (thinking counts inside max_tokens).",
     )

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field
 
 from zyron.chat.schemas import ReasoningOptions
-from zyron.request_body import JsonInt, RequestBody
+from zyron.request_body import PositiveJsonInt, RequestBody
 
 
 class UIPart(RequestBody):
@@ -39,10 +39,18 @@ class UIChatRequest(RequestBody):
     model_config = ConfigDict(extra="allow")  # front ends add fields of their own
 
     id: str = Field(min_length=1, max_length=200, description="The chat's id (useChat's).")
-    messages: list[UIMessage] = Field(min_length=1)
+    messages: list[UIMessage] = Field(
+        min_length=1,
+        description="useChat's messages, oldest first. They end with the user's message, "
+        "with a text part, or it is a 422; except a signed-in regenerate, which names the "
+        "reply to replace (its last message, or `messageId`). A guest's earlier messages "
+        "are the history: at most MAX_HISTORY_MESSAGES. Text parts hold at most "
+        "MAX_MESSAGE_CHARS; file parts are `…/files/{id}` URLs signed in, base64 `data:` "
+        "URLs as a guest (422 otherwise), at most MAX_ATTACHMENTS.",
+    )
     trigger: Literal["submit-message", "regenerate-message"] = "submit-message"
     messageId: str | None = Field(default=None, min_length=1, max_length=200)  # noqa: N815  (the SDK's name)
     model: str | None = Field(default=None, min_length=1, max_length=200)
     system: str | None = None
-    max_tokens: JsonInt | None = Field(default=None, ge=1)
+    max_tokens: PositiveJsonInt | None = None
     reasoning: ReasoningOptions | None = None
