@@ -264,7 +264,12 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 def allowed_methods(request: Request) -> list[str]:
     """Every method some route of the app takes at this request's path, sorted."""
     index: RouteMethods | None = getattr(request.app.state, "route_methods", None)
-    path = request.scope.get("path", "")
+    # The path as the app's routes see it: without a --root-path prefix. Inside a mount (the
+    # page's files) root_path also holds the mount's path; app_root_path is the app's own.
+    path: str = request.scope.get("path", "")
+    root: str = request.scope.get("app_root_path", request.scope.get("root_path", ""))
+    if root and path.startswith(root):
+        path = path[len(root) :] or "/"
     return index.at(path) if index is not None else []
 
 

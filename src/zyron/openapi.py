@@ -16,6 +16,7 @@ are components too, which every generator turns into types: `ReplyStreamEvent` a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -144,6 +145,12 @@ def _page_limits(schema: dict[str, Any], settings: Settings) -> None:
             for parameter in operation.get("parameters", []):
                 if parameter["name"] == "limit":
                     parameter["schema"]["maximum"] = cap
+                    # The routes' texts name the default cap; say the configured one.
+                    for holder in (parameter, parameter["schema"]):
+                        if "description" in holder:
+                            holder["description"] = re.sub(
+                                r"\(\d+\)", f"({cap})", holder["description"]
+                            )
 
 
 def _ui_refusals(schema: dict[str, Any]) -> None:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
-from tests.support import LiveServer
+from tests.support import LiveServer, make_settings
+from zyron.app import create_app
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
@@ -54,3 +57,13 @@ def test_routes_outside_the_document_too(
     response = client.request(method, path)
     assert response.status_code == 405
     assert response.headers["allow"] == allow
+
+
+def test_behind_a_root_path(tmp_path: Path) -> None:
+    """Served under a prefix (uvicorn --root-path), a 405 still names the path's methods."""
+    app = create_app(make_settings(tmp_path))
+    client = TestClient(app, root_path="/api")  # no lifespan: a 405 needs no database
+    response = client.put("/api/sessions")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, POST"
+    assert client.delete("/api/web/app.js").headers["allow"] == "GET, HEAD"

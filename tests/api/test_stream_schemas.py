@@ -293,6 +293,7 @@ def test_page_limits_and_models_come_from_the_configuration(tmp_path: Path) -> N
         return schema
 
     assert limit("/sessions")["maximum"] == 7
+    assert "(7)" in limit("/sessions")["description"]
     assert limit("/sessions/{session_id}/messages")["maximum"] == 9
     assert limit("/files")["maximum"] == 11
     # Bounds are JSON Schema's own keywords, not pydantic's names for them.
