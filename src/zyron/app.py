@@ -19,6 +19,7 @@ from zyron.auth.passwords import Passwords
 from zyron.auth.router import router as auth_router
 from zyron.auth.service import AuthService
 from zyron.auth.verify import TokenVerifier
+from zyron.chat.attachments import base64_length
 from zyron.chat.follow import router as follow_router
 from zyron.chat.generation import Generations
 from zyron.chat.router import router as chat_router
@@ -240,10 +241,8 @@ def body_caps(settings: Settings) -> tuple[BodyCap, dict[str, BodyCap]]:
     inline = settings.max_inline_attachment_bytes
     chat = BodyCap(settings.max_body_bytes, "MAX_BODY_BYTES")
     if inline:
-        # Base64 turns 3 bytes into 4.
-        encoded = 4 * -(-inline // 3)
         chat = BodyCap(
-            settings.max_body_bytes + encoded + INLINE_ALLOWANCE_BYTES,
+            settings.max_body_bytes + base64_length(inline) + INLINE_ALLOWANCE_BYTES,
             "MAX_BODY_BYTES plus MAX_INLINE_ATTACHMENT_BYTES in base64",
         )
     caps = {"/files": upload} | dict.fromkeys(CHAT_ROUTES, chat)

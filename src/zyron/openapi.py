@@ -22,6 +22,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from zyron.chat.attachments import base64_length
 from zyron.chat.reasoning import MIN_TOKENS_WITH_THINKING
 from zyron.chat.stream_schemas import REPLY_STREAM_EVENT
 from zyron.errors import ErrorBody
@@ -44,6 +45,7 @@ NATIVE_DATA = {
     "title": "TitleEventData",
 }
 REF = "#/components/schemas/{model}"
+ERROR_CONTENT = {"application/json": {"schema": {"$ref": REF.format(model="ErrorBody")}}}
 # Streams of UI message chunks; every other text/event-stream is the native reply stream.
 UI_STREAMS = frozenset({"/ui/chat", "/ui/chat/{chat_id}/stream"})
 # Streams that never answer JSON (POST /chat and regenerate do, with `stream: false`).
@@ -88,7 +90,6 @@ def refine_openapi(
             _model_enums(schemas, models)
         _streams(schema, schemas)
         _upload_body(schema)
-        _multipart_refusal(schema)
         if models is not None:
             app.openapi_schema = schema
         return schema
@@ -107,7 +108,6 @@ def _errors(
 ) -> None:
     """Our error shape on 422s and 413s instead of FastAPI's; guests on the guest routes."""
     default_cap, path_caps = caps
-    error_body = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
     for route, operation in _operations(schema):
         responses = operation.setdefault("responses", {})
         if "422" in responses:
@@ -115,7 +115,7 @@ def _errors(
                 "description": responses["422"]["description"]
                 if responses["422"].get("description") not in (None, "Validation Error")
                 else "`validation_error` or `invalid_json`: the detail names the field",
-                "content": error_body,
+                "content": ERROR_CONTENT,
             }
         if "requestBody" in operation:
             cap = path_caps.get(route, default_cap)
@@ -123,7 +123,7 @@ def _errors(
             own = responses.get("413", {}).get("description")
             responses["413"] = {
                 "description": f"{over}; {own}" if own else over,
-                "content": error_body,
+                "content": ERROR_CONTENT,
             }
         if route in GUEST_ROUTES:
             # {} means "no credentials" in OpenAPI: guests may call without a token.
@@ -173,38 +173,40 @@ def _chat_limits(schemas: dict[str, Any], settings: Settings) -> None:
         fields = body["properties"]
         for field in ("message", "system"):
             if field in fields:
-                _set_on_strings(fields[field], maxLength=text_cap)
+                _set_on(fields[field], "string", maxLength=text_cap)
         if "history" in fields:
-            _set_on_arrays(fields["history"], maxItems=settings.max_history_messages)
+            _set_on(fields["history"], "array", maxItems=settings.max_history_messages)
         if "attachments" in fields:
-            _set_on_arrays(fields["attachments"], maxItems=settings.max_attachments)
-            for alternative in _alternatives(fields["attachments"]):
+            _set_on(fields["attachments"], "array", maxItems=settings.max_attachments)
+            for alternative in fields["attachments"]["anyOf"]:
                 if alternative.get("items", {}).get("format") == "uuid":
                     alternative["uniqueItems"] = True  # the same file twice is a 422
         # MAX_TOKENS, and MAX_REASONING_TOKENS more for a request that thinks: the field's own
         # maximum is the larger, and the condition says which applies.
         body.setdefault("allOf", []).append(_reply_budget(settings))
-        _set_on_integers(
-            fields["max_tokens"], maximum=settings.max_tokens + settings.max_reasoning_tokens
+        _set_on(
+            fields["max_tokens"],
+            "integer",
+            maximum=settings.max_tokens + settings.max_reasoning_tokens,
         )
     chat = schemas.get("ChatRequest")
     if chat is not None:
         # Not blank: at least one character other than white space.
-        _set_on_strings(chat["properties"]["message"], pattern=r"\S")
+        _set_on(chat["properties"]["message"], "string", pattern=r"\S")
     ui_text = schemas.get("UIPart", {}).get("properties", {}).get("text")
     if ui_text is not None:
-        _set_on_strings(ui_text, maxLength=text_cap)
+        _set_on(ui_text, "string", maxLength=text_cap)
     turn = schemas.get("HistoryTurn", {}).get("properties", {}).get("content")
     if turn is not None:
-        _set_on_strings(turn, maxLength=text_cap)
+        _set_on(turn, "string", maxLength=text_cap)
     inline = schemas.get("InlineAttachment", {}).get("properties", {}).get("data")
     if inline is not None:
         # Base64 of MAX_INLINE_ATTACHMENT_BYTES: the most one file can be, the request's
         # files together being held to it too (said in the field's description).
-        _set_on_strings(inline, maxLength=4 * -(-max(0, settings.max_inline_attachment_bytes) // 3))
+        _set_on(inline, "string", maxLength=base64_length(settings.max_inline_attachment_bytes))
     budget = schemas.get("ReasoningOptions", {}).get("properties", {}).get("budget_tokens")
     if budget is not None:
-        _set_on_integers(budget, maximum=settings.max_reasoning_tokens)
+        _set_on(budget, "integer", maximum=settings.max_reasoning_tokens)
 
 
 def _reply_budget(settings: Settings) -> dict[str, Any]:
@@ -230,25 +232,10 @@ def _reply_budget(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _alternatives(field: dict[str, Any]) -> list[dict[str, Any]]:
-    return list(field.get("anyOf", [field]))
-
-
-def _set_on_strings(field: dict[str, Any], **keywords: Any) -> None:
-    for alternative in _alternatives(field):
-        if alternative.get("type") == "string":
-            alternative.update(keywords)
-
-
-def _set_on_arrays(field: dict[str, Any], **keywords: Any) -> None:
-    for alternative in _alternatives(field):
-        if alternative.get("type") == "array":
-            alternative.update(keywords)
-
-
-def _set_on_integers(field: dict[str, Any], **keywords: Any) -> None:
-    for alternative in _alternatives(field):
-        if alternative.get("type") == "integer":
+def _set_on(field: dict[str, Any], json_type: str, **keywords: Any) -> None:
+    """Add keywords to the field's alternative of that JSON type (the field, if it has none)."""
+    for alternative in field.get("anyOf", [field]):
+        if alternative.get("type") == json_type:
             alternative.update(keywords)
 
 
@@ -264,27 +251,22 @@ def _model_enums(schemas: dict[str, Any], models: list[str]) -> None:
         field = schemas.get(name, {}).get("properties", {}).get("model")
         if field is None:
             continue
-        for alternative in field.get("anyOf", [field]):
-            if alternative.get("type") == "string":
-                alternative["enum"] = list(models)
+        _set_on(field, "string", enum=list(models))
         field["description"] = (
             "One of the ids GET /models lists (these, at this server's start); another is "
             "`422 unknown_model`. Left out: the session's model, else the default."
         )
 
 
-def _multipart_refusal(schema: dict[str, Any]) -> None:
-    """A body that says multipart but cannot be read as such is a 400 from the parser."""
-    schema["paths"]["/files"]["post"]["responses"]["400"] = {
-        "description": "`bad_request`: the body is not readable multipart/form-data",
-        "content": {"application/json": {"schema": {"$ref": REF.format(model="ErrorBody")}}},
-    }
-
-
 def _upload_body(schema: dict[str, Any]) -> None:
     """POST /files needs its `file` part. The handler takes it as optional only to answer a
-    body that is not multipart with 415 instead of a 422; the document says what is needed."""
+    body that is not multipart with 415 instead of a 422; the document says what is needed.
+    A body that says multipart but cannot be read as such is a 400 from the parser."""
     operation = schema["paths"]["/files"]["post"]
+    operation["responses"]["400"] = {
+        "description": "`bad_request`: the body is not readable multipart/form-data",
+        "content": ERROR_CONTENT,
+    }
     body = operation["requestBody"]
     body["required"] = True
     body["content"]["multipart/form-data"]["schema"] = {

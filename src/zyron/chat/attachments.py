@@ -42,6 +42,11 @@ NOTE_TOKENS = 40
 _KIND_NAMES = {"image": "images", "pdf": "PDFs", "text": "text files"}
 
 
+def base64_length(size: int) -> int:
+    """How long `size` bytes are in base64: every 3 bytes, or part of them, become 4."""
+    return 4 * -(-size // 3)
+
+
 def check_count(attachments: Sequence[object] | None, limit: int) -> None:
     """Refuse more attachments than MAX_ATTACHMENTS."""
     if attachments is not None and len(attachments) > limit:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
@@ -169,23 +169,8 @@ class MessageRead(BaseModel):
 
     @classmethod
     def of(cls, message: MessageRow) -> MessageRead:
-        """Build from a stored message (trusted: not validated again), folding in `usage`."""
-        used = stored_usage(message)
-        usage = Usage.of(used) if used is not None else None
-        return cls.model_construct(
-            id=message.id,
-            session_id=message.session_id,
-            parent_id=message.parent_id,
-            role=cast(MessageRole, message.role),
-            content=message.content,
-            parts=public_parts(stored_parts(message.parts, message.content)),
-            status=message.status,
-            model=message.model,
-            stop_reason=message.stop_reason,
-            usage=usage,
-            cost_usd=usd(message.cost_nanousd),
-            created_at=message.created_at,
-        )
+        """Build from a stored message, folding in `usage` (the fields messages_json writes)."""
+        return cls.model_validate(_message_dict(message))
 
 
 def messages_json(messages: Iterable[MessageRow]) -> bytes:
@@ -222,15 +207,7 @@ def _message_dict(message: MessageRow) -> dict[str, Any]:
         "status": message.status,
         "model": message.model,
         "stop_reason": message.stop_reason,
-        "usage": None
-        if used is None
-        else {
-            "input_tokens": used.input_tokens,
-            "output_tokens": used.output_tokens,
-            "cache_creation_input_tokens": used.cache_creation_input_tokens,
-            "cache_read_input_tokens": used.cache_read_input_tokens,
-            "reasoning_tokens": used.reasoning_tokens,
-        },
+        "usage": None if used is None else used.public(),  # Usage's fields, in its order
         "cost_usd": usd(message.cost_nanousd),
         "created_at": message.created_at,
     }
