@@ -9,6 +9,15 @@ type Schemas = components["schemas"];
 export type ReplyStreamEvent = Schemas["ReplyStreamEvent"];
 export type UIMessageChunk = Schemas["UIMessageChunk"];
 
+// The README's example reply's usage, in both streams.
+const USAGE = {
+  input_tokens: 12,
+  output_tokens: 9,
+  cache_creation_input_tokens: 0,
+  cache_read_input_tokens: 0,
+  reasoning_tokens: null,
+} satisfies Schemas["Usage"];
+
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
 type Assert<T extends true> = T;
 
@@ -117,13 +126,7 @@ export const stream = [
       message_id: "c27b5e1a-3f2d-4e6c-8a9b-0c1d2e3f4a50",
       stop_reason: "end_turn",
       model: "claude-sonnet-5",
-      usage: {
-        input_tokens: 12,
-        output_tokens: 9,
-        cache_creation_input_tokens: 0,
-        cache_read_input_tokens: 0,
-        reasoning_tokens: null,
-      },
+      usage: USAGE,
       cost_usd: 0.000114,
       turns_sent: 0,
       turns_omitted: 0,
@@ -225,13 +228,7 @@ export const plainReply = [
       finishReason: "stop",
       stopReason: "end_turn",
       model: "claude-sonnet-5",
-      usage: {
-        input_tokens: 12,
-        output_tokens: 9,
-        cache_creation_input_tokens: 0,
-        cache_read_input_tokens: 0,
-        reasoning_tokens: null,
-      },
+      usage: USAGE,
     },
   },
 ] satisfies UIMessageChunk[];
