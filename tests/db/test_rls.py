@@ -23,7 +23,15 @@ from zyron.db.unit_of_work import DbRole, unit_of_work
 from zyron.sessions import repository
 
 TABLES = ("users", "chat_sessions", "messages", "refresh_tokens")
-LATER_TABLES = ("idempotency_keys", "usage_daily", "files", "message_files")
+LATER_TABLES = (
+    "idempotency_keys",
+    "usage_daily",
+    "files",
+    "message_files",
+    "shares",
+    "share_files",
+    "deleted_accounts",
+)
 PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 
 # Exactly what zyron.db.unit_of_work sends: both settings local to the transaction.
@@ -664,9 +672,20 @@ def test_policies_are_per_command_and_use_a_subselect_of_auth_uid(world: World) 
         # Files are never updated; a link is made or removed, never changed.
         *{("files", cmd, ("authenticated",)) for cmd in ("SELECT", "INSERT", "DELETE")},
         *{("message_files", cmd, ("authenticated",)) for cmd in ("SELECT", "INSERT", "DELETE")},
+        # Shares are never edited: made, read and revoked. anon reads one by its token.
+        *{("shares", cmd, ("authenticated",)) for cmd in ("SELECT", "INSERT", "DELETE")},
+        *{("share_files", cmd, ("authenticated",)) for cmd in ("SELECT", "INSERT", "DELETE")},
+        ("shares", "SELECT", ("anon",)),
+        ("share_files", "SELECT", ("anon",)),
+        ("files", "SELECT", ("anon",)),
+        *{("deleted_accounts", cmd, ("authenticated",)) for cmd in own[:3]},
     }
     assert len(rows) == len(shape)  # no duplicate policy that could widen access
     for r in rows:
+        if r["roles"] == ["anon"]:
+            # Keyed by the token held (shares), or through the shares anon can see.
+            assert "zyron.share_token_hash" in r["qual"] or "share" in r["qual"], r["tablename"]
+            continue
         if r["roles"] != ["authenticated"]:
             continue
         where = {"SELECT": ("qual",), "DELETE": ("qual",), "INSERT": ("with_check",)}.get(
@@ -726,6 +745,9 @@ def test_grants_are_minimal(world: World) -> None:
         ("authenticated", "files"): {"SELECT", "INSERT", "DELETE"},
         ("authenticated", "message_files"): {"SELECT", "INSERT", "DELETE"},
         ("authenticated", "usage_daily"): {"SELECT", "INSERT", "UPDATE"},
+        ("authenticated", "shares"): {"SELECT", "INSERT", "DELETE"},
+        ("authenticated", "share_files"): {"SELECT", "INSERT", "DELETE"},
+        ("authenticated", "deleted_accounts"): {"SELECT", "INSERT", "UPDATE"},
     }
     # Spelled out as the brief's check, so a missing alembic_version table cannot hide it.
     anon_select = asyncio.run(
@@ -796,8 +818,8 @@ def test_migrations_go_up_down_and_up_again_as_the_app_role(postgres: PostgresSe
     assert up == {
         "tables": set(TABLES),
         "version": head,
-        "forced": 8,
-        "policies": 25,
+        "forced": 11,
+        "policies": 37,
         "roles": roles,
         "auth_functions": functions,
     }

@@ -356,6 +356,7 @@ def test_anon_has_no_privilege_despite_default_privileges(
             for table in (*TABLES, "alembic_version")
         }
 
+    # anon's only privileges are the columns a share link serves (test_shares checks them).
     assert asyncio.run(granted()) == set()
     assert asyncio.run(queried()) == dict.fromkeys((*TABLES, "alembic_version"), "42501 privilege")
 

@@ -265,3 +265,50 @@ class RefreshToken(Base):
     expires_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Share(Base):
+    """A read-only link to a snapshot of a session's active branch, found by its token's hash."""
+
+    __tablename__ = "shares"
+    __table_args__ = (Index(None, "user_id", "created_at"), Index(None, "session_id"))
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    # Kept when the session is deleted: a snapshot outlives the conversation it was taken of.
+    session_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("chat_sessions.id", ondelete="SET NULL")
+    )
+    # sha256 of the token: the token itself is shown once, at creation, and never stored.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    title: Mapped[str] = mapped_column(String(200))
+    up_to_message_id: Mapped[uuid.UUID | None]
+    # The messages as they were, written once and never changed: read whole, so one value
+    # (not one row per message, which suits a conversation that keeps changing).
+    snapshot: Mapped[list[dict[str, Any]]] = mapped_column(PartsJSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ShareFile(Base):
+    """A file a share shows: while any share shows it, deleting its session keeps it."""
+
+    __tablename__ = "share_files"
+    __table_args__ = (
+        PrimaryKeyConstraint("share_id", "file_id"),
+        Index(None, "file_id"),
+        Index(None, "user_id"),
+    )
+
+    share_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("shares.id", ondelete="CASCADE"))
+    file_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"))
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+
+
+class DeletedAccount(Base):
+    """An account deleted at `deleted_at`: tokens issued before then never bring it back."""
+
+    __tablename__ = "deleted_accounts"
+
+    # No foreign key: the user row is gone. Only the id is kept, nothing that names a person.
+    user_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    deleted_at: Mapped[datetime]

@@ -44,10 +44,16 @@ def create_roles() -> str:
         f"  END IF;"
         for role in API_ROLES
     )
+    grants = "\n".join(_switch_grant(role) for role in ("authenticated", "service_role"))
+    return f"DO $roles$\nBEGIN\n{creates}\n{grants}\nEND\n$roles$;"
+
+
+def _switch_grant(role: str) -> str:
+    """PL/pgSQL that lets the login role SET ROLE to `role`, where it cannot yet."""
     # Postgres 16 gives a CREATEROLE user only ADMIN on the roles it creates, not the right to
     # SET ROLE to them, so there "member" is not enough. No format('%I') anywhere: offline
     # rendering (`migrate --sql`) would double the percent sign.
-    grants = "\n".join(
+    return (
         f"  IF current_setting('server_version_num')::int >= 160000 THEN\n"
         f"    IF NOT pg_has_role(current_user, '{role}', 'SET') THEN\n"
         f"      EXECUTE 'GRANT {role} TO ' || quote_ident(current_user) "
@@ -56,9 +62,12 @@ def create_roles() -> str:
         f"  ELSIF NOT pg_has_role(current_user, '{role}', 'MEMBER') THEN\n"
         f"    EXECUTE 'GRANT {role} TO ' || quote_ident(current_user);\n"
         f"  END IF;"
-        for role in ("authenticated", "service_role")
     )
-    return f"DO $roles$\nBEGIN\n{creates}\n{grants}\nEND\n$roles$;"
+
+
+def allow_switch_to(role: str) -> str:
+    """Let the login role SET ROLE to `role` (an API role created by create_roles)."""
+    return f"DO $switch$\nBEGIN\n{_switch_grant(role)}\nEND\n$switch$;"
 
 
 def create_auth_schema() -> str:

@@ -12,14 +12,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 # Who a transaction acts as on Postgres. "authenticated": a signed-in user, under RLS with
 # their claims. "service_role": the auth flows that must find an account before anyone is
-# signed in (login by email, refresh by token hash). None: the owner, for administration.
-DbRole = Literal["authenticated", "service_role"]
+# signed in (login by email, refresh by token hash). "anon": a reader of a share link, who
+# sees what the token it holds (`zyron.share_token_hash`) shows. None: the owner, for
+# administration.
+DbRole = Literal["authenticated", "service_role", "anon"]
 
 # One round trip, as PostgREST does it: both settings are transaction-local (is_local=true),
 # so they vanish at COMMIT and nothing leaks to the next user of the connection or a pooler.
 _SET_IDENTITY = text(
     "SELECT set_config('role', :role, true), set_config('request.jwt.claims', :claims, true)"
 )
+
+_SET_LOCAL = text("SELECT set_config(:name, :value, true)")
 
 
 @asynccontextmanager
@@ -28,10 +32,16 @@ async def unit_of_work(
     *,
     role: DbRole | None = None,
     claims: Mapping[str, Any] | None = None,
+    local_settings: Mapping[str, str] | None = None,
 ) -> AsyncIterator[AsyncSession]:
-    """Open a transaction that commits when the block ends and rolls back if it raises."""
+    """Open a transaction that commits when the block ends and rolls back if it raises.
+
+    `local_settings` are further transaction-local settings the policies read (Postgres).
+    """
     async with sessionmaker() as session, session.begin():
         if role is not None and session.get_bind().dialect.name == "postgresql":
             payload = json.dumps(dict(claims or {"role": role}), separators=(",", ":"))
             await session.execute(_SET_IDENTITY, {"role": role, "claims": payload})
+            for name, value in (local_settings or {}).items():
+                await session.execute(_SET_LOCAL, {"name": name, "value": value})
         yield session
