@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,6 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from zyron import __version__
+from zyron.auth.deps import forget_account
 from zyron.auth.jwks import JwksCache
 from zyron.auth.passwords import Passwords
 from zyron.auth.router import router as auth_router
@@ -39,8 +41,13 @@ from zyron.llm.registry import build_registry
 from zyron.llm.router import router as models_router
 from zyron.middleware import AccessLog, BodyCap, BodySizeLimit
 from zyron.openapi import refine_openapi
+from zyron.portability.router import router as portability_router
+from zyron.search.reindex import follow_setting
+from zyron.search.router import router as search_router
 from zyron.sessions.router import router as sessions_router
 from zyron.settings import Settings
+from zyron.shares.router import public_router as shared_router
+from zyron.shares.router import router as shares_router
 from zyron.state import AppState
 from zyron.streams.redis_hub import RedisHub
 from zyron.ui.page import mount_page
@@ -79,6 +86,17 @@ async def _recover_periodically(
             log.warning("recovery sweep failed", extra={"reason": str(exc)})
 
 
+def _account_changed(state: AppState, user_id: uuid.UUID | None) -> None:
+    """An account changed on some replica (None: changes may have been missed): act on it here.
+
+    The one change announced is a deletion: the account stops being admitted here at once,
+    and the replies this process still produces for it stop (the provider stops billing).
+    """
+    forget_account(state, user_id)
+    if user_id is not None:
+        state.generations.cancel_user(user_id)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application; the database is migrated when it starts."""
     settings = settings or Settings()
@@ -91,7 +109,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         models = build_registry(settings)  # first: a configuration mistake stops the start
         engine = create_engine(settings.resolved_database_url, settings)
-        await upgrade(engine)
+        await upgrade(engine, transaction_pooler=settings.db_transaction_pooler)
+        await follow_setting(engine, settings.search_config)
         http = httpx.AsyncClient(follow_redirects=False)
         jwks = None
         if settings.supabase_url:
@@ -150,6 +169,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             storage=storage,
         )
         app.state.zyron = state
+        if hub is not None:
+            hub.on_account_change(lambda user_id: _account_changed(state, user_id))
         app.state.auth_service = AuthService(settings, state.passwords, signing_key)
         log.info(
             "started",
@@ -211,6 +232,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         models_router,
         usage_router,
         files_router,
+        search_router,
+        portability_router,
+        shares_router,
+        shared_router,
         ui_router,
     )
     for router in routers:
@@ -245,7 +270,10 @@ def body_caps(settings: Settings) -> tuple[BodyCap, dict[str, BodyCap]]:
             settings.max_body_bytes + base64_length(inline) + INLINE_ALLOWANCE_BYTES,
             "MAX_BODY_BYTES plus MAX_INLINE_ATTACHMENT_BYTES in base64",
         )
-    caps = {"/files": upload} | dict.fromkeys(CHAT_ROUTES, chat)
+    imports = BodyCap(
+        settings.max_import_bytes + MULTIPART_ALLOWANCE_BYTES, "MAX_IMPORT_BYTES plus multipart"
+    )
+    caps = {"/files": upload, "/import": imports} | dict.fromkeys(CHAT_ROUTES, chat)
     return BodyCap(settings.max_body_bytes, "MAX_BODY_BYTES"), caps
 
 

@@ -109,11 +109,13 @@ def _check_models(settings: Settings) -> None:
 def _migrate(settings: Settings, *, quiet: bool = False) -> int:
     from zyron.db.engine import create_engine
     from zyron.db.migrate import upgrade
+    from zyron.search.reindex import follow_setting
 
     async def run() -> None:
         engine = create_engine(settings.resolved_database_url, settings)
         try:
-            await upgrade(engine)
+            await upgrade(engine, transaction_pooler=settings.db_transaction_pooler)
+            await follow_setting(engine, settings.search_config)
         finally:
             await engine.dispose()
 

@@ -17,6 +17,8 @@ from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Mount, Route
 
+from zyron.middleware import loggable_path
+
 log = logging.getLogger("zyron.errors")
 
 
@@ -321,7 +323,7 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     if _is_unreachable(exc):
         log.warning(
             "database unreachable",
-            extra={"path": request.url.path, "reason": type(exc).__name__},
+            extra={"path": loggable_path(request.url.path), "reason": type(exc).__name__},
         )
         return error_response(
             503,
@@ -337,7 +339,7 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     log.error(
         "unhandled error",
         exc_info=exc,
-        extra={"method": request.method, "path": request.url.path},
+        extra={"method": request.method, "path": loggable_path(request.url.path)},
     )
     return error_response(500, "internal_error", "An unexpected error occurred; it was logged.")
 
@@ -360,3 +362,41 @@ def error_responses(*errors: type[ZyronError]) -> dict[int | str, dict[str, Any]
         sep = "; " if entry["description"] else ""
         entry["description"] += f"{sep}`{err.code}`: {err.default_detail}"
     return out
+
+
+class InvalidImport(ZyronError):
+    """A POST /import file that is malformed or of no format Zyron reads; nothing is imported."""
+
+    status_code = 422
+    code = "invalid_import"
+    default_detail = (
+        "The file cannot be imported: send a Zyron export (.zip or .json), ChatGPT's "
+        "conversations.json (or its export .zip), or Claude.ai's conversations.json."
+    )
+
+
+class NothingToShare(ZyronError):
+    """A share link asked of a session that has no message yet."""
+
+    status_code = 409
+    code = "nothing_to_share"
+    default_detail = "The session has no message yet; there is nothing to share."
+
+
+class FileShared(ZyronError):
+    """Deleting a file that a share link shows."""
+
+    status_code = 409
+    code = "file_shared"
+    default_detail = "A share link shows this file; revoke the shares that show it first."
+
+
+class ImportConflict(ZyronError):
+    """Another import of the same conversations committed first; this one changed nothing."""
+
+    status_code = 409
+    code = "import_conflict"
+    default_detail = (
+        "Another import of the same conversations finished first; nothing of this one was "
+        "kept. Import the file again to add what is still missing."
+    )

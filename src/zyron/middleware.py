@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -12,6 +13,14 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("zyron.access")
+
+# A share link's token is in its path (/shared/{token}...): a secret, never logged.
+_SHARE_TOKEN = re.compile(r"(/shared/)[^/]+")
+
+
+def loggable_path(path: str) -> str:
+    """Return a request path fit for the logs: a share link's token replaced."""
+    return _SHARE_TOKEN.sub(r"\1[token]", path) if "/shared/" in path else path
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +136,7 @@ class AccessLog:
                 "request",
                 extra={
                     "method": scope["method"],
-                    "path": scope["path"],
+                    "path": loggable_path(scope["path"]),
                     "status": status,
                     "ms": round((time.perf_counter() - start) * 1000, 1),
                 },

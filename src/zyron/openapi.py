@@ -30,10 +30,18 @@ from zyron.middleware import BodyCap
 from zyron.settings import Settings
 from zyron.ui.chunk_schemas import UI_MESSAGE_CHUNK
 
-# Routes a caller may use without a token: chats as a guest, and the UI routes, which answer a
-# guest with nothing ([] and 204) instead of a 401.
+# Routes a caller may use without a token: chats as a guest, the UI routes, which answer a
+# guest with nothing ([] and 204) instead of a 401, and share links, which the token in the
+# path opens.
 GUEST_ROUTES = frozenset(
-    {"/chat", "/ui/chat", "/ui/chat/{chat_id}/messages", "/ui/chat/{chat_id}/stream"}
+    {
+        "/chat",
+        "/ui/chat",
+        "/ui/chat/{chat_id}/messages",
+        "/ui/chat/{chat_id}/stream",
+        "/shared/{token}",
+        "/shared/{token}/files/{file_id}",
+    }
 )
 # Native events by `event:` name, each with the schema of its `data:` JSON.
 NATIVE_DATA = {
@@ -139,6 +147,7 @@ def _page_limits(schema: dict[str, Any], settings: Settings) -> None:
         "/sessions": settings.max_sessions_page,
         "/sessions/{session_id}/messages": settings.max_messages_page,
         "/files": settings.max_files_page,
+        "/search": settings.max_search_page,
     }
     for route, cap in caps.items():
         for operation in schema["paths"].get(route, {}).values():
@@ -261,12 +270,14 @@ def _model_enums(schemas: dict[str, Any], models: list[str]) -> None:
 def _upload_body(schema: dict[str, Any]) -> None:
     """POST /files needs its `file` part. The handler takes it as optional only to answer a
     body that is not multipart with 415 instead of a 422; the document says what is needed.
-    A body that says multipart but cannot be read as such is a 400 from the parser."""
+    A body that says multipart but cannot be read as such is a 400 from the parser, there
+    and at POST /import."""
+    for path in ("/files", "/import"):
+        schema["paths"][path]["post"]["responses"]["400"] = {
+            "description": "`bad_request`: the body is not readable multipart/form-data",
+            "content": ERROR_CONTENT,
+        }
     operation = schema["paths"]["/files"]["post"]
-    operation["responses"]["400"] = {
-        "description": "`bad_request`: the body is not readable multipart/form-data",
-        "content": ERROR_CONTENT,
-    }
     body = operation["requestBody"]
     body["required"] = True
     body["content"]["multipart/form-data"]["schema"] = {

@@ -203,6 +203,8 @@ class Settings(BaseSettings):
     login_email_rate: str = Field(default="10 per 15 minutes", alias="LOGIN_EMAIL_RATE")
     signup_ip_rate: str = Field(default="10/hour", alias="SIGNUP_IP_RATE")
     signup_email_rate: str = Field(default="5/hour", alias="SIGNUP_EMAIL_RATE")
+    # Reads of share links (the page and its files) per client address: no account needed.
+    shared_read_rate: str = Field(default="600/hour", alias="SHARED_READ_RATE")
     # Tokens (prompt + reply) per UTC day; 0: no quota. A request is refused when its worst
     # case (the prompt and the whole reply budget) would pass what is left.
     user_daily_tokens: int = Field(default=2_000_000, alias="USER_DAILY_TOKENS", ge=0)
@@ -225,6 +227,14 @@ class Settings(BaseSettings):
     max_history_messages: int = Field(default=200, alias="MAX_HISTORY_MESSAGES", ge=0)
     max_sessions_page: int = Field(default=200, alias="MAX_SESSIONS_PAGE", ge=1)
     max_files_page: int = Field(default=200, alias="MAX_FILES_PAGE", ge=1)
+    # Search (docs/search.md): the largest `limit` of GET /search, and the longest query.
+    max_search_page: int = Field(default=100, alias="MAX_SEARCH_PAGE", ge=1)
+    max_search_query_chars: int = Field(default=256, alias="MAX_SEARCH_QUERY_CHARS", ge=1)
+    # Postgres's text search configuration (stemming, stop words) for messages and titles:
+    # changing it re-indexes at the next start. SQLite always uses FTS5's Porter stemmer.
+    search_config: str = Field(
+        default="english", alias="SEARCH_CONFIG", pattern=r"^[a-z_][a-z0-9_]{0,62}$"
+    )
 
     # Uploaded files (docs/attachments.md). Every file is capped by MAX_FILE_BYTES and by the
     # cap of its kind, whichever is smaller. The kinds' defaults are what the Anthropic API
@@ -248,6 +258,19 @@ class Settings(BaseSettings):
     max_inline_attachment_bytes: int = Field(
         default=5_000_000, alias="MAX_INLINE_ATTACHMENT_BYTES", ge=-1
     )
+    # POST /import (docs/export-import.md): the upload, what its zip may unpack to in all,
+    # and how many conversations one import may hold. Files and messages in it are held to
+    # the caps above (MAX_FILE_BYTES and its kinds, the storage quota, MAX_MESSAGE_CHARS).
+    max_import_bytes: int = Field(default=52_428_800, alias="MAX_IMPORT_BYTES", ge=1024)
+    # An import is held in memory whole and its JSON parsed at several times its size: 100
+    # MiB (twice MAX_IMPORT_BYTES, room for a zip of already-compressed files) bounds that.
+    max_import_unpacked_bytes: int = Field(
+        default=104_857_600, alias="MAX_IMPORT_UNPACKED_BYTES", ge=1024
+    )
+    max_import_sessions: int = Field(default=1000, alias="MAX_IMPORT_SESSIONS", ge=1)
+    # Messages (ChatGPT: nodes) in one import, counted before any is validated: bytes do not
+    # bound the objects a parse makes, and each costs memory and CPU.
+    max_import_messages: int = Field(default=100_000, alias="MAX_IMPORT_MESSAGES", ge=1)
     storage_backend: Literal["local", "s3"] = Field(default="local", alias="STORAGE_BACKEND")
     s3_bucket: str | None = Field(default=None, alias="S3_BUCKET")
     # None: AWS itself. R2: https://<account>.r2.cloudflarestorage.com; Supabase:
@@ -269,6 +292,7 @@ class Settings(BaseSettings):
         "login_email_rate",
         "signup_ip_rate",
         "signup_email_rate",
+        "shared_read_rate",
     )
     @classmethod
     def _rate(cls, value: str) -> str:

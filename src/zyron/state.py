@@ -55,6 +55,9 @@ class AppState:
     known_users: TTLCache[tuple[str, uuid.UUID], bool] = field(
         default_factory=lambda: TTLCache(maxsize=KNOWN_USERS_MAX, ttl=KNOWN_USERS_TTL_SECONDS)
     )
+    # Bumped whenever accounts are forgotten (a deletion, here or on another replica): a check
+    # that began before must not put its now stale answer back in known_users.
+    forgotten: int = 0
 
 
 def get_state(request: Request) -> AppState:

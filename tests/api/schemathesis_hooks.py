@@ -13,6 +13,13 @@ The test sets the environment this module reads:
   deletes a fresh object of the throwaway's instead.
 - ZYRON_ST_REFRESH_TOKEN: the refresh token schemathesis.toml gives POST /auth/refresh; it is
   sent as a fresh one of the throwaway's.
+- ZYRON_ST_SHARE_ID, ZYRON_ST_SHARE_TOKEN, ZYRON_ST_SHARED_FILE_ID: a share link of the
+  owner's and a file it shows, which schemathesis.toml gives GET /shared/{token} (and its
+  files) and DELETE /shares/{id}; the share's id is in ZYRON_ST_KEEP, so a DELETE of it
+  revokes a fresh link of the throwaway's.
+
+DELETE /auth/me never deletes an account the run keeps: each one signed in goes as an account
+signed up for it alone, with that account's password in the body.
 """
 
 from __future__ import annotations
@@ -33,8 +40,15 @@ from schemathesis.hooks import HookContext
 from schemathesis.schemas import BaseSchema
 from schemathesis.wfc.integration import register_wfc_auth
 
+from zyron.errors import InvalidInput
+from zyron.search.query import parse
+
 OWNER = "owner"
 PEER = "peer"
+
+
+# The server's MAX_SEARCH_QUERY_CHARS in the run (the default).
+MAX_SEARCH_QUERY_CHARS = 256
 
 
 def _env(name: str) -> str:
@@ -85,6 +99,48 @@ def _throwaway_tokens() -> dict[str, Any]:
     return tokens
 
 
+def _doomed_account() -> tuple[str, str]:
+    """Sign up an account for one DELETE /auth/me; return its access token and password."""
+    password = f"doomed-{uuid.uuid4().hex}"
+    response = httpx.post(
+        f"{_env('ZYRON_ST_BASE_URL')}/auth/signup",
+        json={"email": f"doomed-{uuid.uuid4().hex[:16]}@example.com", "password": password},
+        timeout=30,
+    )
+    response.raise_for_status()
+    return str(response.json()["access_token"]), password
+
+
+@cache
+def _kept_authorizations() -> frozenset[str]:
+    """The Authorization headers of the accounts the run keeps (the owner and the peer)."""
+    path = os.environ.get("ZYRON_ST_AUTH")
+    if not path:
+        return frozenset()
+    with open(path, encoding="utf-8") as document:
+        users = json.load(document)["auth"]
+    return frozenset(
+        header["value"]
+        for user in users
+        for header in user["fixedHeaders"]
+        if header["name"] == "Authorization"
+    )
+
+
+def _delete_a_doomed_account(case: Case[Any]) -> None:
+    """Send DELETE /auth/me as a new account; a valid case confirms with its password."""
+    token, password = _doomed_account()
+    assert case.headers is not None
+    case.headers["Authorization"] = f"Bearer {token}"
+    meta = case.meta
+    if meta is None or meta.generation.mode != GenerationMode.POSITIVE:
+        return
+    if any(part.mode == GenerationMode.NEGATIVE for part in meta.components.values()):
+        return
+    # The password is required of a built-in account: its description says so.
+    case.body = {"password": password}
+
+
 def _throwaway_resource(path: str, **request: Any) -> tuple[str, str]:
     """Create a resource as the throwaway account; return its id and the token that owns it."""
     token = _throwaway_tokens()["access_token"]
@@ -96,6 +152,21 @@ def _throwaway_resource(path: str, **request: Any) -> tuple[str, str]:
     )
     response.raise_for_status()
     return str(response.json()["id"]), token
+
+
+def _throwaway_share() -> tuple[str, str]:
+    """Share a new conversation of the throwaway account; return the share's id and its token."""
+    token = _throwaway_tokens()["access_token"]
+    base, headers = _env("ZYRON_ST_BASE_URL"), {"Authorization": f"Bearer {token}"}
+    chat = httpx.post(
+        f"{base}/chat", json={"message": "to share", "stream": False}, headers=headers, timeout=30
+    )
+    chat.raise_for_status()
+    share = httpx.post(
+        f"{base}/sessions/{chat.json()['session_id']}/shares", headers=headers, timeout=30
+    )
+    share.raise_for_status()
+    return str(share.json()["id"]), token
 
 
 @schemathesis.hook
@@ -114,6 +185,13 @@ def after_load_schema(context: HookContext, schema: BaseSchema) -> None:
 # `format: binary` string is a string there.
 VALID_FILE = "Notes from the fuzzer.\n"
 VALID_INLINE = {"media_type": "text/plain", "data": base64.b64encode(VALID_FILE.encode()).decode()}
+# What POST /import reads (docs/export-import.md): the format is told from the content, which
+# no schema can say. A Claude.ai conversation: imported once, skipped (still a 200) after.
+VALID_IMPORT = (
+    '[{"uuid": "5c4e0000-0000-4000-8000-00000000f022", "name": "Fuzzed", '
+    '"created_at": "2026-01-01T00:00:00Z", "chat_messages": [{"uuid": "m1", "sender": '
+    '"human", "text": "Hello", "created_at": "2026-01-01T00:00:00Z"}]}]'
+)
 
 
 def _make_valid(case: Case[Any], signed_in: bool) -> None:
@@ -129,10 +207,14 @@ def _make_valid(case: Case[Any], signed_in: bool) -> None:
         return
     body: Any = case.body  # JSON as generated
     label = case.operation.label
+    if label == "GET /search" and case.query is not None:
+        _searchable(case.query)
     if not isinstance(body, dict):
         return
     if label == "POST /files" and "file" in body:
         body["file"] = VALID_FILE
+    if label == "POST /import" and "file" in body:
+        body["file"] = VALID_IMPORT
     if label == "POST /chat":
         _chat_as(body, signed_in)
         if case.headers is not None and "Idempotency-Key" in case.headers:
@@ -150,6 +232,15 @@ def _make_valid(case: Case[Any], signed_in: bool) -> None:
         fits = max_tokens is None or reasoning["budget_tokens"] < max_tokens
         if model not in _budget_models() or not fits:
             body["reasoning"] = {"effort": "low"}
+
+
+def _searchable(query: dict[str, Any]) -> None:
+    """A query with a word to look for, and no cursor but one a previous page gave."""
+    try:
+        parse(str(query.get("q", "")), MAX_SEARCH_QUERY_CHARS)
+    except InvalidInput:
+        query["q"] = "hello"  # only operators or excluded words: a 422 no schema can state
+    query.pop("before", None)  # a cursor is opaque: only the server makes valid ones
 
 
 def _chat_as(body: dict[str, Any], signed_in: bool) -> None:
@@ -199,6 +290,10 @@ def before_call(context: HookContext, case: Case[Any], kwargs: dict[str, Any]) -
         if isinstance(body, dict) and body.get("refresh_token") == _env("ZYRON_ST_REFRESH_TOKEN"):
             body["refresh_token"] = _throwaway_tokens()["refresh_token"]
         return
+    if label == "DELETE /auth/me":
+        if case.headers is not None and case.headers.get("Authorization") in _kept_authorizations():
+            _delete_a_doomed_account(case)
+        return
     # Only the owner's requests: one sent without credentials or with invalid ones goes as it is.
     if owner is None or case.headers is None or case.headers.get("Authorization") != owner:
         return
@@ -215,6 +310,11 @@ def before_call(context: HookContext, case: Case[Any], kwargs: dict[str, Any]) -
         upload = {"file": ("doomed.txt", b"to be deleted\n", "text/plain")}
         new_id, token = _throwaway_resource("/files", files=upload)
         case.path_parameters["file_id"] = new_id
+    elif label == "DELETE /shares/{share_id}":
+        if case.path_parameters.get("share_id") not in _kept():
+            return
+        new_id, token = _throwaway_share()
+        case.path_parameters["share_id"] = new_id
     else:
         return
     case.headers["Authorization"] = f"Bearer {token}"

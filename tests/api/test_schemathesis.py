@@ -66,6 +66,20 @@ def _upload(http: httpx.Client, account: Account) -> str:
     return file_id
 
 
+def _share(http: httpx.Client, account: Account) -> tuple[str, str, str, str]:
+    """Share a conversation with a file as `account`; return the share's id and token, its
+    session's id and the file's."""
+    file_id = _upload(http, account)
+    body = {"message": "Hello", "attachments": [file_id], "stream": False}
+    chat = http.post("/chat", json=body, headers=account.headers)
+    assert chat.status_code == 200, chat.text
+    session_id: str = chat.json()["session_id"]
+    share = http.post(f"/sessions/{session_id}/shares", headers=account.headers)
+    assert share.status_code == 201, share.text
+    created = share.json()
+    return created["id"], created["token"], session_id, file_id
+
+
 def _ui_chat(http: httpx.Client, account: Account) -> str:
     """Start the /ui/chat chat CHAT_ID as `account`; return its session's id."""
     message = {"id": "m1", "role": "user", "parts": [{"type": "text", "text": "Hello"}]}
@@ -95,6 +109,7 @@ def target(
         session_id, message_id = _chat(http, owner)
         file_id = _upload(http, owner)
         ui_session_id = _ui_chat(http, owner)
+        share_id, share_token, shared_session_id, shared_file_id = _share(http, owner)
         # The peer has objects of their own, so lists differ by who asks.
         _chat(http, peer)
         _upload(http, peer)
@@ -110,7 +125,12 @@ def target(
             "ZYRON_ST_SESSION_ID": session_id,
             "ZYRON_ST_MESSAGE_ID": message_id,
             "ZYRON_ST_CHAT_ID": CHAT_ID,
-            "ZYRON_ST_KEEP": ",".join((session_id, ui_session_id, file_id)),
+            "ZYRON_ST_KEEP": ",".join(
+                (session_id, ui_session_id, file_id, share_id, shared_session_id, shared_file_id)
+            ),
+            "ZYRON_ST_SHARE_ID": share_id,
+            "ZYRON_ST_SHARE_TOKEN": share_token,
+            "ZYRON_ST_SHARED_FILE_ID": shared_file_id,
             "ZYRON_ST_THROWAWAY_EMAIL": throwaway.email,
             "ZYRON_ST_THROWAWAY_PASSWORD": PASSWORD,
             "ZYRON_ST_REFRESH_TOKEN": throwaway.refresh_token,

@@ -363,7 +363,8 @@ def test_updating_or_deleting_b_rows_touches_nothing(world: World) -> None:
                 str(await conn.execute("DELETE FROM chat_sessions WHERE id = $1", b.session_id)),
             ]
         claims = claims_of(a.user_id)
-        # users and refresh_tokens are not writable by authenticated at all.
+        # users is not updatable by authenticated, and refresh_tokens not writable at all; a
+        # user may delete their own row (DELETE /auth/me), but never B's.
         refused = {
             "update users": await outcome(
                 world.app_dsn,
@@ -402,7 +403,7 @@ def test_updating_or_deleting_b_rows_touches_nothing(world: World) -> None:
     assert statuses == ["UPDATE 0", "UPDATE 0", "UPDATE 1", "DELETE 0", "DELETE 0"]
     assert refused == {
         "update users": "42501 privilege",
-        "delete users": "42501 privilege",
+        "delete users": "DELETE 0",
         "update refresh_tokens": "42501 privilege",
         "delete refresh_tokens": "42501 privilege",
     }
@@ -660,11 +661,15 @@ def test_policies_are_per_command_and_use_a_subselect_of_auth_uid(world: World) 
     assert shape == {
         ("users", "SELECT", ("authenticated",)),
         ("users", "INSERT", ("authenticated",)),
+        ("users", "DELETE", ("authenticated",)),
         ("users", "ALL", ("service_role",)),
         *{("chat_sessions", cmd, ("authenticated",)) for cmd in own},
         *{("messages", cmd, ("authenticated",)) for cmd in own},
         ("messages", "SELECT", ("service_role",)),
         ("messages", "UPDATE", ("service_role",)),
+        # The search index's fill, as the tables' owner, only with its setting on (0014).
+        ("messages", "ALL", (APP_ROLE,)),
+        ("chat_sessions", "ALL", (APP_ROLE,)),
         ("refresh_tokens", "ALL", ("service_role",)),
         ("idempotency_keys", "SELECT", ("authenticated",)),
         ("idempotency_keys", "INSERT", ("authenticated",)),
@@ -685,6 +690,11 @@ def test_policies_are_per_command_and_use_a_subselect_of_auth_uid(world: World) 
         if r["roles"] == ["anon"]:
             # Keyed by the token held (shares), or through the shares anon can see.
             assert "zyron.share_token_hash" in r["qual"] or "share" in r["qual"], r["tablename"]
+            continue
+        if r["roles"] == [APP_ROLE]:
+            # Inert but for the connection that turns the setting on, for as long as it does.
+            for column in ("qual", "with_check"):
+                assert "current_setting('zyron.maintenance'" in r[column], r["tablename"]
             continue
         if r["roles"] != ["authenticated"]:
             continue
@@ -736,7 +746,7 @@ def test_grants_are_minimal(world: World) -> None:
         granted.setdefault((r["role"], r["tbl"]), set()).add(r["privilege"])
     crud = {"SELECT", "INSERT", "UPDATE", "DELETE"}
     assert granted == {
-        ("authenticated", "users"): {"SELECT", "INSERT"},
+        ("authenticated", "users"): {"SELECT", "INSERT", "DELETE"},
         ("authenticated", "chat_sessions"): crud,
         ("authenticated", "messages"): crud,
         ("service_role", "users"): {"SELECT", "INSERT", "UPDATE"},
@@ -819,7 +829,7 @@ def test_migrations_go_up_down_and_up_again_as_the_app_role(postgres: PostgresSe
         "tables": set(TABLES),
         "version": head,
         "forced": 11,
-        "policies": 37,
+        "policies": 40,
         "roles": roles,
         "auth_functions": functions,
     }

@@ -30,7 +30,9 @@ def test_default_caps() -> None:
     inline = 4 * math.ceil(5_000_000 / 3)
     for path in ("/chat", "/ui/chat"):
         assert caps[path].max_bytes == 1_000_000 + inline + INLINE_ALLOWANCE_BYTES
-    assert set(caps) == {"/files", "/chat", "/ui/chat"}
+    # POST /import: MAX_IMPORT_BYTES plus the same framing (tests/portability test the route).
+    assert caps["/import"].max_bytes == settings.max_import_bytes + MULTIPART_ALLOWANCE_BYTES
+    assert set(caps) == {"/files", "/import", "/chat", "/ui/chat"}
 
 
 def test_no_inline_attachments_leaves_chat_at_the_body_cap() -> None:

@@ -15,7 +15,13 @@ from redis.exceptions import RedisError
 from tests.redis_server import RedisServer, RedisUnavailable
 from tests.support import free_port
 from zyron.streams.events import StreamEvent
-from zyron.streams.redis_hub import CANCEL_CHANNEL, RedisHub, RedisHubUnavailable, reply_key
+from zyron.streams.redis_hub import (
+    ACCOUNTS_CHANNEL,
+    CANCEL_CHANNEL,
+    RedisHub,
+    RedisHubUnavailable,
+    reply_key,
+)
 
 WAIT = 30.0  # generous bound for anything that should happen "soon"
 
@@ -413,3 +419,65 @@ def test_a_reply_cut_by_a_redis_restart_is_not_mirrored_with_a_hole(
 
 async def _not(check: Awaitable[bool]) -> bool:
     return not await check
+
+
+def test_an_account_change_announced_on_one_replica_reaches_the_other(
+    redis_server: RedisServer,
+) -> None:
+    """announce_account_change() on one hub calls every hub's on_account_change callbacks."""
+
+    async def scenario() -> None:
+        async with (
+            running_hub(redis_server.url) as replica_a,
+            running_hub(redis_server.url) as replica_b,
+            raw_client(redis_server.url) as raw,
+        ):
+            received: list[uuid.UUID | None] = []
+
+            def failing(_: uuid.UUID | None) -> None:
+                raise RuntimeError("a broken callback must not stop the others")
+
+            replica_b.on_account_change(failing)
+            replica_b.on_account_change(received.append)
+            await raw.publish(ACCOUNTS_CHANNEL, "not-a-uuid")  # ignored
+            first, second = uuid.uuid4(), uuid.uuid4()
+            await replica_a.announce_account_change(first)
+            await eventually(lambda: first in received)
+            await replica_a.announce_account_change(second)
+            await eventually(lambda: second in received)
+            # Cancels travel apart: an account change is no cancel, nor the other way round.
+            cancels: list[uuid.UUID] = []
+            replica_b.on_cancel(cancels.append)
+            await replica_a.request_cancel(first)
+            await eventually(lambda: first in cancels)
+            assert received == [first, second]
+
+    asyncio.run(scenario())
+
+
+def test_a_resubscription_makes_every_replica_forget_every_account(
+    own_redis: RedisServer,
+) -> None:
+    """Changes published while a hub was not subscribed are lost: after it resubscribes, its
+    callbacks hear None (any account may have changed), then changes again."""
+
+    async def scenario() -> None:
+        async with running_hub(own_redis.url) as replica_a, running_hub(own_redis.url) as replica_b:
+            received: list[uuid.UUID | None] = []
+            replica_b.on_account_change(received.append)
+            own_redis.restart()
+            await eventually(lambda: None in received)
+            user_id = uuid.uuid4()
+
+            async def change_arrives() -> bool:
+                try:
+                    await replica_a.announce_account_change(user_id)
+                except RedisError:
+                    return False
+                await asyncio.sleep(0.2)
+                return user_id in received
+
+            await eventually(change_arrives)
+            assert received.index(None) < received.index(user_id)
+
+    asyncio.run(scenario())

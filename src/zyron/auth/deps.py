@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from zyron.auth.principal import Principal
-from zyron.auth.repository import ensure_external_user, user_by_id
+from zyron.auth.repository import deleted_at, ensure_external_user, user_by_id
 from zyron.db.unit_of_work import unit_of_work
 from zyron.errors import InvalidToken, NotAuthenticated
 from zyron.state import AppState, get_state
@@ -34,8 +37,10 @@ async def _optional_principal(
     # that names the same id.
     known = (principal.issuer, principal.user_id)
     if known not in state.known_users:
+        forgotten = state.forgotten
         await _check_account(state, principal)
-        state.known_users[known] = True
+        if state.forgotten == forgotten:
+            state.known_users[known] = True
     return principal
 
 
@@ -45,13 +50,58 @@ async def _check_account(state: AppState, principal: Principal) -> None:
         state.sessionmaker, role="authenticated", claims=principal.claims
     ) as db:
         if principal.issuer == "supabase":
+            # The Supabase account outlives its Zyron data: a token issued before the deletion
+            # must not bring the account back (an empty one) on any replica.
+            await _refuse_if_deleted_before_sign_in(db, principal)
             if not await ensure_external_user(db, principal.user_id, principal.email):
                 raise InvalidToken(
                     "The token's subject is a built-in account; sign in with a password."
                 )
+            # Again, in this transaction: a deletion that committed between the first look
+            # and the insert would otherwise be undone by it (the insert waits on the
+            # deleting transaction's row, so this read sees what it committed).
+            await _refuse_if_deleted_before_sign_in(db, principal)
         elif await user_by_id(db, principal.user_id) is None:
             # A valid signature for an account that is gone (e.g. the database was reset).
             raise InvalidToken("The account behind this token no longer exists.")
+
+
+async def _refuse_if_deleted_before_sign_in(db: AsyncSession, principal: Principal) -> None:
+    """Refuse a token of a sign-in that happened before the account's deletion."""
+    deleted = await deleted_at(db, principal.user_id)
+    if deleted is not None and not _signed_in_after(principal, deleted):
+        raise InvalidToken("This account was deleted; sign in again.")
+
+
+def _signed_in_after(principal: Principal, moment: datetime) -> bool:
+    """Tell whether the token's sign-in happened after `moment`.
+
+    Supabase refreshes an access token hourly with a new `iat`, but the same sign-in: the
+    time of its authentication methods (`amr`, RFC 8176) is when the person signed in. A
+    token without either is taken as signed in before.
+    """
+    amr = principal.claims.get("amr")
+    times = (
+        [entry.get("timestamp") for entry in amr if isinstance(entry, dict)]
+        if isinstance(amr, list)
+        else []
+    )
+    valid = [t for t in times if isinstance(t, int | float) and not isinstance(t, bool)]
+    signed_in = max(valid) if valid else principal.claims.get("iat")
+    if not isinstance(signed_in, int | float) or isinstance(signed_in, bool):
+        return False
+    # Whole seconds: a sign-in in the deletion's own second counts as before it.
+    return signed_in > moment.timestamp()
+
+
+def forget_account(state: AppState, user_id: uuid.UUID | None) -> None:
+    """Stop admitting an account (None: every account) without checking its row again."""
+    state.forgotten += 1
+    if user_id is None:
+        state.known_users.clear()
+        return
+    for issuer in ("zyron", "supabase"):
+        state.known_users.pop((issuer, user_id), None)
 
 
 async def _current_principal(

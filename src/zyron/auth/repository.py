@@ -1,15 +1,17 @@
-"""SQL for users and refresh tokens."""
+"""SQL for users, refresh tokens and deleted accounts."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from zyron.db.models import RefreshToken, User
+from zyron.db.models import DeletedAccount, File, Message, RefreshToken, Role, User
 from zyron.db.types import utcnow
 
 
@@ -102,3 +104,50 @@ async def revoke_family(db: AsyncSession, user_id: uuid.UUID, family: uuid.UUID)
         )
         .values(revoked_at=utcnow())
     )
+
+
+async def delete_files_of(db: AsyncSession, user_id: uuid.UUID) -> list[str]:
+    """Delete every files row of the user (their links cascade); return their storage keys."""
+    result = await db.execute(
+        delete(File).where(File.user_id == user_id).returning(File.storage_key),
+        execution_options={"synchronize_session": False},
+    )
+    return list(result.scalars())
+
+
+async def replies_since(db: AsyncSession, user_id: uuid.UUID, since: datetime) -> list[uuid.UUID]:
+    """Return the ids of the user's replies created after `since`."""
+    result = await db.execute(
+        select(Message.id).where(
+            Message.user_id == user_id, Message.role == Role.ASSISTANT, Message.created_at > since
+        )
+    )
+    return list(result.scalars())
+
+
+async def delete_user(db: AsyncSession, user_id: uuid.UUID) -> bool:
+    """Delete the user's row; every table of theirs cascades. False if it was already gone."""
+    result = await db.execute(
+        delete(User).where(User.id == user_id).returning(User.id),
+        execution_options={"synchronize_session": False},
+    )
+    return result.scalar_one_or_none() is not None
+
+
+async def record_deletion(db: AsyncSession, user_id: uuid.UUID, at: datetime) -> None:
+    """Remember when the account was deleted (a second deletion moves the date)."""
+    insert = pg_insert if db.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = insert(DeletedAccount).values(user_id=user_id, deleted_at=at)
+    await db.execute(
+        statement.on_conflict_do_update(
+            index_elements=["user_id"], set_={"deleted_at": statement.excluded.deleted_at}
+        )
+    )
+
+
+async def deleted_at(db: AsyncSession, user_id: uuid.UUID) -> datetime | None:
+    """Return when the account was last deleted, if it ever was."""
+    result = await db.execute(
+        select(DeletedAccount.deleted_at).where(DeletedAccount.user_id == user_id)
+    )
+    return result.scalar_one_or_none()

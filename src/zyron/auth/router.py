@@ -1,4 +1,4 @@
-"""The /auth routes: signup, login, refresh, logout, me."""
+"""The /auth routes: signup, login, refresh, logout, me (and deleting it)."""
 
 from __future__ import annotations
 
@@ -8,20 +8,30 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from zyron.auth.deletion import delete_account
 from zyron.auth.deps import CurrentUser
 from zyron.auth.repository import user_by_id
-from zyron.auth.schemas import LoginRequest, RefreshRequest, SignupRequest, TokenPair, UserRead
+from zyron.auth.schemas import (
+    AccountDeletion,
+    LoginRequest,
+    RefreshRequest,
+    SignupRequest,
+    TokenPair,
+    UserRead,
+)
 from zyron.auth.service import AuthService, RefreshReused
 from zyron.db.deps import ServiceDb, UserDb
 from zyron.db.unit_of_work import unit_of_work
 from zyron.errors import (
     EmailTaken,
     InvalidCredentials,
+    InvalidInput,
     InvalidRefreshToken,
     InvalidToken,
     NotAuthenticated,
     error_responses,
 )
+from zyron.files.deps import AfterCommit
 from zyron.limits.deps import clear, hit
 from zyron.limits.rates import RateLimited
 from zyron.state import get_state
@@ -101,3 +111,31 @@ async def me(principal: CurrentUser, db: UserDb) -> UserRead:
     if user is None:
         raise NotAuthenticated("The account behind this token no longer exists.")
     return UserRead.model_validate(user)
+
+
+@router.delete(
+    "/me",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(
+        NotAuthenticated, InvalidToken, InvalidCredentials, InvalidInput, RateLimited
+    ),
+)
+async def delete_me(
+    principal: CurrentUser,
+    request: Request,
+    work: AfterCommit,
+    body: AccountDeletion | None = None,
+) -> Response:
+    """Delete your account and everything of it: sessions, messages, files, usage, shares.
+
+    A built-in account confirms with its password; for a Supabase user only Zyron's data goes
+    (the Supabase account stays), and tokens issued before now stop working.
+    """
+    if principal.issuer == "zyron":
+        # A password check, so counted like a sign-in: a stolen access token must not be a
+        # way around the login limits to guess the password.
+        await hit(request, "login_ip")
+        await hit(request, "login_email", principal.email or str(principal.user_id))
+    password = body.password if body is not None else None
+    await delete_account(get_state(request), work, principal, password)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -55,6 +55,18 @@ class RefreshRequest(RequestBody):
     refresh_token: str = Field(min_length=1, max_length=512)
 
 
+class AccountDeletion(RequestBody):
+    """The password that confirms deleting a built-in account."""
+
+    password: str = Field(
+        min_length=1,
+        max_length=1024,
+        description="The account's password. Required for a built-in account (without it: "
+        "`422 validation_error`; a wrong one: `401 invalid_credentials`); a Supabase user "
+        "sends no body.",
+    )
+
+
 class UserRead(BaseModel):
     """A user as the API shows it."""
 

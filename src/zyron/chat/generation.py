@@ -249,6 +249,7 @@ class Generations:
         self._mirror = mirror
         self._tasks: dict[asyncio.Task[None], Generation] = {}
         self._live: dict[uuid.UUID, Generation] = {}
+        self._owners: dict[uuid.UUID, uuid.UUID] = {}  # a signed-in user's reply -> the user
         self._finishing: set[asyncio.Task[None]] = set()
         self._titles: set[asyncio.Task[None]] = set()
         self._writer_settings = WriterSettings(
@@ -319,6 +320,8 @@ class Generations:
         task = asyncio.create_task(job, name=f"generation-{generation.key}")
         self._tasks[task] = generation
         self._live[generation.key] = generation
+        if target is not None:
+            self._owners[generation.key] = target.user_id
         task.add_done_callback(self._forget)
         if on_end is not None:
             task.add_done_callback(lambda _: self._run_finishing(on_end(None)))
@@ -332,6 +335,7 @@ class Generations:
     def _forget(self, task: asyncio.Task[None]) -> None:
         generation = self._tasks.pop(task)
         self._live.pop(generation.key, None)
+        self._owners.pop(generation.key, None)
 
     def cancel(self, key: uuid.UUID) -> bool:
         """Stop producing a reply (its text is kept, status cancelled); False if not here."""
@@ -343,6 +347,11 @@ class Generations:
             if running is generation:
                 task.cancel()
         return True
+
+    def cancel_user(self, user_id: uuid.UUID) -> int:
+        """Cancel every reply this process produces for the user (their account is gone)."""
+        keys = [key for key, owner in self._owners.items() if owner == user_id]
+        return sum(self.cancel(key) for key in keys)
 
     def cancel_here(self, key: uuid.UUID) -> None:
         """Cancel a reply if this process produces it (a cancel broadcast from another replica)."""

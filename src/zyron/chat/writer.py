@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from zyron.chat.progress import ProgressBatcher, ProgressEntry, WriterSettings
 from zyron.chat.reply_parts import ReplyParts
-from zyron.db.models import Message, Status
+from zyron.db.models import Message, Status, User
 from zyron.db.types import utcnow
 from zyron.db.unit_of_work import unit_of_work
 from zyron.limits import usage
@@ -113,14 +113,23 @@ class ReplyWriter:
         async with unit_of_work(
             self._sessionmaker, role="authenticated", claims=self._target.claims
         ) as db:
-            await db.execute(
+            saved = await db.execute(
                 update(Message)
                 .where(
                     Message.id == self._target.message_id,
                     Message.user_id == self._target.user_id,
                 )
                 .values(lease_expires_at=None, cost_nanousd=cost, **final)
+                .returning(Message.id)
             )
+            if saved.first() is None and await db.get(User, self._target.user_id) is None:
+                # The account was deleted mid-reply: nothing of it may be written again (its
+                # usage row would fail its foreign key on every retry).
+                log.info(
+                    "reply not saved: its account was deleted",
+                    extra={"message_id": str(self._target.message_id)},
+                )
+                return
             if charge is not None:
                 await usage.record(db, self._target.user_id, final["model"], charge, cost)
 

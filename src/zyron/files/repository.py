@@ -6,10 +6,29 @@ import uuid
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import and_, delete, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from zyron.db.models import File, Message, MessageFile
+from zyron.db.models import File, Message, MessageFile, ShareFile
+
+# Any constant: the first half of the per-user file lock's key (the user is the second).
+FILES_LOCK_NAMESPACE = 0x7A66  # "zf"
+_LOCK = text("SELECT pg_advisory_xact_lock(:namespace, :key)")
+
+
+async def lock_files_of(db: AsyncSession, user_id: uuid.UUID) -> None:
+    """Take the user's file lock until the transaction ends (Postgres; SQLite has one writer).
+
+    Whether a file stays is decided by reading what uses it (messages, shares) and then
+    deleting; uploads count the quota, then insert. Run side by side, two such transactions
+    each miss what the other is writing: a link made while its file is deleted would show
+    nothing, an account deleted during an upload would leave the upload's bytes behind.
+    Users cannot take row locks on files (no UPDATE privilege), so they queue on this key.
+    """
+    if db.get_bind().dialect.name != "postgresql":
+        return
+    key = int.from_bytes(user_id.bytes[:4], "big", signed=True)
+    await db.execute(_LOCK, {"namespace": FILES_LOCK_NAMESPACE, "key": key})
 
 
 async def owned_file(db: AsyncSession, user_id: uuid.UUID, file_id: uuid.UUID) -> File | None:
@@ -123,6 +142,32 @@ async def linked_file_ids(
         .distinct()
     )
     return set(result.scalars())
+
+
+async def shared_file_ids(
+    db: AsyncSession, user_id: uuid.UUID, file_ids: Collection[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Return those of `file_ids` that some share link of the user shows."""
+    if not file_ids:
+        return set()
+    result = await db.execute(
+        select(ShareFile.file_id)
+        .where(ShareFile.file_id.in_(file_ids), ShareFile.user_id == user_id)
+        .distinct()
+    )
+    return set(result.scalars())
+
+
+async def shares_showing(
+    db: AsyncSession, user_id: uuid.UUID, file_id: uuid.UUID
+) -> list[uuid.UUID]:
+    """Return the ids of the user's shares that show the file."""
+    result = await db.execute(
+        select(ShareFile.share_id)
+        .where(ShareFile.file_id == file_id, ShareFile.user_id == user_id)
+        .order_by(ShareFile.share_id)
+    )
+    return list(result.scalars())
 
 
 async def add_links(

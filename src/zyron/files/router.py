@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, File, Query, Request, Response, UploadFile, status
 
 from zyron.auth.deps import CurrentUser
+from zyron.db import models
 from zyron.db.deps import UserDb
 from zyron.errors import (
+    FileShared,
     InvalidInput,
     InvalidToken,
     NotAuthenticated,
@@ -93,24 +95,31 @@ async def list_files(
     return [FileRead.model_validate(row) for row in files]
 
 
+# The 200 of a route that serves a file's bytes (here, and a share link's files).
+FILE_BYTES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {
+            media_type: {"schema": {"type": "string", "format": "binary"}}
+            for media_type in sorted(SUPPORTED_TYPES)
+        },
+        "description": "The file's bytes, with the type decided at upload (text with "
+        "`; charset=utf-8`).",
+    }
+}
+
+
 @router.get(
     "/{file_id}",
     response_class=Response,
-    responses={
-        200: {
-            "content": {
-                media_type: {"schema": {"type": "string", "format": "binary"}}
-                for media_type in sorted(SUPPORTED_TYPES)
-            },
-            "description": "The file's bytes, with the type decided at upload (text with "
-            "`; charset=utf-8`).",
-        },
-        **error_responses(NotFound, StorageError),
-    },
+    responses={**FILE_BYTES, **error_responses(NotFound, StorageError)},
 )
 async def download_file(file: OwnedFile, storage: FileStorage) -> Response:
     """Return the file's bytes, as an attachment of the type decided at upload."""
-    data = await service.read(storage, file)
+    return file_response(file, await service.read(storage, file))
+
+
+def file_response(file: models.File, data: bytes) -> Response:
+    """Return a file's bytes as an attachment that a browser neither sniffs nor runs."""
     return Response(
         content=data,
         media_type=file.media_type,
@@ -126,10 +135,12 @@ async def download_file(file: OwnedFile, storage: FileStorage) -> Response:
 
 
 @router.delete(
-    "/{file_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(NotFound)
+    "/{file_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(NotFound, FileShared),
 )
 async def delete_file(file: OwnedFile, db: UserDb, work: AfterCommit) -> Response:
-    """Delete a file; messages that used it keep a part marked missing."""
+    """Delete a file; messages that used it keep a part marked missing (409 if a share shows it)."""
     await service.delete_file(db, work, file)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

@@ -6,13 +6,19 @@ import hashlib
 import logging
 import unicodedata
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zyron.db.models import ChatSession, File
 from zyron.db.types import utcnow
-from zyron.errors import InvalidInput, NotFound, PayloadTooLarge, StorageQuotaExceeded
+from zyron.errors import (
+    FileShared,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    StorageQuotaExceeded,
+)
 from zyron.files import repository as repo
 from zyron.files.deps import StorageWork, remove_objects
 from zyron.files.sniff import kind, pdf_pages, sniff
@@ -89,6 +95,7 @@ async def upload(
     """Check the file, store its bytes, then insert its row; a refusal leaves nothing behind."""
     name = display_name(filename)
     media_type = check_file(settings, data, declared_type, name)
+    await repo.lock_files_of(db, user_id)  # before the quota is counted, and until the insert
     quota = settings.max_storage_bytes_per_user
     if quota:
         used = await repo.used_bytes(db, user_id)
@@ -139,7 +146,17 @@ async def read(storage: Storage, file: File) -> bytes:
 
 
 async def delete_file(db: AsyncSession, work: StorageWork, file: File) -> None:
-    """Mark the file missing in the messages that use it, delete its row, then its bytes."""
+    """Mark the file missing in the messages that use it, delete its row, then its bytes.
+
+    A file a share link shows is refused (409), untouched: the link promises to serve it.
+    """
+    await repo.lock_files_of(db, file.user_id)
+    shares = await repo.shares_showing(db, file.user_id, file.id)
+    if shares:
+        raise FileShared(
+            f"{len(shares)} share link(s) show this file ({', '.join(map(str, shares))}); "
+            "revoke them first (DELETE /shares/{id})."
+        )
     messages = await repo.messages_using(db, file.user_id, file.id)
     for message in messages:
         message.parts = mark_missing(message.parts or [], file.id)
@@ -152,15 +169,29 @@ async def delete_file(db: AsyncSession, work: StorageWork, file: File) -> None:
 async def delete_session(db: AsyncSession, work: StorageWork, chat: ChatSession) -> None:
     """Delete a session, its messages, and the files that only its messages used.
 
-    Files uploaded but never attached, and files another session's messages still use, stay.
+    Files uploaded but never attached, files another session's messages still use, and files
+    a share link shows, stay.
     """
+    await repo.lock_files_of(db, chat.user_id)
     used = await repo.session_file_ids(db, chat.user_id, chat.id)
     await sessions_repo.delete_session(db, chat)
-    still_linked = await repo.linked_file_ids(db, chat.user_id, used)
-    keys = await repo.delete_files(db, chat.user_id, used - still_linked)
-    work.orphaned(keys)
+    keys = await delete_unused(db, work, chat.user_id, used)
     if keys:
         log.info("session files deleted", extra={"session_id": str(chat.id), "files": len(keys)})
+
+
+async def delete_unused(
+    db: AsyncSession, work: StorageWork, user_id: uuid.UUID, file_ids: Collection[uuid.UUID]
+) -> list[str]:
+    """Delete those of the files no message links and no share shows: rows now, bytes after.
+
+    Returns the storage keys of the files deleted (their bytes go once the commit is done).
+    """
+    still_used = await repo.linked_file_ids(db, user_id, file_ids)
+    still_used |= await repo.shared_file_ids(db, user_id, file_ids)
+    keys = await repo.delete_files(db, user_id, set(file_ids) - still_used)
+    work.orphaned(keys)
+    return keys
 
 
 async def owned_files(db: AsyncSession, user_id: uuid.UUID, ids: Sequence[uuid.UUID]) -> list[File]:

@@ -23,7 +23,7 @@ from zyron.settings import Settings
 log = logging.getLogger("zyron.limits")
 
 LimitName = Literal[
-    "guest_chat", "user_chat", "login_ip", "login_email", "signup_ip", "signup_email"
+    "guest_chat", "user_chat", "login_ip", "login_email", "signup_ip", "signup_email", "shared_ip"
 ]
 
 
@@ -57,6 +57,7 @@ def limits_from(settings: Settings) -> dict[LimitName, Limit]:
         "signup_email": Limit(
             "signup_email", parse(settings.signup_email_rate), "sign-ups for this email"
         ),
+        "shared_ip": Limit("shared_ip", parse(settings.shared_read_rate), "share link reads"),
     }
 
 

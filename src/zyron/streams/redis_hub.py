@@ -1,4 +1,7 @@
-"""A stream hub on Redis Streams: replies mirrored so any replica can resume or cancel them."""
+"""A stream hub on Redis Streams: replies mirrored so any replica can resume or cancel them.
+
+Its subscriber also carries account changes (a deletion), so every replica forgets the account.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
@@ -24,6 +27,9 @@ log = logging.getLogger("zyron.streams.redis")
 T = TypeVar("T")
 
 CANCEL_CHANNEL = "zyron:cancel"
+# An account was deleted (or, later, disabled): every replica forgets what it cached of it.
+ACCOUNTS_CHANNEL = "zyron:accounts"
+_CHANNELS = (CANCEL_CHANNEL, ACCOUNTS_CHANNEL)
 KEY_PREFIX = "zyron:reply:"
 
 _BATCH_MAX = 500  # events per pipeline: large enough to keep up, small enough to bound one call
@@ -108,6 +114,7 @@ class RedisHub:
         self._live_ttl = max(live_ttl_seconds, retention_seconds)
         self._queue: asyncio.Queue[tuple[uuid.UUID, StreamEvent]] = asyncio.Queue()
         self._callbacks: list[Callable[[uuid.UUID], None]] = []
+        self._account_callbacks: list[Callable[[uuid.UUID | None], None]] = []
         self._subscribed = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._subscriber: asyncio.Task[None] | None = None
@@ -151,7 +158,7 @@ class RedisHub:
         )
 
     async def start(self) -> None:
-        """Connect and start the writer and the cancel subscriber; raise if Redis is unreachable."""
+        """Connect and start the writer and the subscriber; raise if Redis is unreachable."""
         if self._writer is not None:
             return
         try:
@@ -161,14 +168,14 @@ class RedisHub:
                 f"cannot reach Redis at {self._location} (REDIS_URL): {_error(exc)}"
             ) from exc
         self._writer = asyncio.create_task(self._write_loop(), name="zyron-redis-writer")
-        self._subscriber = asyncio.create_task(self._subscribe_loop(), name="zyron-redis-cancel")
+        self._subscriber = asyncio.create_task(self._subscribe_loop(), name="zyron-redis-pubsub")
         try:
-            # A cancel sent right after start-up must not be missed.
+            # A cancel or an account change sent right after start-up must not be missed.
             await asyncio.wait_for(self._subscribed.wait(), _OP_TIMEOUT * 2)
         except TimeoutError as exc:
             await self.close()
             raise RedisHubUnavailable(
-                f"cannot subscribe to {CANCEL_CHANNEL} on Redis at {self._location}"
+                f"cannot subscribe to {', '.join(_CHANNELS)} on Redis at {self._location}"
             ) from exc
 
     def publish(self, message_id: uuid.UUID, event: StreamEvent) -> None:
@@ -239,6 +246,17 @@ class RedisHub:
                     if event.terminal:
                         return
 
+    @property
+    def mirror_seconds(self) -> int:
+        """Return how long a reply's mirror can outlive its last write: live, then retained."""
+        return self._live_ttl + self._retention
+
+    async def forget(self, message_ids: Collection[uuid.UUID]) -> None:
+        """Delete the mirrors of these replies now; raise RedisError if Redis fails."""
+        keys = [reply_key(message_id) for message_id in message_ids]
+        for start in range(0, len(keys), _BATCH_MAX):
+            await _bounded(self._redis.delete(*keys[start : start + _BATCH_MAX]), _OP_TIMEOUT)
+
     async def request_cancel(self, message_id: uuid.UUID) -> None:
         """Ask whichever replica runs this reply to cancel it; raise RedisError if Redis fails."""
         await _bounded(self._redis.publish(CANCEL_CHANNEL, str(message_id)), _OP_TIMEOUT)
@@ -246,6 +264,18 @@ class RedisHub:
     def on_cancel(self, callback: Callable[[uuid.UUID], None]) -> None:
         """Register a callback for every cancel request, from any replica (this one included)."""
         self._callbacks.append(callback)
+
+    async def announce_account_change(self, user_id: uuid.UUID) -> None:
+        """Tell every replica an account changed; raise RedisError if Redis fails."""
+        await _bounded(self._redis.publish(ACCOUNTS_CHANNEL, str(user_id)), _OP_TIMEOUT)
+
+    def on_account_change(self, callback: Callable[[uuid.UUID | None], None]) -> None:
+        """Register a callback for every account change, from any replica (this one included).
+
+        None means any account may have changed: it comes after every (re)subscription, since
+        pub/sub drops what is published while a replica is not subscribed.
+        """
+        self._account_callbacks.append(callback)
 
     async def ping(self) -> bool:
         """Tell whether Redis answers, for /health."""
@@ -403,28 +433,35 @@ class RedisHub:
             },
         )
 
-    # The cancel subscriber -------------------------------------------------------------
+    # The subscriber: cancels and account changes -------------------------------------
 
     async def _subscribe_loop(self) -> None:
         delay = _BACKOFF_START
         while True:
             pubsub = self._redis.pubsub()
+            confirmed: set[str] = set()
             try:
-                await _bounded(pubsub.subscribe(CANCEL_CHANNEL), _OP_TIMEOUT)
+                await _bounded(pubsub.subscribe(*_CHANNELS), _OP_TIMEOUT)
                 while True:
                     # A timeout, not a blocking read, so health checks notice a dead link.
                     message = await pubsub.get_message(timeout=1.0)
                     if message is None:
                         continue
                     if message["type"] == "subscribe":
-                        self._subscribed.set()
-                        delay = _BACKOFF_START
+                        confirmed.add(str(message["channel"]))
+                        if confirmed.issuperset(_CHANNELS):
+                            # Changes published while unsubscribed are lost: forget them all.
+                            self._dispatch_account(None)
+                            self._subscribed.set()
+                            delay = _BACKOFF_START
+                    elif message["type"] == "message" and message["channel"] == ACCOUNTS_CHANNEL:
+                        self._dispatch_account_change(message["data"])
                     elif message["type"] == "message":
                         self._dispatch_cancel(message["data"])
             except Exception as exc:
                 # Whatever Redis or redis-py throws, cancels must keep arriving: start over.
                 log.warning(
-                    "redis cancel subscriber lost its connection; resubscribing",
+                    "redis subscriber lost its connection; resubscribing",
                     extra={"redis": self._location, "error": _error(exc), "retry_in": delay},
                 )
             finally:
@@ -446,3 +483,22 @@ class RedisHub:
             except Exception:
                 # One failing callback must not stop cancels for every other reply.
                 log.exception("cancel callback failed", extra={"message_id": str(message_id)})
+
+    def _dispatch_account_change(self, payload: object) -> None:
+        try:
+            user_id = uuid.UUID(str(payload))
+        except ValueError:
+            log.warning("ignored a malformed account change", extra={"channel": ACCOUNTS_CHANNEL})
+            return
+        self._dispatch_account(user_id)
+
+    def _dispatch_account(self, user_id: uuid.UUID | None) -> None:
+        for callback in list(self._account_callbacks):
+            try:
+                callback(user_id)
+            except Exception:
+                # One failing callback must not keep the others from forgetting the account.
+                log.exception(
+                    "account change callback failed",
+                    extra={"user_id": str(user_id) if user_id else None},
+                )

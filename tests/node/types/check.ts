@@ -26,7 +26,7 @@ type Covered = {
   "/auth/login": "post";
   "/auth/refresh": "post";
   "/auth/logout": "post";
-  "/auth/me": "get";
+  "/auth/me": "get" | "delete";
   "/sessions": "get" | "post";
   "/sessions/{session_id}": "get" | "patch" | "delete";
   "/sessions/{session_id}/messages": "get";
@@ -39,6 +39,15 @@ type Covered = {
   "/usage": "get";
   "/files": "get" | "post";
   "/files/{file_id}": "get" | "delete";
+  "/search": "get";
+  "/export": "get";
+  "/sessions/{session_id}/export": "get";
+  "/import": "post";
+  "/sessions/{session_id}/shares": "get" | "post";
+  "/shares": "get";
+  "/shares/{share_id}": "delete";
+  "/shared/{token}": "get";
+  "/shared/{token}/files/{file_id}": "get";
   "/ui/chat": "post";
   "/ui/chat/{chat_id}/messages": "get";
   "/ui/chat/{chat_id}/stream": "get";
@@ -63,6 +72,10 @@ export type RefreshOk =
   paths["/auth/refresh"]["post"]["responses"][200]["content"]["application/json"];
 export type LogoutNoContent = paths["/auth/logout"]["post"]["responses"][204];
 export type MeOk = paths["/auth/me"]["get"]["responses"][200]["content"]["application/json"];
+export type DeleteMeBody = NonNullable<
+  NonNullable<paths["/auth/me"]["delete"]["requestBody"]>["content"]["application/json"]
+>;
+export type MeDeleted = paths["/auth/me"]["delete"]["responses"][204];
 
 export type SessionsQuery = NonNullable<paths["/sessions"]["get"]["parameters"]["query"]>;
 export type SessionsOk = paths["/sessions"]["get"]["responses"][200]["content"]["application/json"];
@@ -125,6 +138,76 @@ export type FileBytes =
   paths["/files/{file_id}"]["get"]["responses"][200]["content"]["image/png"];
 export type FileDeleted = paths["/files/{file_id}"]["delete"]["responses"][204];
 
+export type AccountExport = paths["/export"]["get"]["responses"][200]["content"]["application/zip"];
+export type SessionExportQuery = NonNullable<
+  paths["/sessions/{session_id}/export"]["get"]["parameters"]["query"]
+>;
+export type SessionExport =
+  paths["/sessions/{session_id}/export"]["get"]["responses"][200]["content"]["application/json"];
+export type SessionMarkdown =
+  paths["/sessions/{session_id}/export"]["get"]["responses"][200]["content"]["text/markdown"];
+export type ImportBody = paths["/import"]["post"]["requestBody"]["content"]["multipart/form-data"];
+export type ImportOk = paths["/import"]["post"]["responses"][200]["content"]["application/json"];
+export const asMarkdown = { format: "markdown" } satisfies SessionExportQuery;
+// @ts-expect-error: a session exports as json or markdown
+export const asPdf: SessionExportQuery = { format: "pdf" };
+export function exportedMessages(document: SessionExport): number {
+  const branches = document.sessions.flatMap((session) => session.messages);
+  return document.version === 1 ? branches.length : 0;
+}
+export function importedSomething(summary: ImportOk): boolean {
+  return summary.sessions_created + summary.files_created > 0 || summary.sessions_skipped > 0;
+}
+
+export type ShareBody = NonNullable<
+  NonNullable<paths["/sessions/{session_id}/shares"]["post"]["requestBody"]>["content"]["application/json"]
+>;
+export type ShareCreatedOk =
+  paths["/sessions/{session_id}/shares"]["post"]["responses"][201]["content"]["application/json"];
+export type SessionSharesOk =
+  paths["/sessions/{session_id}/shares"]["get"]["responses"][200]["content"]["application/json"];
+export type SharesQuery = NonNullable<paths["/shares"]["get"]["parameters"]["query"]>;
+export type SharesOk = paths["/shares"]["get"]["responses"][200]["content"]["application/json"];
+export type ShareRevoked = paths["/shares/{share_id}"]["delete"]["responses"][204];
+export type SharedOk =
+  paths["/shared/{token}"]["get"]["responses"][200]["content"]["application/json"];
+export type SharedFileBytes =
+  paths["/shared/{token}/files/{file_id}"]["get"]["responses"][200]["content"]["image/png"];
+
+export type SearchQuery = paths["/search"]["get"]["parameters"]["query"];
+export type SearchOk = paths["/search"]["get"]["responses"][200]["content"]["application/json"];
+export const searchWords = { q: '"row level" security -mysql', limit: 20 } satisfies SearchQuery;
+// @ts-expect-error: q is required
+export const searchNothing: SearchQuery = { limit: 20 };
+export const searchPage: SearchOk = {
+  results: [
+    {
+      kind: "message",
+      session_id: "4f0c8a3e-6d4b-4c1a-9b7e-1d2c3b4a5f60",
+      session_title: "Postgres",
+      message_id: "c27b5e1a-3f2d-4e6c-8a9b-0c1d2e3f4a50",
+      role: "user",
+      created_at: "2026-01-01T00:00:00Z",
+      snippet: [
+        { text: "row level", match: true },
+        { text: " security", match: false },
+      ],
+    },
+    {
+      kind: "title",
+      session_id: "4f0c8a3e-6d4b-4c1a-9b7e-1d2c3b4a5f60",
+      session_title: "Row level security",
+      message_id: null,
+      role: null,
+      created_at: "2026-01-01T00:00:00Z",
+      snippet: [{ text: "Row level", match: true }],
+    },
+  ],
+  next_before: null,
+};
+// @ts-expect-error: a hit's kind is message or title
+export const searchWrongKind: SearchOk["results"][number]["kind"] = "file";
+
 export type UiChatBody = paths["/ui/chat"]["post"]["requestBody"]["content"]["application/json"];
 export type UiChatStream =
   paths["/ui/chat"]["post"]["responses"][200]["content"]["text/event-stream"];
@@ -145,6 +228,7 @@ export type AllTyped = [
   Assert<IsKnown<RefreshBody>>,
   Assert<IsKnown<RefreshOk>>,
   Assert<IsKnown<MeOk>>,
+  Assert<IsKnown<DeleteMeBody>>,
   Assert<IsKnown<SessionsQuery>>,
   Assert<IsKnown<SessionsOk>>,
   Assert<IsKnown<SessionCreateBody>>,
@@ -175,6 +259,14 @@ export type AllTyped = [
   Assert<IsKnown<FilesQuery>>,
   Assert<IsKnown<FilesOk>>,
   Assert<IsKnown<FilePath>>,
+  Assert<IsKnown<ShareBody>>,
+  Assert<IsKnown<ShareCreatedOk>>,
+  Assert<IsKnown<SessionSharesOk>>,
+  Assert<IsKnown<SharesQuery>>,
+  Assert<IsKnown<SharesOk>>,
+  Assert<IsKnown<SharedOk>>,
+  Assert<IsKnown<SharedFileBytes>>,
+  Assert<IsKnown<SearchOk>>,
   Assert<IsKnown<UiChatBody>>,
   Assert<IsKnown<UiChatStream>>,
   Assert<IsKnown<UiResumeStream>>,
@@ -188,6 +280,10 @@ export type AllTyped = [
   Assert<Equal<ModelsOk, Schemas["ModelList"]>>,
   Assert<Equal<UsageOk, Schemas["UsageReport"]>>,
   Assert<Equal<FilesOk, Schemas["FileRead"][]>>,
+  Assert<Equal<ShareCreatedOk, Schemas["ShareCreated"]>>,
+  Assert<Equal<SharesOk, Schemas["ShareRead"][]>>,
+  Assert<Equal<SessionSharesOk, Schemas["ShareRead"][]>>,
+  Assert<Equal<SharedOk, Schemas["SharedConversation"]>>,
   Assert<Equal<UiChatBody, Schemas["UIChatRequest"]>>,
 ];
 
@@ -226,6 +322,11 @@ export function whoIs(me: MeOk): string {
 }
 // The 204s have no body.
 export const nothing: LogoutNoContent["content"] = undefined;
+export const deleted: MeDeleted["content"] = undefined;
+// Deleting a built-in account confirms with its password (a Supabase user sends no body).
+export const confirmDeletion = { password: signup.password } satisfies DeleteMeBody;
+// @ts-expect-error: the confirmation is the password, not an email
+export const deletionByEmail: DeleteMeBody = { email: "ada@example.com" };
 
 // Sessions.
 export const firstPage = { limit: 50 } satisfies SessionsQuery;
@@ -370,6 +471,31 @@ export const withFile = { message: "Summarise it.", attachments: files.map((f) =
 export const filePath = { file_id: uploaded.id } satisfies FilePath;
 // @ts-expect-error: a file's size is a number
 export const textSize: FileCreated = { ...uploaded, size: "120" };
+
+// Share links: make one up to a message, list, read without an account, revoke.
+export const shareUpTo = { up_to_message_id: USER_ID } satisfies ShareBody;
+export const shareAll = {} satisfies ShareBody;
+export function linkOf(created: ShareCreatedOk): { url: string; token: string } {
+  return { url: created.url, token: created.token };
+}
+export const sharesPage = { limit: 20, before: USER_ID } satisfies SharesQuery;
+export function orphaned(shares: SharesOk): string[] {
+  // A share outlives its session: session_id is null then.
+  return shares.filter((share) => share.session_id === null).map((share) => share.id);
+}
+export function sharedText(shared: SharedOk): string[] {
+  return shared.messages.flatMap((message) =>
+    message.parts.flatMap((part) => (part.type === "text" ? [part.text] : [])),
+  );
+}
+export function sharedFileUrls(shared: SharedOk): string[] {
+  return shared.files.map((file) => file.url);
+}
+export const revoked: ShareRevoked["content"] = undefined;
+// @ts-expect-error: a shared message has no usage
+export const sharedUsage = (shared: SharedOk) => shared.messages[0].usage;
+// @ts-expect-error: the token is not listed, only shown once at creation
+export const listedToken = (shares: SharesOk) => shares[0].token;
 
 // POST /ui/chat: useChat's body, and the options Zyron takes beside it.
 export const uiSubmit = {

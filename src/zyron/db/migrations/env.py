@@ -28,6 +28,10 @@ else:
         target_metadata=Base.metadata,
         # SQLite cannot ALTER most things; batch mode recreates tables when a migration needs it.
         render_as_batch=connection.dialect.name == "sqlite",
+        # On Postgres each migration commits on its own (zyron.db.migrate holds a session lock
+        # across them), so one may step out of its transaction (autocommit_block). SQLite's
+        # migrations run in the one transaction zyron.db.migrate opened.
+        transaction_per_migration=True,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -1,0 +1,109 @@
+"""Deleting an account: every row and every file of it, refused at once on every replica.
+
+The user's transaction deletes their files' rows (for the storage keys), then the `users` row:
+every other table of theirs cascades from it. A `deleted_accounts` row records when, in the
+same transaction, so a Supabase token issued before then never brings the account back. The
+stored objects go once that has committed (StorageWork), then every replica forgets the
+account: this one at once, the others through Redis (zyron.streams.redis_hub).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from contextlib import AbstractAsyncContextManager
+from datetime import timedelta
+
+from redis.exceptions import RedisError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from zyron.auth import repository as repo
+from zyron.auth.deps import forget_account
+from zyron.auth.principal import Principal
+from zyron.db.types import utcnow
+from zyron.db.unit_of_work import unit_of_work
+from zyron.errors import InvalidCredentials, InvalidInput, InvalidToken
+from zyron.files import repository as files_repo
+from zyron.files.deps import StorageWork
+from zyron.state import KNOWN_USERS_TTL_SECONDS, AppState
+
+log = logging.getLogger("zyron.auth")
+
+_GONE = "The account behind this token no longer exists."
+
+
+async def delete_account(
+    state: AppState, work: StorageWork, principal: Principal, password: str | None
+) -> None:
+    """Check the password (built-in accounts), delete the account and tell every replica."""
+    user_id = principal.user_id
+
+    def transaction() -> AbstractAsyncContextManager[AsyncSession]:
+        return unit_of_work(state.sessionmaker, role="authenticated", claims=principal.claims)
+
+    async with transaction() as db:
+        user = await repo.user_by_id(db, user_id)
+        stored = None if user is None else user.password_hash
+    if user is None:
+        raise InvalidToken(_GONE)
+    if stored is not None:
+        # Checked between the two transactions: a hash takes a third of a second, which would
+        # hold a pooled connection (and on SQLite the write lock) the whole time.
+        if password is None:
+            raise InvalidInput(
+                "password: Field required (a built-in account confirms its deletion with it)."
+            )
+        if not await state.passwords.verify(stored, password):
+            raise InvalidCredentials("The password is incorrect.")
+    hub = state.hub
+    async with transaction() as db:
+        # An upload committing between the collection of keys and the deletion would leave
+        # its bytes behind: uploads take this lock too.
+        await files_repo.lock_files_of(db, user_id)
+        # Replies whose events may still be mirrored in Redis: their text goes too.
+        mirrored: list[uuid.UUID] = []
+        if hub is not None:
+            since = utcnow() - timedelta(seconds=hub.mirror_seconds)
+            mirrored = await repo.replies_since(db, user_id, since)
+        keys = await repo.delete_files_of(db, user_id)
+        if not await repo.delete_user(db, user_id):
+            raise InvalidToken(_GONE)  # a concurrent deletion won
+        await repo.record_deletion(db, user_id, utcnow())
+    work.orphaned(keys)  # deleted after the request's end, as every file deletion is
+    cancelled = state.generations.cancel_user(user_id)
+    forget_account(state, user_id)
+    announced = await _tell_redis(state, user_id, mirrored)
+    log.info(
+        "account deleted",
+        extra={
+            "user_id": str(user_id),
+            "files": len(keys),
+            "replies_cancelled": cancelled,
+            "announced": announced,
+        },
+    )
+
+
+async def _tell_redis(state: AppState, user_id: uuid.UUID, mirrored: list[uuid.UUID]) -> bool:
+    """Tell the other replicas to forget the account, and drop its replies' mirrors.
+
+    False if Redis could not be told.
+    """
+    if state.hub is None:
+        return False  # one process: forgetting it here was enough
+    try:
+        await state.hub.announce_account_change(user_id)
+        await state.hub.forget(mirrored)
+    except (RedisError, OSError, TimeoutError) as exc:
+        # The deletion has committed, and is answered as done: the other replicas' caches
+        # expire on their own within KNOWN_USERS_TTL_SECONDS, the mirrors with their retention.
+        log.warning(
+            "account deletion not announced to other replicas",
+            extra={
+                "user_id": str(user_id),
+                "reason": type(exc).__name__,
+                "stale_for_at_most_s": KNOWN_USERS_TTL_SECONDS,
+            },
+        )
+        return False
+    return True

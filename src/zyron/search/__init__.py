@@ -1,0 +1,1 @@
+"""Full text search over the caller's messages and session titles (GET /search)."""

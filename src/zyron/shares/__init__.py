@@ -1,0 +1,1 @@
+"""Share links: read-only snapshots of a conversation, readable by whoever holds the token."""
