@@ -24,9 +24,8 @@ import asyncpg
 from sqlalchemy.engine import Connection as SyncConnection
 
 from bench import seed
-from bench.client import Connection
-from bench.procs import start_upstream, start_zyron
-from bench.scenarios.history import _token
+from bench.procs import Server, start_upstream, start_zyron
+from bench.scenarios.history import _one_at_a_time, _token
 from bench.stats import median, ms, percentile
 from tests.pg import PostgresServer, migrate, sqlalchemy_url
 from zyron.db.engine import create_engine
@@ -98,26 +97,13 @@ async def _direct(dsn: str, cases: list[tuple[uuid.UUID, str]]) -> tuple[list[fl
     return latencies, plan
 
 
-async def _http(port: int, cases: list[tuple[uuid.UUID, str]]) -> list[float]:
+async def _http(server: Server, cases: list[tuple[uuid.UUID, str]]) -> list[float]:
     """Time GET /search one request at a time on a keep-alive connection, users warmed."""
-    connection = Connection("127.0.0.1", port)
     requests = [
         (f"/search?{urllib.parse.urlencode({'q': q, 'limit': 20})}", _token(user))
         for user, q in cases
     ]
-    for path, token in requests:  # each user's first request checks the account once
-        await connection.request("GET", path, headers={"Authorization": f"Bearer {token}"})
-    latencies = []
-    for path, token in requests:
-        response = await connection.request(
-            "GET", path, headers={"Authorization": f"Bearer {token}"}
-        )
-        if response.status != 200:
-            raise RuntimeError(f"GET {path}: {response.status} {bytes(response.body)[:200]!r}")
-        assert response.ended is not None
-        latencies.append(response.ended - response.started)
-    await connection.close()
-    return latencies
+    return await _one_at_a_time(server, requests)
 
 
 def run(messages: int, users: int, requests: int) -> dict[str, Any]:
@@ -154,8 +140,8 @@ async def _run(
             data_dir=logs / "data", logs=logs,
         )  # fmt: skip
         try:
-            http = await _http(server.port, cases)
-            busiest_http = await _http(server.port, [(busiest, q) for q in QUERIES] * 5)
+            http = await _http(server, cases)
+            busiest_http = await _http(server, [(busiest, q) for q in QUERIES] * 5)
         finally:
             server.stop()
             upstream.stop()

@@ -8,20 +8,24 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import uvicorn
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from zyron.app import create_app
-from zyron.db.engine import create_engine
+from zyron.db.engine import create_engine, create_sessionmaker
+from zyron.db.unit_of_work import unit_of_work
 from zyron.settings import Settings
+
+T = TypeVar("T")
 
 PASSWORD = "correct horse battery staple"
 
@@ -239,3 +243,16 @@ def stream_chat(
         assert response.headers["content-type"].startswith("text/event-stream")
         events, _ = parse_sse(response.read().decode())
     return events
+
+
+async def as_user(url: str, user_id: uuid.UUID, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run `work` in the user's own unit of work on `url` (under RLS on Postgres), as the app."""
+    engine = create_engine(url)
+    try:
+        claims = {"sub": str(user_id), "role": "authenticated"}
+        async with unit_of_work(
+            create_sessionmaker(engine), role="authenticated", claims=claims
+        ) as db:
+            return await work(db)
+    finally:
+        await engine.dispose()

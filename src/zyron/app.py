@@ -110,7 +110,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         models = build_registry(settings)  # first: a configuration mistake stops the start
         engine = create_engine(settings.resolved_database_url, settings)
         await upgrade(engine, transaction_pooler=settings.db_transaction_pooler)
-        await follow_setting(engine, settings.search_config)
+        await follow_setting(
+            engine, settings.search_config, transaction_pooler=settings.db_transaction_pooler
+        )
         http = httpx.AsyncClient(follow_redirects=False)
         jwks = None
         if settings.supabase_url:

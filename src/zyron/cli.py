@@ -115,7 +115,9 @@ def _migrate(settings: Settings, *, quiet: bool = False) -> int:
         engine = create_engine(settings.resolved_database_url, settings)
         try:
             await upgrade(engine, transaction_pooler=settings.db_transaction_pooler)
-            await follow_setting(engine, settings.search_config)
+            await follow_setting(
+                engine, settings.search_config, transaction_pooler=settings.db_transaction_pooler
+            )
         finally:
             await engine.dispose()
 

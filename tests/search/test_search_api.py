@@ -15,10 +15,9 @@ from sqlalchemy import text, update
 
 from tests.backends import Backend
 from tests.fakes.anthropic_upstream import FakeAnthropic, TextReply
-from tests.support import ADMIN_URLS, Account, LiveServer, signup, stream_chat
-from zyron.db.engine import create_engine, create_sessionmaker
+from tests.support import ADMIN_URLS, Account, LiveServer, as_user, signup, stream_chat
+from zyron.db.engine import create_engine
 from zyron.db.models import Message
-from zyron.db.unit_of_work import unit_of_work
 from zyron.search import repository
 from zyron.search.query import parse
 
@@ -261,15 +260,7 @@ def _run(coro: Any) -> Any:
 
 
 async def _in_user_transaction(server: LiveServer, user_id: uuid.UUID, work: Any) -> Any:
-    engine = create_engine(server.settings.resolved_database_url)
-    try:
-        claims = {"sub": str(user_id), "role": "authenticated"}
-        async with unit_of_work(
-            create_sessionmaker(engine), role="authenticated", claims=claims
-        ) as db:
-            return await work(db)
-    finally:
-        await engine.dispose()
+    return await as_user(server.settings.resolved_database_url, user_id, work)
 
 
 def test_a_reply_is_indexed_once_saved_not_while_streaming(
@@ -315,22 +306,20 @@ def test_postgres_rls_alone_isolates_search(
         )
     )
     assert ":user_id" not in str(unfiltered)
+    wombat = {
+        "q": "wombat",
+        "limit": 50,
+        "has_cursor": False,
+        "c_rank": 0.0,
+        "c_at": None,
+        "c_kind": "",
+        "c_id": None,
+        "marks": repository.MARKS,
+        "headline": repository._HEADLINE,
+    }
 
     async def unfiltered_search(db: Any) -> list[str]:
-        rows = await db.execute(
-            unfiltered,
-            {
-                "q": "wombat",
-                "limit": 50,
-                "has_cursor": False,
-                "c_rank": 0.0,
-                "c_at": None,
-                "c_kind": "",
-                "c_id": None,
-                "marks": repository.MARKS,
-                "headline": repository._HEADLINE,
-            },
-        )
+        rows = await db.execute(unfiltered, wombat)
         return [row.marked.replace("\x02", "").replace("\x03", "") for row in rows]
 
     assert _run(_in_user_transaction(server, alice.id, unfiltered_search)) == ["wombat burrows"]
@@ -339,24 +328,7 @@ def test_postgres_rls_alone_isolates_search(
         engine = create_engine(ADMIN_URLS[server.settings.resolved_database_url])
         try:
             async with engine.connect() as conn:
-                return len(
-                    (
-                        await conn.execute(
-                            unfiltered,
-                            {
-                                "q": "wombat",
-                                "limit": 50,
-                                "has_cursor": False,
-                                "c_rank": 0.0,
-                                "c_at": None,
-                                "c_kind": "",
-                                "c_id": None,
-                                "marks": repository.MARKS,
-                                "headline": repository._HEADLINE,
-                            },
-                        )
-                    ).all()
-                )
+                return len((await conn.execute(unfiltered, wombat)).all())
         finally:
             await engine.dispose()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -15,9 +15,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from tests.pg import APP_ROLE, PostgresServer, sqlalchemy_url
-from zyron.db.engine import create_engine, create_sessionmaker
+from tests.support import as_user
+from zyron.db.engine import create_engine
 from zyron.db.migrate import upgrade
-from zyron.db.unit_of_work import unit_of_work
 from zyron.search import reindex, repository
 from zyron.search.query import parse
 
@@ -48,15 +48,6 @@ async def engine_for(url: str) -> AsyncIterator[AsyncEngine]:
         await engine.dispose()
 
 
-async def as_user(
-    engine: AsyncEngine, user_id: uuid.UUID, work: Callable[[AsyncSession], Awaitable[Any]]
-) -> Any:
-    """Run `work` in the user's unit of work (under RLS on Postgres)."""
-    claims = {"sub": str(user_id), "role": "authenticated"}
-    async with unit_of_work(create_sessionmaker(engine), role="authenticated", claims=claims) as db:
-        return await work(db)
-
-
 async def found(engine: AsyncEngine, user_id: uuid.UUID, q: str) -> list[str]:
     """What the user's search for `q` returns: each hit's kind and snippet text."""
 
@@ -67,7 +58,7 @@ async def found(engine: AsyncEngine, user_id: uuid.UUID, q: str) -> list[str]:
             for hit in hits
         ]
 
-    return list(await as_user(engine, user_id, run))
+    return await as_user(str(engine.url.render_as_string(hide_password=False)), user_id, run)
 
 
 async def seed_rows(owner_url: str, user_id: uuid.UUID, session_id: uuid.UUID) -> None:
@@ -361,3 +352,43 @@ def test_postgres_an_interrupted_fill_runs_again(postgres: PostgresServer) -> No
             return await found(engine, user_id, "stromboli")
 
     assert asyncio.run(scenario()) == ["message:Stromboli erupts constantly."]
+
+
+def test_postgres_behind_a_transaction_pooler_everything_is_one_transaction(
+    postgres: PostgresServer,
+) -> None:
+    """DB_TRANSACTION_POOLER: migrations and a SEARCH_CONFIG change run in single
+    transactions (no session lock or setting to lose); the rows are filled all the same and
+    the indexes built valid."""
+    name = postgres.create_database()
+    app_url = sqlalchemy_url(postgres.dsn(name, user=APP_ROLE))
+    owner_url = sqlalchemy_url(postgres.dsn(name))
+    user_id, session_id = uuid.uuid4(), uuid.uuid4()
+
+    async def scenario() -> tuple[list[str], list[str], list[tuple[Any, ...]]]:
+        async with engine_for(app_url) as engine:
+            await upgrade(engine, BEFORE_SEARCH, transaction_pooler=True)
+            await seed_rows(owner_url, user_id, session_id)
+            await upgrade(engine, transaction_pooler=True)
+            english = await found(engine, user_id, "stromboli")
+            await reindex.follow_setting(engine, "simple", transaction_pooler=True)
+            simple = await found(engine, user_id, "which")
+        async with engine_for(owner_url) as owner, owner.connect() as conn:
+            indexes = (
+                await conn.execute(
+                    text(
+                        "SELECT c.relname::text, i.indisvalid FROM pg_index i "
+                        "JOIN pg_class c ON c.oid = i.indexrelid "
+                        "WHERE c.relname LIKE '%search_vector' ORDER BY 1"
+                    )
+                )
+            ).all()
+        return english, simple, [tuple(row) for row in indexes]
+
+    english, simple, indexes = asyncio.run(scenario())
+    assert english == ["message:Stromboli erupts constantly."]
+    assert simple == ["message:Which volcanoes erupt often?"]
+    assert indexes == [
+        ("ix_chat_sessions_search_vector", True),
+        ("ix_messages_search_vector", True),
+    ]

@@ -9,7 +9,6 @@ refuses.
 from __future__ import annotations
 
 import asyncio
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,15 +21,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tests.backends import Backend
 from tests.fakes.anthropic_upstream import FakeAnthropic
+from tests.files.lock import queued_behind_file_lock
 from tests.pg import PostgresServer
 from tests.shares.test_shares_api import say, share_rows
-from tests.support import ADMIN_URLS, Account, LiveServer, signup
+from tests.support import ADMIN_URLS, LiveServer, as_user, signup
 from zyron.db.engine import create_engine, create_sessionmaker
 from zyron.db.models import ChatSession, Share
 from zyron.db.types import utcnow
-from zyron.db.unit_of_work import unit_of_work
 from zyron.errors import NotFound
-from zyron.files.repository import FILES_LOCK_NAMESPACE
 from zyron.shares import repository, service
 
 
@@ -41,47 +39,6 @@ def pg_server(
     """A server on a Postgres database of its own."""
     with Backend("postgres", postgres).claude_server(tmp_path, upstream) as server:
         yield server
-
-
-def _lock_key(user_id: uuid.UUID) -> int:
-    # As zyron.files.repository.lock_files_of computes it.
-    return int.from_bytes(user_id.bytes[:4], "big", signed=True)
-
-
-async def _delete_while_it_waits(
-    dsn: str, account: Account, session_id: str, start: Any
-) -> httpx.Response:
-    """Hold the user's file lock, start the request, see it wait, delete the session, commit."""
-    holder = await asyncpg.connect(dsn)
-    result: dict[str, httpx.Response] = {}
-    try:
-        tx = holder.transaction()
-        await tx.start()
-        await holder.execute(
-            "SELECT pg_advisory_xact_lock($1, $2)", FILES_LOCK_NAMESPACE, _lock_key(account.id)
-        )
-        thread = threading.Thread(target=lambda: result.setdefault("response", start()))
-        thread.start()
-        waiting = 0
-        for _ in range(400):  # up to 20 s for the request to reach the lock
-            waiting = await holder.fetchval(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
-                "AND classid = $1 AND objid = $2",
-                FILES_LOCK_NAMESPACE,
-                _lock_key(account.id) & 0xFFFFFFFF,
-            )
-            if waiting:
-                break
-            await asyncio.sleep(0.05)
-        assert waiting == 1
-        assert "response" not in result
-        # What DELETE /sessions/{id} does, committed while the share request waits.
-        await holder.execute("DELETE FROM chat_sessions WHERE id = $1", uuid.UUID(session_id))
-        await tx.commit()
-        await asyncio.to_thread(thread.join, 30)
-    finally:
-        await holder.close()
-    return result["response"]
 
 
 @pytest.mark.parametrize("up_to", [False, True], ids=["active branch", "up to a message"])
@@ -97,14 +54,18 @@ def test_a_session_deleted_while_a_link_waits_to_be_made_is_404(
         session_id = sent["session_id"]
         body = {"up_to_message_id": sent["assistant_message_id"]} if up_to else {}
 
+        async def delete_the_session(holder: asyncpg.Connection) -> None:
+            # What DELETE /sessions/{id} does, committed while the share request waits.
+            await holder.execute("DELETE FROM chat_sessions WHERE id = $1", uuid.UUID(session_id))
+
         response = asyncio.run(
-            _delete_while_it_waits(
+            queued_behind_file_lock(
                 dsn,
-                account,
-                session_id,
+                account.id,
                 lambda: client.post(
                     f"/sessions/{session_id}/shares", json=body, headers=account.headers
                 ),
+                meanwhile=delete_the_session,
             )
         )
 
@@ -115,18 +76,6 @@ def test_a_session_deleted_while_a_link_waits_to_be_made_is_404(
             "SELECT count(*) FROM chat_sessions WHERE id = :id", id=pg_server.id(session_id)
         )
         assert gone == [(0,)]
-
-
-async def _as_user(url: str, user_id: uuid.UUID, work: Any) -> Any:
-    engine = create_engine(url)
-    try:
-        claims = {"sub": str(user_id), "role": "authenticated"}
-        async with unit_of_work(
-            create_sessionmaker(engine), role="authenticated", claims=claims
-        ) as db:
-            return await work(db)
-    finally:
-        await engine.dispose()
 
 
 def test_the_service_refuses_a_session_whose_row_is_gone(
@@ -142,7 +91,7 @@ def test_the_service_refuses_a_session_whose_row_is_gone(
         return await service.create_share(db, chat, up_to_message_id=None)
 
     with pytest.raises(NotFound) as refused:
-        asyncio.run(_as_user(server.settings.resolved_database_url, account.id, share))
+        asyncio.run(as_user(server.settings.resolved_database_url, account.id, share))
     assert refused.value.detail == "No such session."
     assert share_rows(server, account) == []
 

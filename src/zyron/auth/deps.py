@@ -76,22 +76,22 @@ async def _refuse_if_deleted_before_sign_in(db: AsyncSession, principal: Princip
 def _signed_in_after(principal: Principal, moment: datetime) -> bool:
     """Tell whether the token's sign-in happened after `moment`.
 
-    Supabase refreshes an access token hourly with a new `iat`, but the same sign-in: the
-    time of its authentication methods (`amr`, RFC 8176) is when the person signed in. A
-    token without either is taken as signed in before.
+    Supabase refreshes an access token hourly with a new `iat`, but the same sign-in: its
+    authentication methods (`amr`, RFC 8176) carry when each was used, and the earliest is
+    when the session began (a second factor added later does not make it new). A token
+    without them cannot say, and counts as signed in before.
     """
     amr = principal.claims.get("amr")
-    times = (
-        [entry.get("timestamp") for entry in amr if isinstance(entry, dict)]
-        if isinstance(amr, list)
-        else []
-    )
-    valid = [t for t in times if isinstance(t, int | float) and not isinstance(t, bool)]
-    signed_in = max(valid) if valid else principal.claims.get("iat")
-    if not isinstance(signed_in, int | float) or isinstance(signed_in, bool):
+    entries = amr if isinstance(amr, list) else []
+    times: list[float] = []
+    for entry in entries:
+        stamp = entry.get("timestamp") if isinstance(entry, dict) else None
+        if isinstance(stamp, int | float) and not isinstance(stamp, bool):
+            times.append(float(stamp))
+    if not times:
         return False
     # Whole seconds: a sign-in in the deletion's own second counts as before it.
-    return signed_in > moment.timestamp()
+    return bool(min(times) > moment.timestamp())
 
 
 def forget_account(state: AppState, user_id: uuid.UUID | None) -> None:

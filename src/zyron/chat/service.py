@@ -38,6 +38,7 @@ from zyron.db.models import Message, Role, Status
 from zyron.db.types import utcnow
 from zyron.db.unit_of_work import unit_of_work
 from zyron.errors import InvalidInput, NotAuthenticated, NotFound, ReplyInProgress, UpstreamError
+from zyron.files import repository as file_repo
 from zyron.files import service as file_service
 from zyron.limits import usage
 from zyron.limits.budgets import Spent, budgets, check_budgets, worst_case_cost
@@ -337,6 +338,11 @@ async def _save_exchange(
                 return Replay(seen.user_message_id, seen.assistant_message_id)
         # Every statement here delays the first token: one round trip each, no ORM objects
         # where rows will do (see docs/benchmarks.md).
+        if file_ids:
+            # Linking a file decides that it stays: queued behind its deletion, or the
+            # deletion behind this (zyron.files.repository.lock_files_of). First, before the
+            # session row, in the order file and session deletions take the two.
+            await file_repo.lock_files_of(db, principal.user_id)
         now = utcnow()
         if body.session_id is not None:
             chat = await repo.touch_owned_session(db, principal.user_id, body.session_id, now)

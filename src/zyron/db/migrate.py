@@ -37,6 +37,7 @@ def _upgrade(connection: Connection, revision: str) -> None:
         # Behind a transaction pooler nothing outlives a transaction: the migrations run in
         # one, under a lock that ends with it, and build their indexes plainly (docs/search.md).
         connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
+        connection.exec_driver_sql(NO_STATEMENT_TIMEOUT_IN_TRANSACTION)
     config = alembic_config(connection)
     config.attributes["one_transaction"] = True
     command.upgrade(config, revision)
@@ -48,12 +49,26 @@ def _upgrade_postgres(connection: Connection, revision: str) -> None:
     # index, a backfill in batches that each commit).
     take_session_lock(connection, MIGRATION_LOCK_KEY)
     try:
+        connection.exec_driver_sql(NO_STATEMENT_TIMEOUT)
+        connection.commit()
         command.upgrade(alembic_config(connection), revision)
     finally:
-        if connection.in_transaction():
-            connection.rollback()
-        connection.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})")
-        connection.commit()
+        release_session_lock(connection, MIGRATION_LOCK_KEY)
+
+
+# The app's statement timeout (DB_STATEMENT_TIMEOUT_SECONDS) guards requests; a migration's
+# backfill or index build on a large table takes longer, and cut short would fail every start.
+NO_STATEMENT_TIMEOUT = "SET statement_timeout = 0"
+NO_STATEMENT_TIMEOUT_IN_TRANSACTION = "SET LOCAL statement_timeout = 0"
+
+
+def release_session_lock(connection: Connection, key: int) -> None:
+    """End what a session lock's holder set up: its transaction, timeout, then the lock."""
+    if connection.in_transaction():
+        connection.rollback()  # what failed, not the unlock, is what is raised
+    connection.exec_driver_sql("RESET statement_timeout")
+    connection.exec_driver_sql(f"SELECT pg_advisory_unlock({key})")
+    connection.commit()
 
 
 def take_session_lock(connection: Connection, key: int) -> None:

@@ -27,8 +27,12 @@ async def lock_files_of(db: AsyncSession, user_id: uuid.UUID) -> None:
     """
     if db.get_bind().dialect.name != "postgresql":
         return
-    key = int.from_bytes(user_id.bytes[:4], "big", signed=True)
-    await db.execute(_LOCK, {"namespace": FILES_LOCK_NAMESPACE, "key": key})
+    await db.execute(_LOCK, {"namespace": FILES_LOCK_NAMESPACE, "key": file_lock_key(user_id)})
+
+
+def file_lock_key(user_id: uuid.UUID) -> int:
+    """Return the second half of the user's file lock key (an int4: the user's first bytes)."""
+    return int.from_bytes(user_id.bytes[:4], "big", signed=True)
 
 
 async def owned_file(db: AsyncSession, user_id: uuid.UUID, file_id: uuid.UUID) -> File | None:

@@ -95,15 +95,10 @@ async def upload(
     """Check the file, store its bytes, then insert its row; a refusal leaves nothing behind."""
     name = display_name(filename)
     media_type = check_file(settings, data, declared_type, name)
-    await repo.lock_files_of(db, user_id)  # before the quota is counted, and until the insert
-    quota = settings.max_storage_bytes_per_user
-    if quota:
-        used = await repo.used_bytes(db, user_id)
-        if used + len(data) > quota:
-            raise StorageQuotaExceeded(
-                f"Your files take {used} of your {quota} bytes (MAX_STORAGE_BYTES_PER_USER); "
-                f"this one ({len(data)} bytes) does not fit. Delete some files first."
-            )
+    # Counted before the bytes are stored (a file that cannot fit costs no write), and again
+    # under the user's file lock, which is held from there to the commit: the bytes are
+    # stored without it, so a slow store never holds up the user's other file changes.
+    await _check_quota(db, settings, user_id, len(data))
     file_id = uuid.uuid4()
     key = object_key(user_id, file_id)
     # Stored before the row is written: a row never points at bytes that are not there.
@@ -113,7 +108,9 @@ async def upload(
         log.warning("file not stored", extra={"reason": exc.reason, "size": len(data)})
         await remove_objects(work.storage, [key])  # a half-written one, if the backend left it
         raise
-    work.stored(key)
+    work.stored(key)  # deleted again if the row is not committed (a refusal below included)
+    await repo.lock_files_of(db, user_id)
+    await _check_quota(db, settings, user_id, len(data))
     row = await repo.add_file(
         db,
         file_id=file_id,
@@ -130,6 +127,19 @@ async def upload(
         extra={"file_id": str(file_id), "media_type": media_type, "size": len(data)},
     )
     return row
+
+
+async def _check_quota(db: AsyncSession, settings: Settings, user_id: uuid.UUID, size: int) -> None:
+    """Refuse a file that would take the user past MAX_STORAGE_BYTES_PER_USER."""
+    quota = settings.max_storage_bytes_per_user
+    if not quota:
+        return
+    used = await repo.used_bytes(db, user_id)
+    if used + size > quota:
+        raise StorageQuotaExceeded(
+            f"Your files take {used} of your {quota} bytes (MAX_STORAGE_BYTES_PER_USER); "
+            f"this one ({size} bytes) does not fit. Delete some files first."
+        )
 
 
 async def read(storage: Storage, file: File) -> bytes:

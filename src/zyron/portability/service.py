@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from zyron.db.models import File
 from zyron.errors import (
+    ImportConflict,
     InvalidImport,
     PayloadTooLarge,
     StorageQuotaExceeded,
@@ -174,28 +175,18 @@ async def _store_files(
     user_id: uuid.UUID,
     checked: list[_Checked],
 ) -> tuple[dict[str, _Stored], int]:
-    """Store the new files (bytes, then rows); a file the caller has already is reused."""
-    await files_repo.lock_files_of(db, user_id)
-    existing = await repo.files_by_content(db, user_id, {(c.sha256, c.filename) for c in checked})
-    stored: dict[str, _Stored] = {}
-    reused = 0
-    new: list[_Checked] = []
-    for item in checked:
-        same: File | None = existing.get((item.sha256, item.filename))
-        if same is not None:
-            stored[item.file.ref] = _Stored(same.id, same.media_type, same.filename, same.size)
-            reused += 1
-        else:
-            new.append(item)
-    quota = settings.max_storage_bytes_per_user
-    if quota and new:
-        used = await files_repo.used_bytes(db, user_id)
-        adding = sum(len(item.file.data) for item in new)
-        if used + adding > quota:
-            raise StorageQuotaExceeded(
-                f"Your files take {used} of your {quota} bytes (MAX_STORAGE_BYTES_PER_USER); "
-                f"the import's {len(new)} files ({adding} bytes) do not fit."
-            )
+    """Store the new files (bytes, then rows); a file the caller has already is reused.
+
+    The bytes are stored before the user's file lock is taken (a slow store must not hold
+    up the user's other file changes); under it, the quota is counted again and the files
+    to reuse looked up again, both authoritative until the commit.
+    """
+    wanted = {(c.sha256, c.filename) for c in checked}
+    existing = await repo.files_by_content(db, user_id, wanted)
+    new = [item for item in checked if (item.sha256, item.filename) not in existing]
+    adding = sum(len(item.file.data) for item in new)
+    await _check_import_quota(db, settings, user_id, len(new), adding)
+    keys: list[tuple[_Checked, uuid.UUID, str]] = []
     for item in new:
         file_id = uuid.uuid4()
         key = object_key(user_id, file_id)
@@ -205,7 +196,24 @@ async def _store_files(
             log.warning("import file not stored", extra={"reason": exc.reason})
             await remove_objects(work.storage, [key])
             raise
-        work.stored(key)
+        work.stored(key)  # deleted again if the rows are not committed
+        keys.append((item, file_id, key))
+    await files_repo.lock_files_of(db, user_id)
+    again = await repo.files_by_content(db, user_id, wanted)
+    if any(key not in again for key in existing):
+        raise ImportConflict(
+            "A file this import would reuse was deleted while it ran; nothing was kept. "
+            "Import the file again."
+        )
+    await _check_import_quota(db, settings, user_id, len(new), adding)
+    stored: dict[str, _Stored] = {}
+    reused = 0
+    for item in checked:
+        same: File | None = existing.get((item.sha256, item.filename))
+        if same is not None:
+            stored[item.file.ref] = _Stored(same.id, same.media_type, same.filename, same.size)
+            reused += 1
+    for item, file_id, key in keys:
         await files_repo.add_file(
             db,
             file_id=file_id,
@@ -221,6 +229,21 @@ async def _store_files(
             file_id, item.media_type, item.filename, len(item.file.data)
         )
     return stored, reused
+
+
+async def _check_import_quota(
+    db: AsyncSession, settings: Settings, user_id: uuid.UUID, files: int, adding: int
+) -> None:
+    """Refuse an import whose new files would take the user past their storage quota."""
+    quota = settings.max_storage_bytes_per_user
+    if not quota or not files:
+        return
+    used = await files_repo.used_bytes(db, user_id)
+    if used + adding > quota:
+        raise StorageQuotaExceeded(
+            f"Your files take {used} of your {quota} bytes (MAX_STORAGE_BYTES_PER_USER); "
+            f"the import's {files} files ({adding} bytes) do not fit."
+        )
 
 
 @dataclass

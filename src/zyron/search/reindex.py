@@ -10,7 +10,13 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from zyron.db.migrate import take_session_lock
+from zyron.db.engine import uses_transaction_pooler
+from zyron.db.migrate import (
+    NO_STATEMENT_TIMEOUT,
+    NO_STATEMENT_TIMEOUT_IN_TRANSACTION,
+    release_session_lock,
+    take_session_lock,
+)
 from zyron.settings import ConfigError
 
 log = logging.getLogger("zyron.search")
@@ -33,6 +39,14 @@ class GinIndex:
     def name(self) -> str:
         """Return the index's name (the naming convention's)."""
         return f"ix_{self.table}_search_vector"
+
+    def drop_if_invalid_sql(self) -> str:
+        """Return a statement dropping the index if a failed CONCURRENTLY build left it invalid."""
+        return (
+            "DO $repair$ BEGIN IF EXISTS (SELECT FROM pg_index i JOIN pg_class c "
+            f"ON c.oid = i.indexrelid WHERE c.relname = '{self.name}' AND NOT i.indisvalid) "
+            f"THEN DROP INDEX {self.name}; END IF; END $repair$"
+        )
 
     def create_sql(self, *, concurrently: bool) -> str:
         """Return the CREATE INDEX statement."""
@@ -129,40 +143,67 @@ def build_concurrently(connection: Connection, index: GinIndex) -> None:
 PENDING = "reindex pending"
 
 
-async def follow_setting(engine: AsyncEngine, config: str) -> None:
+async def follow_setting(
+    engine: AsyncEngine, config: str, *, transaction_pooler: bool | None = None
+) -> None:
     """Re-index Postgres when SEARCH_CONFIG differs from the configuration the index was built with.
 
     Replicas starting together take turns on a lock; the one that changes the function
     re-indexes, the others then find it current. A re-index cut short is marked pending on
-    the function, and the next start finishes it.
+    the function, and the next start finishes it. Behind a transaction pooler, where no
+    lock or setting outlives a transaction, all of it is one transaction.
     """
     if engine.dialect.name != "postgresql":
         return
     async with engine.connect() as conn:
-        await conn.run_sync(_follow_setting, config)
+        if uses_transaction_pooler(engine.url, transaction_pooler):
+            await conn.run_sync(_follow_in_one_transaction, config)
+        else:
+            await conn.run_sync(_follow_setting, config)
+
+
+def _state(connection: Connection) -> tuple[str, str | None]:
+    current, note = connection.exec_driver_sql(
+        "SELECT zyron_search_config()::text, "
+        "obj_description('zyron_search_config()'::regprocedure, 'pg_proc')"
+    ).one()
+    return str(current), note
 
 
 def _follow_setting(connection: Connection, config: str) -> None:
     take_session_lock(connection, REINDEX_LOCK_KEY)
     try:
-        current, note = connection.exec_driver_sql(
-            "SELECT zyron_search_config()::text, "
-            "obj_description('zyron_search_config()'::regprocedure, 'pg_proc')"
-        ).one()
+        connection.exec_driver_sql(NO_STATEMENT_TIMEOUT)
+        current, note = _state(connection)
         connection.commit()
         if current == config and note != PENDING:
             return
         if current != config:
             _switch(connection, current, config)
-        autocommit = connection.execution_options(isolation_level="AUTOCOMMIT")
-        fill(autocommit)
-        autocommit.exec_driver_sql("COMMENT ON FUNCTION zyron_search_config() IS NULL")
+            connection.commit()
+        # The same connection, its transactions now each a statement: the batches commit.
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+        fill(connection)
+        connection.exec_driver_sql("COMMENT ON FUNCTION zyron_search_config() IS NULL")
         log.info("search re-indexed", extra={"config": config})
     finally:
-        if connection.in_transaction():
-            connection.rollback()  # what failed, not the unlock, is what is raised
-        connection.exec_driver_sql(f"SELECT pg_advisory_unlock({REINDEX_LOCK_KEY})")
+        release_session_lock(connection, REINDEX_LOCK_KEY)
+
+
+def _follow_in_one_transaction(connection: Connection, config: str) -> None:
+    connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({REINDEX_LOCK_KEY})")
+    connection.exec_driver_sql(NO_STATEMENT_TIMEOUT_IN_TRANSACTION)
+    current, note = _state(connection)
+    if current == config and note != PENDING:
         connection.commit()
+        return
+    if current != config:
+        _switch(connection, current, config)
+    for statement in fill_all():
+        connection.exec_driver_sql(statement)
+    connection.exec_driver_sql("COMMENT ON FUNCTION zyron_search_config() IS NULL")
+    connection.commit()
+    log.info("search re-indexed", extra={"config": config})
 
 
 def _switch(connection: Connection, current: str, config: str) -> None:
@@ -171,7 +212,6 @@ def _switch(connection: Connection, current: str, config: str) -> None:
     known = connection.execute(
         text("SELECT EXISTS (SELECT FROM pg_ts_config WHERE cfgname = :name)"), {"name": config}
     ).scalar()
-    connection.commit()
     if not known:
         raise ConfigError(
             f"SEARCH_CONFIG={config!r} is not a text search configuration of this "
@@ -184,4 +224,3 @@ def _switch(connection: Connection, current: str, config: str) -> None:
         f"LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT '{config}'::regconfig $$"
     )
     connection.exec_driver_sql(f"COMMENT ON FUNCTION zyron_search_config() IS '{PENDING}'")
-    connection.commit()

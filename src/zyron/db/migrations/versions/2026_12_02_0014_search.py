@@ -99,7 +99,9 @@ SQLITE_SCHEMA = (
     # One trigger per update, in this order: the old text out, then the new in. (Two
     # triggers would fire newest first, and the 'delete' of the old text would then take
     # the words both texts share out of the index.)
-    "CREATE TRIGGER messages_fts_update AFTER UPDATE OF content, status ON messages BEGIN "
+    # A progress write (streaming before and after) does not fire it at all.
+    "CREATE TRIGGER messages_fts_update AFTER UPDATE OF content, status ON messages "
+    "WHEN old.status <> 'streaming' OR new.status <> 'streaming' BEGIN "
     "INSERT INTO messages_fts(messages_fts, rowid, content) "
     "SELECT 'delete', old.rowid, old.content WHERE old.status <> 'streaming' "
     "AND (new.status = 'streaming' OR old.content IS NOT new.content); "

@@ -36,6 +36,7 @@ def upgrade() -> None:
         for statement in reindex.fill_all():
             op.execute(statement)
         for index in reindex.INDEXES:
+            op.execute(index.drop_if_invalid_sql())  # an earlier direct run's failed build
             op.execute(index.create_sql(concurrently=False))
         return
     with context.autocommit_block():
