@@ -177,6 +177,13 @@ async def set_generated_title(
 
 async def delete_session(db: AsyncSession, chat: ChatSession) -> None:
     """Delete a session, its messages and their file links (zyron.files.service deletes files)."""
+    # The session row first, as a message sent to it takes it first (touch_owned_session):
+    # taking the messages first would deadlock with a reply being added below one of them.
+    await db.execute(
+        select(ChatSession.id)
+        .where(ChatSession.id == chat.id, ChatSession.user_id == chat.user_id)
+        .with_for_update()
+    )
     # Explicit, so messages and their file links go even where the database does not cascade.
     await db.execute(
         delete(MessageFile).where(
