@@ -21,13 +21,14 @@ LOCAL_MODEL ?= 1
 SYNC_EXTRAS := $(if $(filter 0 false no off,$(LOCAL_MODEL)),,--extra local \
 	$(if $(filter llama-cpp-python,$(LOCAL_RUNTIME)),--extra llama-cpp-python))
 
-.PHONY: run test test-stress test-local test-llama-cpp-python node-packages lint typecheck format install clean help bench bench-quick
+.PHONY: run test test-stress test-deploy test-local test-llama-cpp-python node-packages lint typecheck format install clean help bench bench-quick
 
 help:
 	@echo "make run      serve on http://127.0.0.1:8000 (SQLite in ZYRON_DATA_DIR, default ./data)"
 	@echo "make test     the whole test suite, ruff and mypy --strict"
 	@echo "make lint     ruff and mypy only"
 	@echo "make test-stress  the long stress variants (CI runs them after make test)"
+	@echo "make test-deploy  HAProxy in front of three replicas, docs/deploy.md (CI runs them too)"
 	@echo "make test-local   the tests that run the local model (CI runs them too)"
 	@echo "make test-llama-cpp-python  the same on llama-cpp-python (compiles it once)"
 	@echo "LOCAL_MODEL=0     with any target: install without the local model"
@@ -70,6 +71,10 @@ test: install lint node-packages
 
 test-stress: install
 	$(VENV)/bin/pytest -m stress
+
+# The deployment of docs/deploy.md: Debian's haproxy, three replicas, Postgres and Redis.
+test-deploy: install
+	$(VENV)/bin/pytest -m deploy
 
 test-local: install
 	$(VENV)/bin/pytest -m local_model

@@ -64,6 +64,9 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
         "supabase_url": None,
         "supabase_jwt_secret": None,
         "redis_url": None,
+        "metrics_token": None,
+        "metrics_port": None,
+        "otel_exporter_otlp_endpoint": None,
         "upstream_max_retries": 0,
         "upstream_timeout_seconds": 10.0,
     }
@@ -77,6 +80,8 @@ class LiveServer:
 
     settings: Settings
     url: str = ""
+    # More arguments of create_app (an in-memory span exporter).
+    app_options: dict[str, Any] = field(default_factory=dict)
     _server: uvicorn.Server | None = field(default=None, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
 
@@ -84,7 +89,7 @@ class LiveServer:
         """Start serving and wait until the server accepts requests."""
         port = free_port()
         config = uvicorn.Config(
-            create_app(self.settings),
+            create_app(self.settings, **self.app_options),
             host="127.0.0.1",
             port=port,
             log_config=None,
@@ -160,9 +165,9 @@ class LiveServer:
 
 
 @contextmanager
-def live_server(settings: Settings) -> Iterator[LiveServer]:
-    """Run a server for the duration of the block."""
-    server = LiveServer(settings).start()
+def live_server(settings: Settings, **app_options: Any) -> Iterator[LiveServer]:
+    """Run a server for the duration of the block (`app_options`: more for create_app)."""
+    server = LiveServer(settings, app_options=app_options).start()
     try:
         yield server
     finally:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import httpx
 from fastapi import FastAPI
@@ -15,7 +17,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from zyron import __version__
-from zyron.auth.deps import forget_account
+from zyron.admin.router import router as admin_router
+from zyron.auth.deps import forget_account, stop_replies_if_refused
 from zyron.auth.jwks import JwksCache
 from zyron.auth.passwords import Passwords
 from zyron.auth.router import router as auth_router
@@ -41,6 +44,9 @@ from zyron.llm.registry import build_registry
 from zyron.llm.router import router as models_router
 from zyron.middleware import AccessLog, BodyCap, BodySizeLimit
 from zyron.openapi import refine_openapi
+from zyron.ops import metrics, tracing
+from zyron.ops.router import router as metrics_router
+from zyron.ops.sampler import sample_periodically
 from zyron.portability.router import router as portability_router
 from zyron.search.reindex import follow_setting
 from zyron.search.router import router as search_router
@@ -53,6 +59,9 @@ from zyron.streams.redis_hub import RedisHub
 from zyron.ui.page import mount_page
 from zyron.ui.page import router as page_router
 from zyron.ui.router import router as ui_router
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 log = logging.getLogger("zyron")
 
@@ -89,16 +98,22 @@ async def _recover_periodically(
 def _account_changed(state: AppState, user_id: uuid.UUID | None) -> None:
     """An account changed on some replica (None: changes may have been missed): act on it here.
 
-    The one change announced is a deletion: the account stops being admitted here at once,
-    and the replies this process still produces for it stop (the provider stops billing).
+    A deletion, a disabling or enabling, a change of role (docs/admin.md): what was cached of
+    the account goes at once, and the replies this process still produces for it stop if it
+    is gone or disabled (the provider stops billing).
     """
     forget_account(state, user_id)
     if user_id is not None:
-        state.generations.cancel_user(user_id)
+        stop_replies_if_refused(state, user_id)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the application; the database is migrated when it starts."""
+def create_app(
+    settings: Settings | None = None, *, span_exporter: SpanExporter | None = None
+) -> FastAPI:
+    """Build the application; the database is migrated when it starts.
+
+    Traces go to OTEL_EXPORTER_OTLP_ENDPOINT when it is set, or to `span_exporter` (tests).
+    """
     settings = settings or Settings()
     # uvicorn's access log prints query strings, where a careless client may put a token; ours
     # (zyron.access) logs paths only. Disabled here too, for `uvicorn --factory` launches.
@@ -171,6 +186,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             storage=storage,
         )
         app.state.zyron = state
+        sampler = None
+        if settings.metrics_token or settings.metrics_port:
+            sampler = asyncio.create_task(sample_periodically(state))
         if hub is not None:
             hub.on_account_change(lambda user_id: _account_changed(state, user_id))
         app.state.auth_service = AuthService(settings, state.passwords, signing_key)
@@ -198,6 +216,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             recovery.cancel()
+            if sampler is not None:
+                sampler.cancel()
             await state.generations.shutdown(SHUTDOWN_GRACE_SECONDS)
             if hub is not None:
                 await hub.close()
@@ -207,6 +227,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await storage.aclose()
             await http.aclose()
             await engine.dispose()
+            tracing.stop(tracer_provider)
+            metrics.process_exited(os.getpid())
 
     app = FastAPI(
         title="Zyron",
@@ -215,6 +237,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    tracer_provider = tracing.configure(app, settings, span_exporter)
     default_cap, caps = body_caps(settings)
     app.add_middleware(BodySizeLimit, default=default_cap, caps=caps)
     app.add_middleware(
@@ -227,6 +250,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(AccessLog)
     routers = (
         health_router,
+        metrics_router,
         auth_router,
         sessions_router,
         chat_router,
@@ -239,6 +263,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         shares_router,
         shared_router,
         ui_router,
+        admin_router,
     )
     for router in routers:
         app.include_router(router)

@@ -12,16 +12,17 @@ from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
 from zyron import __version__
+from zyron.serving import DrainingServer, DrainPolicy
 from zyron.state import AppState
 
 log = logging.getLogger("zyron")
 
 
-class AnnouncingServer(uvicorn.Server):
-    """uvicorn's server, printing the banner once its socket is bound and the app started."""
+class AnnouncingServer(DrainingServer):
+    """The draining server, printing the banner once its socket is bound and the app started."""
 
-    def __init__(self, app: FastAPI, config: uvicorn.Config, url: str) -> None:
-        super().__init__(config)
+    def __init__(self, app: FastAPI, config: uvicorn.Config, url: str, policy: DrainPolicy) -> None:
+        super().__init__(config, policy)
         self.app = app
         self.url = url
 

@@ -1,4 +1,4 @@
-"""The `zyron` command: serve, migrate."""
+"""The `zyron` command: serve, migrate, users."""
 
 from __future__ import annotations
 
@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="print the Postgres SQL instead (to paste into Supabase's SQL editor)",
     )
+    from zyron.admin.cli import add_parser as add_users_parser
+
+    add_users_parser(commands)  # zyron users list | create | promote | ... (docs/admin.md)
     args = parser.parse_args(argv)
 
     if args.command == "migrate" and args.sql:
@@ -38,12 +41,26 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings()
         configure_logging(settings.log_level)
         if args.command == "serve":
-            return _serve(settings, args.host, args.port, args.reload, args.workers)
+            from zyron.ops.exposition import MetricsExposition
+
+            exposition = MetricsExposition()  # before the workers start
+            try:
+                exposition.start(settings, several=args.reload or args.workers > 1)
+                return _serve(settings, args.host, args.port, args.reload, args.workers)
+            finally:
+                exposition.close()
+        if args.command == "users":
+            from zyron.admin.cli import run as run_users
+
+            return run_users(args, settings)
         return _migrate(settings)
     except ConfigError as exc:
         print(f"zyron: configuration error: {exc}", file=sys.stderr)
         return 2
 
+
+# How long an idle client connection stays open (uvicorn's default is 5 s).
+KEEP_ALIVE_SECONDS = 75
 
 # What uvicorn.run exits with when the server could not start (uvicorn.server.STARTUP_FAILURE).
 STARTUP_FAILURE = 3
@@ -66,26 +83,30 @@ def _serve(
         "log_config": None,
         "access_log": False,
         "proxy_headers": False,
+        # Longer than a load balancer keeps an idle connection to us (HAProxy, AWS ALB: 60 s):
+        # closing first races the balancer's next request on it, which it answers 502.
+        "timeout_keep_alive": KEEP_ALIVE_SECONDS,
     }
     if workers == 1 and not reload and sys.stderr.isatty():
         # One process at a terminal: once the socket is bound, tell the person there where it
         # serves (a log reader, with no terminal, gets the JSON lines only).
         from zyron.app import create_app
         from zyron.banner import AnnouncingServer
+        from zyron.serving import DrainPolicy
 
         url = f"http://{_display_host(host)}:{port}"
         app = create_app(settings)
-        server = AnnouncingServer(app, uvicorn.Config(app, **options), url)
+        config = uvicorn.Config(app, **options)
+        server = AnnouncingServer(app, config, url, DrainPolicy.of(settings))
         with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run does
             server.run()
         return 0 if server.started else STARTUP_FAILURE
-    uvicorn.run(
-        "zyron.app:create_app",
-        factory=True,
-        reload=reload,
-        workers=None if reload else workers,
-        **options,
-    )
+    if not reload:  # every process, or each of the workers, drains on SIGTERM (docs/deploy.md)
+        from zyron.serving import DrainPolicy, serve
+
+        policy = DrainPolicy.of(settings)
+        return serve("zyron.app:create_app", options, workers, policy, settings.log_level)
+    uvicorn.run("zyron.app:create_app", factory=True, reload=True, **options)
     return 0
 
 

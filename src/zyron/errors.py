@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Mount, Route
 
 from zyron.middleware import loggable_path
+from zyron.ops import metrics
 
 log = logging.getLogger("zyron.errors")
 
@@ -35,10 +36,19 @@ class ZyronError(Exception):
     status_code: int = 400
     code: str = "bad_request"
     default_detail: str = "The request cannot be served."
+    # The limit, quota or budget that refused the request, if one did (counted in /metrics).
+    limit: str | None = None
 
-    def __init__(self, detail: str | None = None, *, headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        limit: str | None = None,
+    ):
         self.detail = detail or self.default_detail
         self.headers = headers or {}
+        self.limit = limit
         super().__init__(self.detail)
 
 
@@ -235,6 +245,8 @@ def _describe_validation(errors: list[dict[str, Any]]) -> tuple[str, str]:
 
 async def _zyron_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ZyronError)
+    if exc.limit is not None:
+        metrics.refusals.labels(exc.limit).inc()
     return error_response(exc.status_code, exc.code, exc.detail, exc.headers)
 
 
@@ -319,7 +331,23 @@ def _is_unreachable(exc: BaseException) -> bool:
     return isinstance(exc, OSError)
 
 
+def _sqlstate(exc: BaseException) -> str:
+    """The Postgres SQLSTATE behind a database error ('' for none)."""
+    orig = getattr(exc, "orig", None)
+    return str(getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None) or "")
+
+
+# Text a client sent that Postgres cannot store: NUL (22021), or no UTF-8 for it (22P05).
+_UNSTORABLE_TEXT = ("22021", "22P05")
+
+
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    if _sqlstate(exc) in _UNSTORABLE_TEXT:
+        return error_response(
+            422,
+            "validation_error",
+            "The request holds a character that text here cannot hold (NUL, U+0000).",
+        )
     if _is_unreachable(exc):
         log.warning(
             "database unreachable",

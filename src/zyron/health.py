@@ -1,4 +1,4 @@
-"""GET /health: is the server up, can it reach its database, and how busy is its pool."""
+"""GET /health: is the server up (and not draining), can it reach its database, how busy is it."""
 
 from __future__ import annotations
 
@@ -33,7 +33,10 @@ class PoolFigures(BaseModel):
 class Health(BaseModel):
     """What /health reports."""
 
-    status: Literal["ok", "degraded"]
+    status: Literal["ok", "degraded", "draining"] = Field(
+        description="`draining`: the server is stopping (SIGTERM) and finishing its running "
+        "replies; a load balancer must send it nothing new (docs/deploy.md)."
+    )
     database: Literal["ok", "failed"]
     database_dialect: str
     database_ms: float | None
@@ -68,11 +71,11 @@ def pool_figures(pool: Pool) -> PoolFigures:
     "/health",
     responses={
         200: {"model": Health, "description": "Serving: the database answered."},
-        503: {"model": Health, "description": "Database unreachable"},
+        503: {"model": Health, "description": "Database unreachable, or draining to stop"},
     },
 )
 async def health(request: Request) -> Any:
-    """Report the server's state; 503 when the database does not answer within 2 seconds."""
+    """Report the server's state; 503 while draining, or when the database does not answer."""
     state = get_state(request)
     database: Literal["ok", "failed"] = "ok"
     started = time.perf_counter()
@@ -87,7 +90,13 @@ async def health(request: Request) -> Any:
     if state.hub is not None:
         redis = "ok" if await state.hub.ping() else "failed"
     body = Health(
-        status="ok" if database == "ok" and redis != "failed" else "degraded",
+        status=(
+            "draining"
+            if state.draining
+            else "ok"
+            if database == "ok" and redis != "failed"
+            else "degraded"
+        ),
         database=database,
         database_dialect=state.engine.dialect.name,
         database_ms=elapsed,
@@ -102,4 +111,5 @@ async def health(request: Request) -> Any:
         generations_running=state.generations.running,
         rate_limits={"enabled": state.limiter.enabled, "backend": state.limiter.backend},
     )
-    return JSONResponse(body.model_dump(), status_code=200 if database == "ok" else 503)
+    serving = database == "ok" and not state.draining
+    return JSONResponse(body.model_dump(), status_code=200 if serving else 503)

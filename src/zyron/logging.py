@@ -8,6 +8,8 @@ import sys
 import time
 from typing import Any
 
+from zyron.ops.tracing import log_ids
+
 # Attributes every LogRecord has; anything else was passed in `extra` and is logged as a field.
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {
     "message",
@@ -28,6 +30,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        ids = log_ids()
+        if ids is not None:  # inside a traced request or reply: find the trace from the line
+            entry["trace_id"], entry["span_id"] = ids
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value

@@ -12,7 +12,13 @@ from dataclasses import dataclass
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from zyron.ops import metrics
+
 log = logging.getLogger("zyron.access")
+
+# Methods counted by name; any other a client sends is `_OTHER`, so no client can make up
+# label values without end.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 # A share link's token is in its path (/shared/{token}...): a secret, never logged.
 _SHARE_TOKEN = re.compile(r"(/shared/)[^/]+")
@@ -111,7 +117,8 @@ class _TooLarge(HTTPException):
 
 
 class AccessLog:
-    """Log one line per request: method, path without query string, status, duration."""
+    """Log one line per request (method, path without query string, status, duration), and
+    count it in /metrics by route template: once per request, never per body chunk."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -122,22 +129,44 @@ class AccessLog:
             return
         start = time.perf_counter()
         status = 500
+        streaming = False
 
         async def tracking_send(message: Message) -> None:
-            nonlocal status
+            nonlocal status, streaming
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if _is_event_stream(message):
+                    streaming = True
+                    metrics.streams_open.inc()
             await send(message)
 
         try:
             await self.app(scope, receive, tracking_send)
         finally:
+            elapsed = time.perf_counter() - start
+            if streaming:
+                metrics.streams_open.dec()
+            route = scope.get("route")
+            method = scope["method"]
+            metrics.http_duration.labels(
+                method if method in KNOWN_METHODS else "_OTHER",  # as OpenTelemetry does
+                getattr(route, "path", ""),
+                str(status),
+            ).observe(elapsed)
             log.info(
                 "request",
                 extra={
                     "method": scope["method"],
                     "path": loggable_path(scope["path"]),
                     "status": status,
-                    "ms": round((time.perf_counter() - start) * 1000, 1),
+                    "ms": round(elapsed * 1000, 1),
                 },
             )
+
+
+def _is_event_stream(message: Message) -> bool:
+    """Tell whether a response start is a Server-Sent Events stream."""
+    for name, value in message.get("headers", ()):
+        if name == b"content-type":
+            return bytes(value).startswith(b"text/event-stream")
+    return False

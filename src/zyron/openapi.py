@@ -22,6 +22,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from zyron.auth.errors import AccountDisabled
 from zyron.chat.attachments import base64_length
 from zyron.chat.reasoning import MIN_TOKENS_WITH_THINKING
 from zyron.chat.stream_schemas import REPLY_STREAM_EVENT
@@ -131,6 +132,12 @@ def _errors(
             own = responses.get("413", {}).get("description")
             responses["413"] = {
                 "description": f"{over}; {own}" if own else over,
+                "content": ERROR_CONTENT,
+            }
+        if "401" in responses and "403" not in responses:
+            # Any route that takes a token refuses a disabled account's (docs/admin.md).
+            responses["403"] = {
+                "description": f"`{AccountDisabled.code}`: {AccountDisabled.default_detail}",
                 "content": ERROR_CONTENT,
             }
         if route in GUEST_ROUTES:

@@ -187,6 +187,11 @@ class Settings(BaseSettings):
     recovery_interval_seconds: float = Field(default=10.0, alias="RECOVERY_INTERVAL_SECONDS", gt=0)
     cancel_on_disconnect: bool = Field(default=False, alias="CANCEL_ON_DISCONNECT")
     stream_retention_seconds: int = Field(default=600, alias="STREAM_RETENTION_SECONDS", ge=10)
+    # On SIGTERM a server drains (zyron.serving, docs/deploy.md): /health answers 503 while
+    # it serves on for at least DRAIN_MIN_SECONDS (longer than the balancer's health checks
+    # take to mark it down) and until its replies end, at most DRAIN_TIMEOUT_SECONDS.
+    drain_timeout_seconds: float = Field(default=60.0, alias="DRAIN_TIMEOUT_SECONDS", ge=0)
+    drain_min_seconds: float = Field(default=5.0, alias="DRAIN_MIN_SECONDS", ge=0)
 
     # Where clients reach this server (https://chat.example.com), for the absolute URLs it
     # hands out (file parts of GET /ui/chat/{id}/messages); unset, the request's own address.
@@ -195,6 +200,18 @@ class Settings(BaseSettings):
         default=["http://localhost:3000", "http://localhost:5173"], alias="ALLOWED_ORIGINS"
     )
     redis_url: str | None = Field(default=None, alias="REDIS_URL")
+    # GET /metrics (docs/observability.md): off unless one of these is set. METRICS_TOKEN
+    # serves it on the API's port to `Authorization: Bearer <token>`; METRICS_PORT serves it,
+    # without a token, on a port of its own (on METRICS_HOST), apart from the API.
+    metrics_token: SecretStr | None = Field(default=None, alias="METRICS_TOKEN")
+    metrics_port: int | None = Field(default=None, alias="METRICS_PORT", ge=1, le=65535)
+    metrics_host: str = Field(default="127.0.0.1", alias="METRICS_HOST")
+    # OpenTelemetry traces, exported over OTLP/HTTP: off unless the endpoint is set. The SDK's
+    # other OTEL_* variables (headers, sampler, resource attributes) apply as documented.
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None, alias="OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
+    otel_service_name: str = Field(default="zyron", alias="OTEL_SERVICE_NAME")
     rate_limit_enabled: bool = Field(default=True, alias="RATE_LIMIT_ENABLED")
     # Rates in the `limits` notation ("20/hour", "10 per 15 minutes"), moving windows.
     guest_chat_rate: str = Field(default="20/hour", alias="GUEST_CHAT_RATE")

@@ -17,6 +17,7 @@ from zyron.settings import Settings
 if TYPE_CHECKING:
     import uuid
 
+    from zyron.auth.principal import KnownAccount
     from zyron.chat.generation import Generations
     from zyron.files.storage import Storage
     from zyron.limits.client_ip import ClientAddresses
@@ -49,15 +50,19 @@ class AppState:
     guest_usage: GuestUsage
     clients: ClientAddresses  # trusted proxies, and how addresses are keyed
     storage: Storage  # file bytes: local directory or S3-compatible (zyron.files.storage)
-    # (issuer, user id) of accounts whose row is known to exist. Bounded, so a server that
+    # (issuer, user id) of accounts whose row is known to exist, with the row's role and
+    # disabled mark (a change is announced, and forgotten at once). Bounded, so a server that
     # sees millions of users keeps a constant size; a TTL, so an account deleted elsewhere
     # stops being admitted within minutes even while its tokens are still valid.
-    known_users: TTLCache[tuple[str, uuid.UUID], bool] = field(
+    known_users: TTLCache[tuple[str, uuid.UUID], KnownAccount] = field(
         default_factory=lambda: TTLCache(maxsize=KNOWN_USERS_MAX, ttl=KNOWN_USERS_TTL_SECONDS)
     )
     # Bumped whenever accounts are forgotten (a deletion, here or on another replica): a check
     # that began before must not put its now stale answer back in known_users.
     forgotten: int = 0
+    # Set by zyron.serving on SIGTERM: /health answers 503 so the load balancer sends nothing
+    # new, while running replies finish (docs/deploy.md).
+    draining: bool = False
 
 
 def get_state(request: Request) -> AppState:

@@ -18,6 +18,12 @@ The test sets the environment this module reads:
   files) and DELETE /shares/{id}; the share's id is in ZYRON_ST_KEEP, so a DELETE of it
   revokes a fresh link of the throwaway's.
 
+- ZYRON_ST_ADMIN_TOKEN: an admin's access token; the owner's requests to the admin routes go
+  as the admin (the peer's, a guest's and invalid ones go as they are, and answer 404).
+- ZYRON_ST_KEEP_USERS: the accounts the run relies on (owner, peer, throwaway, admin): an admin
+  change of one of them (PATCH, DELETE) acts on a fresh account instead, so the run never
+  disables, demotes or limits an account it goes on using.
+
 DELETE /auth/me never deletes an account the run keeps: each one signed in goes as an account
 signed up for it alone, with that account's password in the body.
 """
@@ -28,6 +34,7 @@ import base64
 import json
 import os
 import uuid
+from datetime import date
 from functools import cache
 from typing import Any
 
@@ -40,6 +47,7 @@ from schemathesis.hooks import HookContext
 from schemathesis.schemas import BaseSchema
 from schemathesis.wfc.integration import register_wfc_auth
 
+from zyron.admin.schemas import MAX_USAGE_DAYS
 from zyron.errors import InvalidInput
 from zyron.search.query import parse
 
@@ -169,6 +177,28 @@ def _throwaway_share() -> tuple[str, str]:
     return str(share.json()["id"]), token
 
 
+def _fresh_user() -> str:
+    """Sign up an account for one admin change; return its id."""
+    response = httpx.post(
+        f"{_env('ZYRON_ST_BASE_URL')}/auth/signup",
+        json={"email": f"target-{uuid.uuid4().hex[:16]}@example.com", "password": "target-pw-1"},
+        timeout=30,
+    )
+    response.raise_for_status()
+    return str(response.json()["user"]["id"])
+
+
+def _as_admin(case: Case[Any], owner: str | None) -> None:
+    """Send the owner's request to an admin route as the admin, never changing a kept account."""
+    if owner is None or case.headers is None or case.headers.get("Authorization") != owner:
+        return
+    case.headers["Authorization"] = f"Bearer {_env('ZYRON_ST_ADMIN_TOKEN')}"
+    kept = set(_env("ZYRON_ST_KEEP_USERS").split(","))
+    changes = case.method.upper() in ("PATCH", "DELETE") and case.path_parameters is not None
+    if changes and str(case.path_parameters.get("user_id")) in kept:
+        case.path_parameters["user_id"] = _fresh_user()
+
+
 @schemathesis.hook
 def after_load_schema(context: HookContext, schema: BaseSchema) -> None:
     """Signed in: send every request as the owner, and let the peer probe the owner's objects."""
@@ -209,6 +239,8 @@ def _make_valid(case: Case[Any], signed_in: bool) -> None:
     label = case.operation.label
     if label == "GET /search" and case.query is not None:
         _searchable(case.query)
+    if label == "GET /admin/usage" and case.query is not None:
+        _date_range(case.query)
     if not isinstance(body, dict):
         return
     if label == "POST /files" and "file" in body:
@@ -241,6 +273,17 @@ def _searchable(query: dict[str, Any]) -> None:
     except InvalidInput:
         query["q"] = "hello"  # only operators or excluded words: a 422 no schema can state
     query.pop("before", None)  # a cursor is opaque: only the server makes valid ones
+
+
+def _date_range(query: dict[str, Any]) -> None:
+    """A range of at most a year, `end` not before `start` (the description says so)."""
+    try:
+        start = date.fromisoformat(str(query["start"])) if "start" in query else None
+        end = date.fromisoformat(str(query["end"])) if "end" in query else None
+    except ValueError:
+        return  # not a date: the schema's own business
+    if start is not None and (end is None or not 0 <= (end - start).days < MAX_USAGE_DAYS):
+        query["end"] = start.isoformat()
 
 
 def _chat_as(body: dict[str, Any], signed_in: bool) -> None:
@@ -293,6 +336,9 @@ def before_call(context: HookContext, case: Case[Any], kwargs: dict[str, Any]) -
     if label == "DELETE /auth/me":
         if case.headers is not None and case.headers.get("Authorization") in _kept_authorizations():
             _delete_a_doomed_account(case)
+        return
+    if case.operation.path.startswith("/admin/"):
+        _as_admin(case, owner)
         return
     # Only the owner's requests: one sent without credentials or with invalid ones goes as it is.
     if owner is None or case.headers is None or case.headers.get("Authorization") != owner:

@@ -212,6 +212,12 @@ def populate(env: FilesEnv, client: httpx.Client, account: Account, marker: str)
     login = client.post("/auth/login", json={"email": account.email, "password": PASSWORD})
     assert login.status_code == 200, login.text
     add_share(env.server, account.id, session_id, attached["id"])
+    # An administrator's override of the account's limits (docs/admin.md).
+    env.server.query(
+        "INSERT INTO limit_overrides (user_id, daily_tokens, updated_at) VALUES (:u, 5, :now)",
+        u=env.server.id(account.id),
+        now=datetime.now(UTC),
+    )
 
 
 def _uuid(value: Any) -> uuid.UUID | None:

@@ -31,6 +31,7 @@ LATER_TABLES = (
     "shares",
     "share_files",
     "deleted_accounts",
+    "limit_overrides",
 )
 PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 
@@ -684,9 +685,22 @@ def test_policies_are_per_command_and_use_a_subselect_of_auth_uid(world: World) 
         ("share_files", "SELECT", ("anon",)),
         ("files", "SELECT", ("anon",)),
         *{("deleted_accounts", cmd, ("authenticated",)) for cmd in own[:3]},
+        # A user reads the overrides they are held to; admins (0016) read and set them, read
+        # every user and their usage, and change a user's role and disabled mark.
+        ("limit_overrides", "SELECT", ("authenticated",)),
+        *{("limit_overrides", cmd, ("zyron_admin",)) for cmd in own},
+        ("users", "SELECT", ("zyron_admin",)),
+        ("users", "UPDATE", ("zyron_admin",)),
+        ("usage_daily", "SELECT", ("zyron_admin",)),
     }
     assert len(rows) == len(shape)  # no duplicate policy that could widen access
     for r in rows:
+        if r["roles"] == ["zyron_admin"]:
+            # Only in a transaction that really switched role, as service_role's.
+            for column in ("qual", "with_check"):
+                if r[column] is not None:
+                    assert r[column] == "(CURRENT_USER = 'zyron_admin'::name)", r["tablename"]
+            continue
         if r["roles"] == ["anon"]:
             # Keyed by the token held (shares), or through the shares anon can see.
             assert "zyron.share_token_hash" in r["qual"] or "share" in r["qual"], r["tablename"]
@@ -736,7 +750,7 @@ def test_grants_are_minimal(world: World) -> None:
             "FROM pg_class c CROSS JOIN unnest($1::text[]) AS p(privilege) "
             "CROSS JOIN pg_roles r "
             "WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r' "
-            "AND r.rolname IN ('anon', 'authenticated', 'service_role') "
+            "AND r.rolname IN ('anon', 'authenticated', 'service_role', 'zyron_admin') "
             "AND has_table_privilege(r.oid, c.oid, p.privilege)",
             list(PRIVILEGES),
         )
@@ -758,6 +772,10 @@ def test_grants_are_minimal(world: World) -> None:
         ("authenticated", "shares"): {"SELECT", "INSERT", "DELETE"},
         ("authenticated", "share_files"): {"SELECT", "INSERT", "DELETE"},
         ("authenticated", "deleted_accounts"): {"SELECT", "INSERT", "UPDATE"},
+        ("authenticated", "limit_overrides"): {"SELECT"},
+        # users: granted by column (never password_hash), so no table privilege shows here.
+        ("zyron_admin", "usage_daily"): {"SELECT"},
+        ("zyron_admin", "limit_overrides"): crud,
     }
     # Spelled out as the brief's check, so a missing alembic_version table cannot hide it.
     anon_select = asyncio.run(
@@ -828,8 +846,8 @@ def test_migrations_go_up_down_and_up_again_as_the_app_role(postgres: PostgresSe
     assert up == {
         "tables": set(TABLES),
         "version": head,
-        "forced": 11,
-        "policies": 40,
+        "forced": 12,
+        "policies": 48,
         "roles": roles,
         "auth_functions": functions,
     }

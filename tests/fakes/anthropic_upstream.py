@@ -65,6 +65,9 @@ class TextReply:
     # Set: the reply stops after its first chunk until the test sets it (a reply that is
     # certainly still running while the test acts, however slow the machine).
     hold: threading.Event | None = None
+    # Chunk n + 1 is sent only once gates[n] is set (the client received chunk n): a stream
+    # buffered anywhere on its way stalls instead of arriving late in one piece.
+    gates: Sequence[threading.Event] = ()
 
 
 @dataclass(frozen=True)
@@ -489,6 +492,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._sleep(reply.chunk_delay)
             if index == 1 and reply.hold is not None:
                 self._wait_for(reply.hold)
+            if 0 < index <= len(reply.gates):
+                self._wait_for(reply.gates[index - 1])
             self._delta(chunk)
         self._block_stop(0)
         self._message_end(reply.stop_reason, len(reply.chunks), usage)

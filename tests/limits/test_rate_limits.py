@@ -15,8 +15,8 @@ import pytest
 from tests.backends import Backend
 from tests.fakes.anthropic_upstream import FakeAnthropic, TextReply
 from tests.redis_server import RedisServer
+from tests.replicas import Replica, replica_env
 from tests.support import PASSWORD, LiveServer, signup, stream_chat, unique_email
-from tests.test_replicas import Replica, replica_env
 
 RATES = {
     "guest_chat_rate": "2/minute",

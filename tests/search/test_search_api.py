@@ -91,6 +91,15 @@ def test_words_phrases_or_and_exclusions_are_found(
     assert search(client, me, "volcano")["results"] == []
 
 
+def test_a_nul_in_the_query_separates_words(client: httpx.Client, upstream: FakeAnthropic) -> None:
+    """NUL, which no stored text holds (Postgres refuses it), splits words: never a 500."""
+    account = signup(client)
+    chat(client, upstream, account, "gardening tips", "Water the tomatoes.")
+    assert found_text(search(client, account, "gardening\x00tips")) != []
+    refused = client.get("/search", params={"q": "\x00"}, headers=account.headers)
+    assert refused.status_code == 422, refused.text
+
+
 def test_titles_are_found_and_kept_current(
     client: httpx.Client, server: LiveServer, upstream: FakeAnthropic, backend: Backend
 ) -> None:

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from zyron.auth import repository as repo
 from zyron.auth.deps import forget_account
@@ -26,6 +28,9 @@ from zyron.errors import InvalidCredentials, InvalidInput, InvalidToken
 from zyron.files import repository as files_repo
 from zyron.files.deps import StorageWork
 from zyron.state import KNOWN_USERS_TTL_SECONDS, AppState
+
+if TYPE_CHECKING:
+    from zyron.streams.redis_hub import RedisHub
 
 log = logging.getLogger("zyron.auth")
 
@@ -55,8 +60,36 @@ async def delete_account(
             )
         if not await state.passwords.verify(stored, password):
             raise InvalidCredentials("The password is incorrect.")
-    hub = state.hub
-    async with transaction() as db:
+    keys, mirrored = await remove_account(
+        state.sessionmaker, state.hub, work, user_id, principal.claims
+    )
+    cancelled = state.generations.cancel_user(user_id)
+    forget_account(state, user_id)
+    announced = await announce_removal(state.hub, user_id, mirrored)
+    log.info(
+        "account deleted",
+        extra={
+            "user_id": str(user_id),
+            "files": len(keys),
+            "replies_cancelled": cancelled,
+            "announced": announced,
+        },
+    )
+
+
+async def remove_account(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    hub: RedisHub | None,
+    work: StorageWork,
+    user_id: uuid.UUID,
+    claims: Mapping[str, Any],
+) -> tuple[list[str], list[uuid.UUID]]:
+    """Delete the account's rows as the user, and hand its files to `work` for after the commit.
+
+    Returns the files' storage keys and the replies whose events Redis may still mirror. Also
+    used by `zyron users delete`, which then announces the removal as the API does.
+    """
+    async with unit_of_work(sessionmaker, role="authenticated", claims=claims) as db:
         # An upload committing between the collection of keys and the deletion would leave
         # its bytes behind: uploads take this lock too.
         await files_repo.lock_files_of(db, user_id)
@@ -70,30 +103,21 @@ async def delete_account(
             raise InvalidToken(_GONE)  # a concurrent deletion won
         await repo.record_deletion(db, user_id, utcnow())
     work.orphaned(keys)  # deleted after the request's end, as every file deletion is
-    cancelled = state.generations.cancel_user(user_id)
-    forget_account(state, user_id)
-    announced = await _tell_redis(state, user_id, mirrored)
-    log.info(
-        "account deleted",
-        extra={
-            "user_id": str(user_id),
-            "files": len(keys),
-            "replies_cancelled": cancelled,
-            "announced": announced,
-        },
-    )
+    return keys, mirrored
 
 
-async def _tell_redis(state: AppState, user_id: uuid.UUID, mirrored: list[uuid.UUID]) -> bool:
+async def announce_removal(
+    hub: RedisHub | None, user_id: uuid.UUID, mirrored: list[uuid.UUID]
+) -> bool:
     """Tell the other replicas to forget the account, and drop its replies' mirrors.
 
     False if Redis could not be told.
     """
-    if state.hub is None:
+    if hub is None:
         return False  # one process: forgetting it here was enough
     try:
-        await state.hub.announce_account_change(user_id)
-        await state.hub.forget(mirrored)
+        await hub.announce_account_change(user_id)
+        await hub.forget(mirrored)
     except (RedisError, OSError, TimeoutError) as exc:
         # The deletion has committed, and is answered as done: the other replicas' caches
         # expire on their own within KNOWN_USERS_TTL_SECONDS, the mirrors with their retention.

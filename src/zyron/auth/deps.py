@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from zyron.auth.principal import Principal
+from zyron.auth.errors import AccountDisabled
+from zyron.auth.principal import KnownAccount, Principal, supabase_admin
 from zyron.auth.repository import deleted_at, ensure_external_user, user_by_id
+from zyron.db.models import UserRole
 from zyron.db.unit_of_work import unit_of_work
 from zyron.errors import InvalidToken, NotAuthenticated
 from zyron.state import AppState, get_state
+
+log = logging.getLogger("zyron.auth")
 
 bearer_scheme = HTTPBearer(
     auto_error=False,
@@ -36,16 +44,25 @@ async def _optional_principal(
     # Keyed by issuer too: a built-in account being known must not admit a Supabase token
     # that names the same id.
     known = (principal.issuer, principal.user_id)
-    if known not in state.known_users:
+    account = state.known_users.get(known)
+    if account is None:
         forgotten = state.forgotten
-        await _check_account(state, principal)
+        account = await _check_account(state, principal)
         if state.forgotten == forgotten:
-            state.known_users[known] = True
+            state.known_users[known] = account
+    if account.disabled:
+        # Cached too: a disabled account's requests cost no query. Enabling it is announced,
+        # as disabling it was, and every replica then reads the row again.
+        raise AccountDisabled()
+    # The role comes from the row (so a demotion counts at once), never from a claim Zyron
+    # signed; a Supabase user may also be one by the token's app_metadata (docs/admin.md).
+    if account.admin or (principal.issuer == "supabase" and supabase_admin(principal.claims)):
+        return replace(principal, admin=True)
     return principal
 
 
-async def _check_account(state: AppState, principal: Principal) -> None:
-    """Make sure the token's user has a row: Supabase users get one on first use."""
+async def _check_account(state: AppState, principal: Principal) -> KnownAccount:
+    """Read the token's user's row (Supabase users get one on first use): role, disabled."""
     async with unit_of_work(
         state.sessionmaker, role="authenticated", claims=principal.claims
     ) as db:
@@ -61,9 +78,13 @@ async def _check_account(state: AppState, principal: Principal) -> None:
             # and the insert would otherwise be undone by it (the insert waits on the
             # deleting transaction's row, so this read sees what it committed).
             await _refuse_if_deleted_before_sign_in(db, principal)
-        elif await user_by_id(db, principal.user_id) is None:
+        user = await user_by_id(db, principal.user_id)
+        if user is None:
             # A valid signature for an account that is gone (e.g. the database was reset).
             raise InvalidToken("The account behind this token no longer exists.")
+        return KnownAccount(
+            admin=user.role == UserRole.ADMIN, disabled=user.disabled_at is not None
+        )
 
 
 async def _refuse_if_deleted_before_sign_in(db: AsyncSession, principal: Principal) -> None:
@@ -94,14 +115,52 @@ def _signed_in_after(principal: Principal, moment: datetime) -> bool:
     return bool(min(times) > moment.timestamp())
 
 
+async def authenticate(request: Request) -> Principal | None:
+    """Return the caller as the routes' dependencies would (None: no Authorization header)."""
+    return await _optional_principal(request, await bearer_scheme(request))
+
+
 def forget_account(state: AppState, user_id: uuid.UUID | None) -> None:
-    """Stop admitting an account (None: every account) without checking its row again."""
+    """Forget what was cached of an account (None: every account): its row is read again.
+
+    Called for a deletion, a change of role and a disabling or enabling, here and, through
+    Redis, on every replica (zyron.app._account_changed).
+    """
     state.forgotten += 1
     if user_id is None:
         state.known_users.clear()
         return
     for issuer in ("zyron", "supabase"):
         state.known_users.pop((issuer, user_id), None)
+
+
+# Checks begun by account changes heard from other replicas, kept until they end.
+_checks: set[asyncio.Task[None]] = set()
+
+
+def stop_replies_if_refused(state: AppState, user_id: uuid.UUID) -> None:
+    """Cancel the user's replies here if their row says they may no longer chat.
+
+    For an account change heard from another replica: a deletion or a disabling stops the
+    replies this process produces for the user (the provider stops billing); a change of role,
+    or an enabling, leaves them running.
+    """
+    task = asyncio.get_running_loop().create_task(_stop_if_refused(state, user_id))
+    _checks.add(task)
+    task.add_done_callback(_checks.discard)
+
+
+async def _stop_if_refused(state: AppState, user_id: uuid.UUID) -> None:
+    try:
+        async with unit_of_work(state.sessionmaker, role="service_role") as db:
+            user = await user_by_id(db, user_id)
+        refused = user is None or user.disabled_at is not None
+    except (SQLAlchemyError, OSError) as exc:
+        # Cannot tell: stop them, as every account change did before there were others.
+        log.warning("account change not checked", extra={"reason": type(exc).__name__})
+        refused = True
+    if refused:
+        state.generations.cancel_user(user_id)
 
 
 async def _current_principal(

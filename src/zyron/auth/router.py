@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from zyron.auth.deletion import delete_account
 from zyron.auth.deps import CurrentUser
+from zyron.auth.errors import AccountDisabled
 from zyron.auth.repository import user_by_id
 from zyron.auth.schemas import (
     AccountDeletion,
@@ -66,7 +67,7 @@ async def signup(body: SignupRequest, request: Request, service: Service) -> Tok
     return await service.signup(lambda: _service_transaction(request), body.email, body.password)
 
 
-@router.post("/login", responses=error_responses(InvalidCredentials, RateLimited))
+@router.post("/login", responses=error_responses(InvalidCredentials, AccountDisabled, RateLimited))
 async def login(body: LoginRequest, request: Request, service: Service) -> TokenPair:
     """Sign in with email and password."""
     # Per address (one client trying many accounts) and per account (many addresses guessing
@@ -80,7 +81,7 @@ async def login(body: LoginRequest, request: Request, service: Service) -> Token
     return tokens
 
 
-@router.post("/refresh", responses=error_responses(InvalidRefreshToken))
+@router.post("/refresh", responses=error_responses(InvalidRefreshToken, AccountDisabled))
 async def refresh(body: RefreshRequest, request: Request, service: Service) -> TokenPair:
     """Exchange a refresh token for a new pair; the old refresh token stops working."""
     # Its own transaction: revoking a reused token's family must commit although we answer 401.

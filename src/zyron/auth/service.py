@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from zyron.auth import repository as repo
+from zyron.auth.errors import AccountDisabled
 from zyron.auth.passwords import Passwords
 from zyron.auth.schemas import TokenPair, UserRead
 from zyron.auth.tokens import hash_refresh_token, issue_access_token, new_refresh_token
@@ -66,6 +67,8 @@ class AuthService:
         # Checked between the two transactions, for the same reason signup hashes first.
         if not await self._passwords.verify(stored, password) or user is None or stored is None:
             raise InvalidCredentials()
+        if user.disabled_at is not None:  # said only to whoever knows the password
+            raise AccountDisabled()
         rehashed = (
             await self._passwords.hash(password) if self._passwords.needs_rehash(stored) else None
         )
@@ -91,6 +94,10 @@ class AuthService:
         user = await repo.user_by_id(db, stored.user_id)
         if user is None:
             return None
+        if user.disabled_at is not None:
+            # Raised, so the transaction rolls back: the token is not used up, and works again
+            # once the account is enabled.
+            raise AccountDisabled()
         return await self._issue(db, user, family=stored.family)
 
     async def logout(self, db: AsyncSession, user_id: uuid.UUID, family: uuid.UUID) -> None:

@@ -37,6 +37,8 @@ from zyron.llm.base import (
 )
 from zyron.llm.prices import Prices, usd
 from zyron.llm.tokens import TokenCounter
+from zyron.ops import metrics
+from zyron.ops.model_call import ModelCall
 from zyron.sessions.repository import set_generated_title
 from zyron.settings import Settings
 from zyron.streams.events import StreamEvent, trim_delta
@@ -520,6 +522,9 @@ class Generations:
         outcome.charged = _charge(prompt, outcome)
         if prompt.prices is not None:
             outcome.cost = prompt.prices.cost(outcome.charged) if outcome.charged else 0
+        metrics.count_reply(
+            provider.name, prompt.model, outcome.status, outcome.charged, outcome.cost
+        )
         # Saving and ending the stream must happen even if this task is cancelled meanwhile:
         # they run as a task of their own, tracked so that shutdown waits for it.
         finish = asyncio.create_task(_finish(generation, writer, target, outcome, on_end))
@@ -579,6 +584,7 @@ class Generations:
                 ):
                     raise
                 attempt += 1
+                metrics.upstream_retries.labels(provider.name, exc.code).inc()
                 log.info(
                     "retrying upstream",
                     extra={"code": exc.code, "attempt": attempt, "delay_s": round(delay, 2)},
@@ -604,6 +610,7 @@ class Generations:
         # The silence allowed is then between `idle - slack` and `idle`.
         slack = min(1.0, idle / 10)
         moved_at = -slack
+        call = ModelCall(provider.name, provider.kind, prompt.model, prompt.max_tokens)
         try:
             async with asyncio.timeout(settings.upstream_first_token_timeout_seconds) as deadline:
                 async for event in provider.stream(
@@ -621,26 +628,40 @@ class Generations:
                         continue
                     else:
                         on_reasoning(event)
-                    got_text = True
+                    if not got_text:
+                        got_text = True
+                        call.first_chunk()
                     now = loop.time()
                     if now - moved_at >= slack:
                         deadline.reschedule(now + idle)
                         moved_at = now
         except TimeoutError as exc:
             which = "between tokens" if got_text else "before the first token"
+            call.failed("upstream_timeout")
             raise UpstreamError(
                 "upstream_timeout",
                 f"The model provider went silent {which}.",
                 status_code=504,
                 retryable=True,
             ) from exc
+        except UpstreamError as exc:
+            call.failed(exc.code)
+            raise
+        except asyncio.CancelledError:
+            call.failed("cancelled", upstream=False)
+            raise
+        except Exception:
+            call.failed("internal_error", upstream=False)
+            raise
         if finished is None:
+            call.failed("upstream_unavailable")
             raise UpstreamError(
                 "upstream_unavailable",
                 "The model provider ended the reply without finishing it.",
                 status_code=502,
                 retryable=True,
             )
+        call.finished(finished)
         return finished
 
 

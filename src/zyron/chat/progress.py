@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import logging
 import uuid
@@ -186,7 +187,11 @@ class ProgressBatcher:
         self._entries[entry] = None
         if self._task is None:
             self._last_tick = loop.time()
-            self._task = loop.create_task(self._run(), name="reply-progress")
+            # In a context of its own: it writes every reply's progress, so it must not stay
+            # in the trace (and log context) of the request whose reply happened to start it.
+            self._task = loop.create_task(
+                self._run(), name="reply-progress", context=contextvars.Context()
+            )
 
     def changed(self, entry: ProgressEntry) -> None:
         """Note that a reply grew; ask for an early tick once `flush_chars` are pending."""

@@ -43,6 +43,7 @@ from zyron.files import service as file_service
 from zyron.limits import usage
 from zyron.limits.budgets import Spent, budgets, check_budgets, worst_case_cost
 from zyron.limits.concurrency import Slot
+from zyron.limits.overrides import UserLimits, user_limits
 from zyron.limits.usage import check_quota
 from zyron.llm.base import Attachment, CacheTtl, ModelSpec, Provider, TokenUsage
 from zyron.llm.prices import usd
@@ -128,6 +129,7 @@ async def send_message(
                     settings.guest_daily_tokens,
                     "This address",
                     reserved=reserved,
+                    limit="guest_daily_tokens",
                 )
             await _check_budgets(
                 state,
@@ -613,19 +615,30 @@ async def _check_user_quota(
     prompt: PromptRequest,
     slot: Slot | None,
 ) -> None:
-    """Refuse a request that could take the user past today's token quota."""
+    """Refuse a request that could take the user past today's token quota or a budget."""
     settings = state.settings
-    if settings.rate_limit_enabled and settings.user_daily_tokens:
+    if not settings.rate_limit_enabled:
+        return
+    # The settings, or what an administrator set for this user (docs/admin.md).
+    limits = await user_limits(db, settings, principal.user_id)
+    if limits.daily_tokens:
         reserved = await _reserve(state, slot, prompt)  # before reading usage, as for guests
         check_quota(
             await usage.used_today(db, principal.user_id),
             _worst_case(prompt),
-            settings.user_daily_tokens,
+            limits.daily_tokens,
             "This account",
             reserved=reserved,
+            limit="user_daily_tokens",
         )
     await _check_budgets(
-        state, slot, prompt, "user", lambda: usage.spent(db, principal.user_id), "This account"
+        state,
+        slot,
+        prompt,
+        "user",
+        lambda: usage.spent(db, principal.user_id),
+        "This account",
+        limits=limits,
     )
 
 
@@ -636,13 +649,15 @@ async def _check_budgets(
     who: Literal["user", "guest"],
     spent: Callable[[], Awaitable[tuple[int, int]]],
     label: str,
+    *,
+    limits: UserLimits | None = None,
 ) -> None:
     """Refuse a request whose worst-case cost could pass a money budget of its owner's.
 
     Reserved before the spend is read, as tokens are: two requests started together each see
     the other's reservation, so together they cannot overspend.
     """
-    applying = budgets(state.settings, who)
+    applying = budgets(state.settings, who, limits)
     if not applying:
         return
     needed = worst_case_cost(

@@ -66,10 +66,18 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime, uuid.UUID: Uuid}
 
 
+class UserRole(StrEnum):
+    """What an account may do: use the API, or also administer it (docs/admin.md)."""
+
+    USER = "user"
+    ADMIN = "admin"
+
+
 class User(Base):
     """An account: built-in (with a password hash) or a Supabase Auth user (without)."""
 
     __tablename__ = "users"
+    __table_args__ = (CheckConstraint("role IN ('user', 'admin')", name="role"),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     # Stored lower-cased, so the unique index makes emails case-insensitive.
@@ -77,6 +85,9 @@ class User(Base):
     display_name: Mapped[str | None] = mapped_column(String(200))
     password_hash: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    role: Mapped[str] = mapped_column(String(16), default=UserRole.USER, server_default="user")
+    # Set while an administrator has disabled the account: its tokens are refused (403).
+    disabled_at: Mapped[datetime | None]
 
 
 class ChatSession(Base):
@@ -312,3 +323,19 @@ class DeletedAccount(Base):
     # No foreign key: the user row is gone. Only the id is kept, nothing that names a person.
     user_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     deleted_at: Mapped[datetime]
+
+
+class LimitOverride(Base):
+    """One user's quotas and budgets where an administrator set them; null: the server's."""
+
+    __tablename__ = "limit_overrides"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    # The same meaning as the settings they stand for: 0 turns that limit off for the user.
+    daily_tokens: Mapped[int | None] = mapped_column(BigInteger)  # USER_DAILY_TOKENS
+    daily_nanousd: Mapped[int | None] = mapped_column(BigInteger)  # USER_DAILY_USD
+    monthly_nanousd: Mapped[int | None] = mapped_column(BigInteger)  # USER_MONTHLY_USD
+    storage_bytes: Mapped[int | None] = mapped_column(BigInteger)  # MAX_STORAGE_BYTES_PER_USER
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

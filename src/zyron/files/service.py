@@ -23,6 +23,7 @@ from zyron.files import repository as repo
 from zyron.files.deps import StorageWork, remove_objects
 from zyron.files.sniff import kind, pdf_pages, sniff
 from zyron.files.storage import ObjectNotFound, Storage, StorageError, object_key
+from zyron.limits.overrides import user_limits
 from zyron.sessions import repository as sessions_repo
 from zyron.sessions.parts import mark_missing
 from zyron.settings import Settings
@@ -130,15 +131,18 @@ async def upload(
 
 
 async def _check_quota(db: AsyncSession, settings: Settings, user_id: uuid.UUID, size: int) -> None:
-    """Refuse a file that would take the user past MAX_STORAGE_BYTES_PER_USER."""
-    quota = settings.max_storage_bytes_per_user
+    """Refuse a file that would take the user past MAX_STORAGE_BYTES_PER_USER (or what an
+    administrator set for them)."""
+    limits = await user_limits(db, settings, user_id)
+    quota = limits.storage_bytes
     if not quota:
         return
     used = await repo.used_bytes(db, user_id)
     if used + size > quota:
         raise StorageQuotaExceeded(
-            f"Your files take {used} of your {quota} bytes (MAX_STORAGE_BYTES_PER_USER); "
-            f"this one ({size} bytes) does not fit. Delete some files first."
+            f"Your files take {used} of your {quota} bytes ({limits.setting('storage_bytes')}); "
+            f"this one ({size} bytes) does not fit. Delete some files first.",
+            limit="storage_quota",
         )
 
 

@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
 from zyron.errors import ZyronError
+from zyron.limits.overrides import UserLimits, server_limits
 from zyron.limits.usage import QuotaExceeded, seconds_to_midnight
 from zyron.llm.prices import NANOS_PER_USD, Prices
 from zyron.settings import Settings
@@ -36,6 +37,12 @@ class Budget:
     period: Period
     nanos: int
     setting: str
+    overridden: bool = False  # an administrator set it for this user (docs/admin.md)
+
+    @property
+    def source(self) -> str:
+        """Where the budget comes from, for a refusal's sentence."""
+        return f"{self.setting}, overridden for this account" if self.overridden else self.setting
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,19 +57,30 @@ class Spent:
         return self.day if period == "day" else self.month
 
 
-def budgets(settings: Settings, who: Literal["user", "guest"]) -> list[Budget]:
-    """The money budgets that apply to users or to guests; none when limits are off."""
+def budgets(
+    settings: Settings, who: Literal["user", "guest"], limits: UserLimits | None = None
+) -> list[Budget]:
+    """The money budgets that apply to users (`limits`: one user's) or to guests; none when
+    limits are off."""
     if not settings.rate_limit_enabled:
         return []
     if who == "user":
-        daily, monthly, prefix = settings.user_daily_usd, settings.user_monthly_usd, "USER"
+        mine = limits or server_limits(settings)
+        daily, monthly, prefix = mine.daily_nanousd, mine.monthly_nanousd, "USER"
+        overridden = mine.overridden
     else:
-        daily, monthly, prefix = settings.guest_daily_usd, settings.guest_monthly_usd, "GUEST"
+        daily = int(settings.guest_daily_usd * NANOS_PER_USD)
+        monthly = int(settings.guest_monthly_usd * NANOS_PER_USD)
+        prefix, overridden = "GUEST", frozenset()
     found = []
     if daily:
-        found.append(Budget("day", int(daily * NANOS_PER_USD), f"{prefix}_DAILY_USD"))
+        found.append(
+            Budget("day", daily, f"{prefix}_DAILY_USD", "daily_nanousd" in overridden)
+        )
     if monthly:
-        found.append(Budget("month", int(monthly * NANOS_PER_USD), f"{prefix}_MONTHLY_USD"))
+        found.append(
+            Budget("month", monthly, f"{prefix}_MONTHLY_USD", "monthly_nanousd" in overridden)
+        )
     return found
 
 
@@ -95,10 +113,11 @@ def check_budgets(
         running = f", and replies running now may cost {_usd(reserved)} more" if reserved else ""
         raise QuotaExceeded(
             f"{who} has spent {_usd(used)} of its {_usd(budget.nanos)} "
-            f"{'daily' if budget.period == 'day' else 'monthly'} budget ({budget.setting})"
+            f"{'daily' if budget.period == 'day' else 'monthly'} budget ({budget.source})"
             f"{running}; this request could cost up to {_usd(needed)}. The budget resets at "
             f"{when}, in {reset} s.",
             headers={"Retry-After": str(reset)},
+            limit=budget.setting.lower(),
         )
 
 

@@ -101,6 +101,7 @@ class ConcurrencyLimiter:
                     "RateLimit-Remaining": "0",
                     "RateLimit-Reset": str(RETRY_AFTER_SECONDS),
                 },
+                limit=f"{name}_concurrent",
             )
         return slot
 

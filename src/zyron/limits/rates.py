@@ -138,6 +138,7 @@ def _refusal(name: LimitName, limit: Limit, stats: WindowStats) -> RateLimited:
             "RateLimit-Remaining": str(max(0, stats.remaining)),
             "RateLimit-Reset": str(reset),
         },
+        limit=name,
     )
 
 

@@ -12,6 +12,7 @@ from zyron.auth.deps import CurrentUser
 from zyron.db.deps import UserDb
 from zyron.errors import InvalidToken, NotAuthenticated, error_responses
 from zyron.limits import usage
+from zyron.limits.overrides import user_limits
 from zyron.llm.base import USAGE_KINDS
 from zyron.llm.prices import usd
 from zyron.state import get_state
@@ -64,7 +65,8 @@ async def get_usage(
     settings = get_state(request).settings
     rows = await usage.by_day(db, principal.user_id, days)
     used = await usage.used_today(db, principal.user_id)
-    limit = settings.user_daily_tokens if settings.rate_limit_enabled else 0
+    limits = await user_limits(db, settings, principal.user_id)  # an override, if any
+    limit = limits.daily_tokens if settings.rate_limit_enabled else 0
     return UsageReport(
         days=[
             UsageDay(

@@ -58,10 +58,13 @@ def seconds_to_midnight() -> int:
     return max(1, math.ceil((midnight - now).total_seconds()))
 
 
-def check_quota(used: int, needed: int, quota: int, who: str, *, reserved: int = 0) -> None:
+def check_quota(
+    used: int, needed: int, quota: int, who: str, *, reserved: int = 0, limit: str
+) -> None:
     """Refuse a request whose worst case (prompt + max reply) would pass the quota.
 
-    `reserved` is what replies of the same owner still running may yet use.
+    `reserved` is what replies of the same owner still running may yet use; `limit` names
+    the quota in /metrics (user_daily_tokens, guest_daily_tokens).
     """
     if quota and used + reserved + needed > quota:
         reset = seconds_to_midnight()
@@ -70,6 +73,7 @@ def check_quota(used: int, needed: int, quota: int, who: str, *, reserved: int =
             f"{who} has used {used} of {quota} tokens today{running}; this request could use "
             f"up to {needed}. The quota resets at midnight UTC, in {reset} s.",
             headers={"Retry-After": str(reset)},
+            limit=limit,
         )
 
 

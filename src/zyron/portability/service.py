@@ -242,7 +242,8 @@ async def _check_import_quota(
     if used + adding > quota:
         raise StorageQuotaExceeded(
             f"Your files take {used} of your {quota} bytes (MAX_STORAGE_BYTES_PER_USER); "
-            f"the import's {files} files ({adding} bytes) do not fit."
+            f"the import's {files} files ({adding} bytes) do not fit.",
+            limit="storage_quota",
         )
 
 

@@ -41,7 +41,8 @@ def _quoted(term: str) -> str:
 
 def parse(raw: str, max_chars: int) -> Query:
     """Return the query, or raise a 422 that says why it cannot be searched for."""
-    text = raw.strip()
+    # No stored text holds NUL (Postgres refuses it): between words it only separates them.
+    text = raw.replace("\x00", " ").strip()
     if not text:
         raise InvalidInput("q: give a word or a phrase to search for.")
     if len(text) > max_chars:

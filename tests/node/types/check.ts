@@ -51,6 +51,10 @@ type Covered = {
   "/ui/chat": "post";
   "/ui/chat/{chat_id}/messages": "get";
   "/ui/chat/{chat_id}/stream": "get";
+  "/admin/users": "get";
+  "/admin/users/{user_id}": "get" | "patch";
+  "/admin/users/{user_id}/limits": "get" | "patch" | "delete";
+  "/admin/usage": "get";
 };
 export type EveryOperationIsCovered = Assert<Equal<Operations, Covered>>;
 
@@ -124,6 +128,27 @@ export type CancelAccepted =
   paths["/chat/{message_id}/cancel"]["post"]["responses"][202]["content"]["application/json"];
 
 export type ModelsOk = paths["/models"]["get"]["responses"][200]["content"]["application/json"];
+// Administration (docs/admin.md): to anyone but an admin, each of these is a 404.
+export type AdminUsersQuery = NonNullable<paths["/admin/users"]["get"]["parameters"]["query"]>;
+export type AdminUsersOk =
+  paths["/admin/users"]["get"]["responses"][200]["content"]["application/json"];
+export type AdminUserOk =
+  paths["/admin/users/{user_id}"]["get"]["responses"][200]["content"]["application/json"];
+export type AdminUserUpdate =
+  paths["/admin/users/{user_id}"]["patch"]["requestBody"]["content"]["application/json"];
+export type AdminUserLockout =
+  paths["/admin/users/{user_id}"]["patch"]["responses"][409]["content"]["application/json"];
+export type AdminLimitsOk =
+  paths["/admin/users/{user_id}/limits"]["get"]["responses"][200]["content"]["application/json"];
+export type AdminLimitsUpdate =
+  paths["/admin/users/{user_id}/limits"]["patch"]["requestBody"]["content"]["application/json"];
+export type AdminLimitsCleared =
+  paths["/admin/users/{user_id}/limits"]["delete"]["responses"][200]["content"]["application/json"];
+export type AdminUsageQuery = NonNullable<paths["/admin/usage"]["get"]["parameters"]["query"]>;
+export type AdminUsageOk =
+  paths["/admin/usage"]["get"]["responses"][200]["content"]["application/json"];
+export type AdminNotFound =
+  paths["/admin/usage"]["get"]["responses"][404]["content"]["application/json"];
 export type UsageQuery = NonNullable<paths["/usage"]["get"]["parameters"]["query"]>;
 export type UsageOk = paths["/usage"]["get"]["responses"][200]["content"]["application/json"];
 
@@ -252,6 +277,17 @@ export type AllTyped = [
   Assert<IsKnown<ResumeStream>>,
   Assert<IsKnown<CancelAccepted>>,
   Assert<IsKnown<ModelsOk>>,
+  Assert<IsKnown<AdminUsersQuery>>,
+  Assert<IsKnown<AdminUsageQuery>>,
+  Assert<IsKnown<AdminUserUpdate>>,
+  Assert<IsKnown<AdminLimitsUpdate>>,
+  Assert<Equal<AdminUsersOk, Schemas["AdminUserRead"][]>>,
+  Assert<Equal<AdminUserOk, Schemas["AdminUserRead"]>>,
+  Assert<Equal<AdminLimitsOk, Schemas["LimitsRead"]>>,
+  Assert<Equal<AdminLimitsCleared, Schemas["LimitsRead"]>>,
+  Assert<Equal<AdminUsageOk, Schemas["AdminUsageReport"]>>,
+  Assert<Equal<AdminUserLockout, Schemas["ErrorBody"]>>,
+  Assert<Equal<AdminNotFound, Schemas["ErrorBody"]>>,
   Assert<IsKnown<UsageQuery>>,
   Assert<IsKnown<UsageOk>>,
   Assert<IsKnown<FileUploadBody>>,
@@ -533,3 +569,20 @@ export const resumeTrigger: UiChatBody = { id: "c", messages: [], trigger: "resu
 export const noMessages: UiChatBody = { id: "c" };
 // @ts-expect-error: a part's type is required
 export const untypedPart: UiChatBody = { id: "c", messages: [{ id: "m", role: "user", parts: [{ text: "x" }] }] };
+
+// Administration: find the costliest user of a month, disable them, lift a quota for another.
+export const costliest = { start: "2026-11-01", end: "2026-11-30", top: 5 } satisfies AdminUsageQuery;
+export const costliestUser = (report: AdminUsageOk): string | undefined =>
+  report.top_users[0]?.user_id;
+export const disable = { disabled: true } satisfies AdminUserUpdate;
+export const promote = { role: "admin" } satisfies AdminUserUpdate;
+export const moreTokens = { daily_tokens: 5_000_000, daily_usd: null } satisfies AdminLimitsUpdate;
+export const findUser = { q: "ada@", role: "user", disabled: false, limit: 20 } satisfies AdminUsersQuery;
+export const isDisabled = (user: AdminUserOk): boolean => user.disabled && user.disabled_at !== null;
+export const heldTo = (limits: AdminLimitsOk): number | null => limits.effective.daily_tokens;
+// @ts-expect-error: a role is user or admin
+export const owner: AdminUserUpdate = { role: "owner" };
+// @ts-expect-error: disabled is a boolean
+export const disabledText: AdminUserUpdate = { disabled: "yes" };
+// @ts-expect-error: an override is a number (or null), not text
+export const textQuota: AdminLimitsUpdate = { daily_tokens: "5" };
