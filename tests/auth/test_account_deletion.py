@@ -743,9 +743,9 @@ def test_with_redis_down_the_deletion_still_happens(
             assert response.status_code == 204, response.text
             assert user_rows(server, account.id) == 0
             assert_error(client.get("/sessions", headers=account.headers), 401, "invalid_token")
-            warned = [r for r in caplog.records if r.getMessage().startswith("account deletion")]
+            warned = [r for r in caplog.records if r.getMessage().startswith("account change")]
             assert [r.getMessage() for r in warned] == [
-                "account deletion not announced to other replicas"
+                "account change not announced to other replicas"
             ]
     finally:
         redis.stop()

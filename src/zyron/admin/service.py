@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import RedisError
 from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -35,6 +34,7 @@ from zyron.admin.schemas import (
     UserUsage,
 )
 from zyron.auth import repository as auth_repo
+from zyron.auth.announce import announce_account_change
 from zyron.db.models import UserRole
 from zyron.db.unit_of_work import unit_of_work
 from zyron.errors import EmailTaken, InvalidInput, NotFound, ZyronError
@@ -44,7 +44,6 @@ from zyron.limits.usage import today
 from zyron.llm.base import USAGE_KINDS
 from zyron.llm.prices import NANOS_PER_USD, usd
 from zyron.settings import Settings
-from zyron.state import KNOWN_USERS_TTL_SECONDS
 
 if TYPE_CHECKING:
     from zyron.streams.redis_hub import RedisHub
@@ -201,22 +200,7 @@ async def create_user(admin: Admin, email: str, password_hash: str, *, role: Rol
 
 async def announce(hub: RedisHub | None, user_id: uuid.UUID) -> bool:
     """Tell every replica to forget what it cached of the account; False if none could be."""
-    if hub is None:
-        return False  # one process (or no server): nothing else to tell
-    try:
-        await hub.announce_account_change(user_id)
-    except (RedisError, OSError, TimeoutError) as exc:
-        # The change has committed: the other replicas' caches expire on their own.
-        log.warning(
-            "account change not announced to other replicas",
-            extra={
-                "user_id": str(user_id),
-                "reason": type(exc).__name__,
-                "stale_for_at_most_s": KNOWN_USERS_TTL_SECONDS,
-            },
-        )
-        return False
-    return True
+    return await announce_account_change(hub, user_id)
 
 
 def _totals(row: Row[Any]) -> dict[str, Any]:

@@ -16,10 +16,10 @@ from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from zyron.auth import repository as repo
+from zyron.auth.announce import announce_account_change
 from zyron.auth.deps import forget_account
 from zyron.auth.principal import Principal
 from zyron.db.types import utcnow
@@ -27,7 +27,7 @@ from zyron.db.unit_of_work import unit_of_work
 from zyron.errors import InvalidCredentials, InvalidInput, InvalidToken
 from zyron.files import repository as files_repo
 from zyron.files.deps import StorageWork
-from zyron.state import KNOWN_USERS_TTL_SECONDS, AppState
+from zyron.state import AppState
 
 if TYPE_CHECKING:
     from zyron.streams.redis_hub import RedisHub
@@ -111,23 +111,7 @@ async def announce_removal(
 ) -> bool:
     """Tell the other replicas to forget the account, and drop its replies' mirrors.
 
-    False if Redis could not be told.
+    False if Redis could not be told: the deletion has committed, and is answered as done;
+    the other replicas' caches expire on their own, the mirrors with their retention.
     """
-    if hub is None:
-        return False  # one process: forgetting it here was enough
-    try:
-        await hub.announce_account_change(user_id)
-        await hub.forget(mirrored)
-    except (RedisError, OSError, TimeoutError) as exc:
-        # The deletion has committed, and is answered as done: the other replicas' caches
-        # expire on their own within KNOWN_USERS_TTL_SECONDS, the mirrors with their retention.
-        log.warning(
-            "account deletion not announced to other replicas",
-            extra={
-                "user_id": str(user_id),
-                "reason": type(exc).__name__,
-                "stale_for_at_most_s": KNOWN_USERS_TTL_SECONDS,
-            },
-        )
-        return False
-    return True
+    return await announce_account_change(hub, user_id, also=mirrored)

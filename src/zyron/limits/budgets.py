@@ -74,9 +74,7 @@ def budgets(
         prefix, overridden = "GUEST", frozenset()
     found = []
     if daily:
-        found.append(
-            Budget("day", daily, f"{prefix}_DAILY_USD", "daily_nanousd" in overridden)
-        )
+        found.append(Budget("day", daily, f"{prefix}_DAILY_USD", "daily_nanousd" in overridden))
     if monthly:
         found.append(
             Budget("month", monthly, f"{prefix}_MONTHLY_USD", "monthly_nanousd" in overridden)
