@@ -105,6 +105,11 @@ def _account_changed(state: AppState, user_id: uuid.UUID | None) -> None:
     forget_account(state, user_id)
     if user_id is not None:
         stop_replies_if_refused(state, user_id)
+        return
+    # Announcements may have been missed while Redis was away: look again at every user
+    # whose replies run here (without cancelling any if the database cannot say).
+    for owner in state.generations.owners():
+        stop_replies_if_refused(state, owner, when_unsure=False)
 
 
 def create_app(
@@ -235,6 +240,10 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        # A path with a slash too many (or too few) is a 404 like any unknown path, not a
+        # 307 to the route: the redirect would tell a non-admin which /admin paths exist,
+        # and a 307 sends a request's body through a second time.
+        redirect_slashes=False,
     )
     install_error_handlers(app)
     tracer_provider = tracing.configure(app, settings, span_exporter)

@@ -14,6 +14,8 @@ import pytest
 from tests.admin.support import ADMIN_ROUTES, assert_error, make_admin
 from tests.backends import Backend
 from tests.fakes.anthropic_upstream import FakeAnthropic
+from tests.portability.conftest import import_file
+from tests.portability.test_refusals import _with_file
 from tests.support import PASSWORD, Account, LiveServer, signup
 
 
@@ -68,9 +70,11 @@ def test_non_admins_and_guests_get_the_404_of_a_path_that_does_not_exist(
                     expected.content,
                 ), (name, method, path, answer.text)
                 assert answer.headers.get("allow") is None, (name, method, path)
-            # A method the route does not take is no 405 either.
+            # A method the route does not take is no 405 either, nor a slash more a 307.
             wrong = client.request("PUT", path, headers=headers)
             assert (wrong.status_code, wrong.content) == (404, expected.content), (name, path)
+            slashed = client.request(method, f"{path}/", headers=headers)
+            assert (slashed.status_code, slashed.content) == (404, expected.content), path
     # Query parameters that would be refused for an admin: still the same 404.
     for query in ("limit=0", "start=not-a-date", "top=1000"):
         answer = client.get(f"/admin/users?{query}", headers=user.headers)
@@ -487,6 +491,10 @@ def test_overrides_change_what_the_user_is_allowed(
         "storage_bytes": 150,
     }
     detail = assert_error(upload(client, user, 100), 413, "storage_quota_exceeded")
+    assert "MAX_STORAGE_BYTES_PER_USER, overridden for this account" in detail
+    # An import's files count against the same override.
+    notes = _with_file(b"n" * 100)
+    detail = assert_error(import_file(client, user, notes), 413, "storage_quota_exceeded")
     assert "MAX_STORAGE_BYTES_PER_USER, overridden for this account" in detail
     assert upload(client, neighbour, 100).status_code == 201
 

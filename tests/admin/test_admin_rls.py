@@ -129,6 +129,7 @@ def test_authenticated_still_sees_only_its_own_rows(world: World) -> None:
     """A reads its own overrides (to be held to them) and cannot change any; nothing of B's."""
     a, b = world.a, world.b
     claims = claims_of(a.user_id)
+    newcomer = uuid.uuid4()
 
     async def scenario() -> dict[str, Any]:
         async def get(sql: str) -> set[Any] | str:
@@ -136,6 +137,16 @@ def test_authenticated_still_sees_only_its_own_rows(world: World) -> None:
 
         async def run(sql: str, *args: Any) -> str:
             return await outcome(world.app_dsn, sql, *args, role="authenticated", claims=claims)
+
+        async def delete_disabled() -> str:
+            conn = await asyncpg.connect(world.admin_dsn)
+            try:
+                await conn.execute("UPDATE users SET disabled_at = now() WHERE id = $1", a.user_id)
+                deleted = await run("DELETE FROM users WHERE id = $1", a.user_id)
+            finally:
+                await conn.execute("UPDATE users SET disabled_at = NULL WHERE id = $1", a.user_id)
+                await conn.close()
+            return deleted
 
         return {
             "users": await get("SELECT id FROM users"),
@@ -147,6 +158,29 @@ def test_authenticated_still_sees_only_its_own_rows(world: World) -> None:
             ),
             "delete": await run("DELETE FROM limit_overrides"),
             "promote self": await run("UPDATE users SET role = 'admin'"),
+            # Supabase's Data API: a row made as an admin, or made again to escape a disable.
+            "insert as admin": await outcome(
+                world.app_dsn,
+                "INSERT INTO users (id, role, created_at) VALUES ($1, 'admin', now())",
+                newcomer,
+                role="authenticated",
+                claims=claims_of(newcomer),
+            ),
+            "insert disabled": await outcome(
+                world.app_dsn,
+                "INSERT INTO users (id, disabled_at, created_at) VALUES ($1, now(), now())",
+                newcomer,
+                role="authenticated",
+                claims=claims_of(newcomer),
+            ),
+            "insert plain": await outcome(
+                world.app_dsn,
+                "INSERT INTO users (id, created_at) VALUES ($1, now())",
+                newcomer,
+                role="authenticated",
+                claims=claims_of(newcomer),
+            ),
+            "delete while disabled": await delete_disabled(),
         }
 
     assert asyncio.run(scenario()) == {
@@ -157,6 +191,10 @@ def test_authenticated_still_sees_only_its_own_rows(world: World) -> None:
         "insert": "42501 privilege",
         "delete": "42501 privilege",
         "promote self": "42501 privilege",
+        "insert as admin": "42501 policy",
+        "insert disabled": "42501 policy",
+        "insert plain": "INSERT 0 1",
+        "delete while disabled": "DELETE 0",
     }
 
 

@@ -165,8 +165,9 @@ def run_schemathesis(
         str(SCHEMATHESIS),
         "run",
         f"{target.server.url}/openapi.json",
-        # Every check: schemathesis.toml's `[checks] enabled = true`, not `--checks all`, which
-        # would override the checks it turns off for the admin routes (a 404, not a 401).
+        # Every check: schemathesis.toml's `[checks]` (with `max_response_time`), not
+        # `--checks all`, which would override the checks it turns off for the admin routes
+        # (a 404, not a 401).
         "--report",
         "har",
         "--report-har-path",

@@ -138,27 +138,31 @@ def forget_account(state: AppState, user_id: uuid.UUID | None) -> None:
 _checks: set[asyncio.Task[None]] = set()
 
 
-def stop_replies_if_refused(state: AppState, user_id: uuid.UUID) -> None:
+def stop_replies_if_refused(
+    state: AppState, user_id: uuid.UUID, *, when_unsure: bool = True
+) -> None:
     """Cancel the user's replies here if their row says they may no longer chat.
 
     For an account change heard from another replica: a deletion or a disabling stops the
     replies this process produces for the user (the provider stops billing); a change of role,
-    or an enabling, leaves them running.
+    or an enabling, leaves them running. `when_unsure`: whether to stop them when the row
+    cannot be read.
     """
-    task = asyncio.get_running_loop().create_task(_stop_if_refused(state, user_id))
+    task = asyncio.get_running_loop().create_task(_stop_if_refused(state, user_id, when_unsure))
     _checks.add(task)
     task.add_done_callback(_checks.discard)
 
 
-async def _stop_if_refused(state: AppState, user_id: uuid.UUID) -> None:
+async def _stop_if_refused(state: AppState, user_id: uuid.UUID, when_unsure: bool) -> None:
     try:
         async with unit_of_work(state.sessionmaker, role="service_role") as db:
             user = await user_by_id(db, user_id)
         refused = user is None or user.disabled_at is not None
     except (SQLAlchemyError, OSError) as exc:
-        # Cannot tell: stop them, as every account change did before there were others.
+        # Cannot tell: for a change announced, stop them, as every account change did before
+        # there were others.
         log.warning("account change not checked", extra={"reason": type(exc).__name__})
-        refused = True
+        refused = when_unsure
     if refused:
         state.generations.cancel_user(user_id)
 

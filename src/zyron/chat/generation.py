@@ -355,6 +355,10 @@ class Generations:
         keys = [key for key, owner in self._owners.items() if owner == user_id]
         return sum(self.cancel(key) for key in keys)
 
+    def owners(self) -> set[uuid.UUID]:
+        """The signed-in users this process produces replies for now."""
+        return set(self._owners.values())
+
     def cancel_here(self, key: uuid.UUID) -> None:
         """Cancel a reply if this process produces it (a cancel broadcast from another replica)."""
         self.cancel(key)

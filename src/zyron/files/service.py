@@ -99,7 +99,7 @@ async def upload(
     # Counted before the bytes are stored (a file that cannot fit costs no write), and again
     # under the user's file lock, which is held from there to the commit: the bytes are
     # stored without it, so a slow store never holds up the user's other file changes.
-    await _check_quota(db, settings, user_id, len(data))
+    await check_storage_quota(db, settings, user_id, len(data))
     file_id = uuid.uuid4()
     key = object_key(user_id, file_id)
     # Stored before the row is written: a row never points at bytes that are not there.
@@ -111,7 +111,7 @@ async def upload(
         raise
     work.stored(key)  # deleted again if the row is not committed (a refusal below included)
     await repo.lock_files_of(db, user_id)
-    await _check_quota(db, settings, user_id, len(data))
+    await check_storage_quota(db, settings, user_id, len(data))
     row = await repo.add_file(
         db,
         file_id=file_id,
@@ -130,18 +130,25 @@ async def upload(
     return row
 
 
-async def _check_quota(db: AsyncSession, settings: Settings, user_id: uuid.UUID, size: int) -> None:
-    """Refuse a file that would take the user past MAX_STORAGE_BYTES_PER_USER (or what an
-    administrator set for them)."""
+async def check_storage_quota(
+    db: AsyncSession, settings: Settings, user_id: uuid.UUID, size: int, *, files: int = 1
+) -> None:
+    """Refuse `files` new files of `size` bytes in all that would take the user past
+    MAX_STORAGE_BYTES_PER_USER (or what an administrator set for them)."""
     limits = await user_limits(db, settings, user_id)
     quota = limits.storage_bytes
-    if not quota:
+    if not quota or not files:
         return
     used = await repo.used_bytes(db, user_id)
     if used + size > quota:
+        what = (
+            f"this one ({size} bytes) does"
+            if files == 1
+            else f"these {files} files ({size} bytes) do"
+        )
         raise StorageQuotaExceeded(
             f"Your files take {used} of your {quota} bytes ({limits.setting('storage_bytes')}); "
-            f"this one ({size} bytes) does not fit. Delete some files first.",
+            f"{what} not fit. Delete some files first.",
             limit="storage_quota",
         )
 

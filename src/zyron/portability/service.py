@@ -21,13 +21,12 @@ from zyron.errors import (
     ImportConflict,
     InvalidImport,
     PayloadTooLarge,
-    StorageQuotaExceeded,
     UnsupportedMediaType,
     ZyronError,
 )
 from zyron.files import repository as files_repo
 from zyron.files.deps import StorageWork, remove_objects
-from zyron.files.service import check_file, display_name
+from zyron.files.service import check_file, check_storage_quota, display_name
 from zyron.files.storage import StorageError, object_key
 from zyron.portability import import_chatgpt, import_claude, import_zyron
 from zyron.portability import repository as repo
@@ -185,7 +184,7 @@ async def _store_files(
     existing = await repo.files_by_content(db, user_id, wanted)
     new = [item for item in checked if (item.sha256, item.filename) not in existing]
     adding = sum(len(item.file.data) for item in new)
-    await _check_import_quota(db, settings, user_id, len(new), adding)
+    await check_storage_quota(db, settings, user_id, adding, files=len(new))
     keys: list[tuple[_Checked, uuid.UUID, str]] = []
     for item in new:
         file_id = uuid.uuid4()
@@ -205,7 +204,7 @@ async def _store_files(
             "A file this import would reuse was deleted while it ran; nothing was kept. "
             "Import the file again."
         )
-    await _check_import_quota(db, settings, user_id, len(new), adding)
+    await check_storage_quota(db, settings, user_id, adding, files=len(new))
     stored: dict[str, _Stored] = {}
     reused = 0
     for item in checked:
@@ -229,22 +228,6 @@ async def _store_files(
             file_id, item.media_type, item.filename, len(item.file.data)
         )
     return stored, reused
-
-
-async def _check_import_quota(
-    db: AsyncSession, settings: Settings, user_id: uuid.UUID, files: int, adding: int
-) -> None:
-    """Refuse an import whose new files would take the user past their storage quota."""
-    quota = settings.max_storage_bytes_per_user
-    if not quota or not files:
-        return
-    used = await files_repo.used_bytes(db, user_id)
-    if used + adding > quota:
-        raise StorageQuotaExceeded(
-            f"Your files take {used} of your {quota} bytes (MAX_STORAGE_BYTES_PER_USER); "
-            f"the import's {files} files ({adding} bytes) do not fit.",
-            limit="storage_quota",
-        )
 
 
 @dataclass

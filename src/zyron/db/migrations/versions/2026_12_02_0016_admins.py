@@ -16,6 +16,11 @@ limit_overrides. Like
 service_role's, they hold only in a transaction that really switched role
 (`current_user = 'zyron_admin'`): on Postgres before 16 the login role is a member of it.
 A signed-in user reads their own overrides (to be held to them) and nobody else's.
+
+A signed-in user may still create their own `users` row (a Supabase user's, on first use) and
+delete it, as before, but now only as a plain user and only while not disabled: through
+Supabase's Data API, a user could otherwise insert their row as an admin before Zyron makes
+it, or escape a disable by deleting the row and having it made again.
 """
 
 from __future__ import annotations
@@ -100,8 +105,25 @@ def _create_admin_role() -> str:
     )
 
 
+# The own-row policies on users that 0002 and 0013 made, and what replaces them here.
+OWN_USER_ROW = f"id = {rls.CURRENT_USER_ID}"
+PLAIN_NEW_USER = "role = 'user' AND disabled_at IS NULL AND password_hash IS NULL"
+
+
+def _own_user_row_policies() -> list[str]:
+    return [
+        "DROP POLICY IF EXISTS users_insert_own ON users",
+        "CREATE POLICY users_insert_own ON users AS PERMISSIVE FOR INSERT TO authenticated "
+        f"WITH CHECK ({OWN_USER_ROW} AND {PLAIN_NEW_USER})",
+        "DROP POLICY IF EXISTS users_delete_own ON users",
+        "CREATE POLICY users_delete_own ON users AS PERMISSIVE FOR DELETE TO authenticated "
+        f"USING ({OWN_USER_ROW} AND disabled_at IS NULL)",
+    ]
+
+
 def _policies() -> list[str]:
     statements = [_create_admin_role(), rls.allow_switch_to(ADMIN_ROLE)]
+    statements += _own_user_row_policies()
     statements += rls.enable_rls("limit_overrides")
     statements += rls.owner_policies("limit_overrides", "user_id", commands=("select",))
     statements += rls.reset_grants("limit_overrides", authenticated="SELECT", service_role="")
@@ -128,6 +150,11 @@ def downgrade() -> None:
                 op.execute(f"DROP POLICY IF EXISTS {table}_{command}_admin ON {table}")
         op.execute(f"REVOKE {ADMIN_GRANTS[0]} FROM {ADMIN_ROLE}")
         op.execute(f"REVOKE {ADMIN_GRANTS[1]} FROM {ADMIN_ROLE}")
+        # The own-row policies as 0002 and 0013 made them (before the columns they read go).
+        op.execute("DROP POLICY IF EXISTS users_insert_own ON users")
+        op.execute("DROP POLICY IF EXISTS users_delete_own ON users")
+        for statement in rls.owner_policies("users", "id", commands=("insert", "delete")):
+            op.execute(statement)
     op.drop_table("limit_overrides")
     op.drop_column("users", "disabled_at")
     op.drop_column("users", "role")
