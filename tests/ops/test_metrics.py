@@ -142,9 +142,12 @@ def test_every_family_after_known_traffic_under_two_workers(
     def settled() -> Scrape | None:
         scrape = Scrape.get(port_url)
         open_now = scrape.value("zyron_streams_open")
-        return scrape if open_now == 0 and scrape.value("zyron_redis_up") == 1 else None
+        # Both workers have started and sampled their pools ((3 + 2) connections at most
+        # each): the server was healthy as soon as one of them was.
+        both = scrape.value("db_client_connection_max") == 10
+        return scrape if open_now == 0 and both and scrape.value("zyron_redis_up") == 1 else None
 
-    scrape = wait_until(settled, "the streams closed and Redis seen up")
+    scrape = wait_until(settled, "the streams closed, both workers sampled, Redis seen up")
     assert scrape is not None
     for name, kind in FAMILIES.items():
         assert scrape.types.get(name) == kind, (name, scrape.types.get(name))
@@ -188,8 +191,6 @@ def test_every_family_after_known_traffic_under_two_workers(
     assert scrape.value(http, http_route="/chat", http_response_status_code="200") == 6
     assert scrape.value(http, http_route="/chat", http_response_status_code="429") == 1
     assert scrape.value(http, http_route="/auth/signup", http_response_status_code="201") == 1
-    # Both workers' pools: (3 + 2) connections at most each.
-    assert scrape.value("db_client_connection_max") == 10
     pool = scrape.samples("db_client_connection_count")
     assert {sample.labels["db_client_connection_state"] for sample in pool} == {"used", "idle"}
 
